@@ -1,0 +1,129 @@
+"""The `drive` command: collect, info, train, evaluate, demo.
+
+    drive demo                                   # everything, sized for a 2-core CPU
+    drive collect --out data/demo --episodes 60  # expert demonstrations
+    drive info data/demo                         # what a dataset holds
+    drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
+    drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
+
+`drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from driving.collect import CollectConfig, NoiseConfig, collect
+from driving.evaluate import EvalConfig, evaluate
+
+
+@dataclass(frozen=True)
+class InfoConfig:
+    """Print what a dataset holds: episodes, frames, label distributions, damaged files."""
+
+    path: Annotated[Path, tyro.conf.Positional]
+    """dataset folder"""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Collect demonstrations, train PilotNet and evaluate it on held-out roads, then print the table.
+
+    Sized for a 2-core CPU; re-running continues where a killed run stopped.
+    """
+
+    out: Path = Path("logs/demo")
+    """run folder: data/, run/ (TensorBoard + checkpoints), eval/ (metrics.json, videos)"""
+    episodes: int = 80
+    """training roads to collect"""
+    epochs: int = 6
+    """training epochs"""
+    eval_episodes: int = 50
+    """held-out roads to evaluate on"""
+    workers: int = 2
+    """processes for collection and evaluation"""
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """DART noise while collecting"""
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
+    from driving.train import TrainConfig, train
+
+    start = time.perf_counter()
+    data, run = cfg.out / "data", cfg.out / "run"
+    print(f"[1/3] collecting {cfg.episodes} expert episodes into {data}")
+    collect(CollectConfig(out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise))
+    print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
+    resume = (run / "last.pt").exists()
+    summary = train(TrainConfig(data=data, run=run, epochs=cfg.epochs, resume=resume,
+                                eval_episodes=0))
+    print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
+    report = evaluate(str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers,
+                      video=2)
+    _log_eval(run, report)
+    minutes = (time.perf_counter() - start) / 60
+    print(report["table"])
+    print(f"demo finished in {minutes:.1f} min; metrics: {cfg.out / 'eval' / 'metrics.json'}, "
+          f"videos: {cfg.out / 'eval' / 'videos'}")
+    return report
+
+
+def _log_eval(run: Path, report: dict) -> None:
+    """Closed-loop metrics into the run's TensorBoard, under eval/."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run)) as writer:
+        for name, value in report["overall"].items():
+            writer.add_scalar(f"eval/{name}", float(value))
+        writer.add_text("eval/table", report["table"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `drive`; returns the exit code."""
+    from driving.train import TrainConfig
+
+    cfg = tyro.extras.subcommand_cli_from_dict(
+        {"collect": CollectConfig, "info": InfoConfig, "train": TrainConfig,
+         "evaluate": EvalConfig, "demo": DemoConfig},
+        prog="drive", description=__doc__.split("\n")[0], args=argv,
+    )
+    try:
+        if isinstance(cfg, CollectConfig):
+            summary = collect(cfg)
+            print(f"collected {summary['episodes']} episodes, {summary['frames']} frames "
+                  f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}")
+        elif isinstance(cfg, InfoConfig):
+            from driving.dataset import info
+
+            print(info(cfg.path))
+        elif isinstance(cfg, TrainConfig):
+            from driving.train import train
+
+            summary = train(cfg)
+            print(json.dumps({k: str(v) for k, v in summary.items()}, indent=2))
+        elif isinstance(cfg, EvalConfig):
+            report = evaluate(**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
+            print(report["table"])
+            print(f"metrics: {cfg.out / 'metrics.json'}")
+        elif isinstance(cfg, DemoConfig):
+            run_demo(cfg)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished episodes and the last checkpoint are kept on disk; "
+              "re-run the same command to continue", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Collect expert demonstrations: camera frames labelled with the expert's [steering, throttle].
+
+    drive collect --out data/demo --episodes 60 --workers 2
+
+Noise injection (DART, Laskey et al. 2017): the executed action is the expert's plus temporally
+correlated noise, so the car really drifts off the lane centre; the stored label is always the
+expert's clean action for the state the car is in, so the data teaches recoveries.
+
+The command is idempotent: `--episodes N` asks for the seeds `first_seed .. first_seed + N - 1`,
+and seeds already in the dataset are skipped. Re-running after a kill completes the set; asking
+for more episodes extends it; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from driving.dataset import Episode, used_seeds, write_episode
+from envs import train_seeds
+from envs.camera import CameraConfig
+from envs.expert import Expert
+from envs.world import SCENARIO, make_env
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Temporally correlated (AR(1)) noise added to the executed action, never to the label."""
+
+    steering: float = 0.05
+    """standard deviation of the steering noise (action units, 1 = full range)"""
+    throttle: float = 0.15
+    """standard deviation of the throttle noise (action units)"""
+    correlation: float = 0.9
+    """AR(1) coefficient per step: 0 = white noise, 0.9 = about 1 s memory at 10 Hz"""
+
+    def validate(self) -> None:
+        if self.steering < 0 or self.throttle < 0:
+            raise ValueError(f"noise must be >= 0, got steering={self.steering}, "
+                             f"throttle={self.throttle}")
+        if not 0 <= self.correlation < 1:
+            raise ValueError(f"noise correlation must be in [0, 1), got {self.correlation}")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Record expert demonstrations into a dataset folder."""
+
+    out: Path
+    """dataset folder (created if missing; an existing dataset is extended, never overwritten)"""
+    episodes: int = 60
+    """number of roads: the seeds first_seed .. first_seed + episodes - 1"""
+    first_seed: int = 0
+    """first road seed (training seeds are below 1,000,000; evaluation roads are never used)"""
+    workers: int = 1
+    """processes collecting in parallel"""
+    scenario: str = SCENARIO
+    """'winding-road' or a highway-env scenario id such as 'highway-v0'"""
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """DART noise on the executed action (set both to 0 for clean demonstrations)"""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """camera settings"""
+
+    def validate(self) -> list[int]:
+        """Check the settings once; return the seeds to collect."""
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        self.noise.validate()
+        self.camera.validate()
+        return train_seeds(self.first_seed, self.episodes)
+
+
+class CorrelatedNoise:
+    """AR(1) noise with stationary standard deviation `scale`, per action component."""
+
+    def __init__(self, cfg: NoiseConfig, seed: int) -> None:
+        self.scale = np.array([cfg.steering, cfg.throttle])
+        self.rho = cfg.correlation
+        self.rng = np.random.default_rng(seed)
+        self.value = self.rng.normal(0, 1, 2) * self.scale
+
+    def sample(self) -> np.ndarray:
+        innovation = self.rng.normal(0, 1, 2) * self.scale * np.sqrt(1 - self.rho**2)
+        self.value = self.rho * self.value + innovation
+        return self.value
+
+
+def run_expert_episode(env, expert: Expert, seed: int, noise: NoiseConfig) -> Episode:
+    """Drive one road with the (noisy) expert; every frame is labelled with its clean action."""
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    perturb = CorrelatedNoise(noise, seed)
+    rows: dict[str, list] = {k: [] for k in ("frames", "labels", "actions", "speed",
+                                             "lateral_offset", "heading_error")}
+    done = False
+    while not done:
+        label = expert.act(obs)
+        action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
+        rows["frames"].append(obs["image"])
+        rows["labels"].append(label)
+        rows["actions"].append(action)
+        rows["speed"].append(info["speed"])
+        rows["lateral_offset"].append(info["lateral_offset"])
+        rows["heading_error"].append(info["heading_error"])
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    arrays = {k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32)
+              for k, v in rows.items()}
+    meta = {
+        "driver": "expert",
+        "scenario": env.unwrapped.__class__.__name__,
+        "camera": asdict(env.camera_config),
+        "noise": asdict(noise),
+        "outcome": {"on_road": info["on_road"], "crashed": info["crashed"],
+                    "reached_end": bool(info.get("reached_end", False))},
+    }
+    return Episode(seed=seed, meta=meta, **arrays)
+
+
+_worker_state: dict = {}
+
+
+def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
+    """Collect and write one episode (in a worker process); returns (seed, frames)."""
+    if "env" not in _worker_state:
+        env = make_env(cfg.scenario, cfg.camera)
+        _worker_state.update(env=env, expert=Expert(env))
+    episode = run_expert_episode(_worker_state["env"], _worker_state["expert"], seed, cfg.noise)
+    episode.meta["scenario_name"] = cfg.scenario
+    write_episode(cfg.out, episode)
+    return seed, len(episode.frames)
+
+
+def collect(cfg: CollectConfig) -> dict:
+    """Collect the missing episodes of `cfg`; returns a summary."""
+    wanted = cfg.validate()
+    make_env(cfg.scenario, cfg.camera).close()  # fail fast on a bad scenario name
+    have = used_seeds(cfg.out) if (cfg.out / "manifest.json").exists() else set()
+    todo = [s for s in wanted if s not in have]
+    if len(todo) < len(wanted):
+        print(f"{len(wanted) - len(todo)} of {len(wanted)} episodes already in {cfg.out}; "
+              f"collecting the other {len(todo)}")
+    frames, start = 0, time.perf_counter()
+    bar = tqdm(total=len(todo), unit="episode", desc="collect")
+    try:
+        if cfg.workers == 1:
+            results = (_collect_one(cfg, seed) for seed in todo)
+            for _, n in results:
+                frames += n
+                bar.update(1)
+                bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}")
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
+                futures = [pool.submit(_collect_one, cfg, seed) for seed in todo]
+                for future in as_completed(futures):
+                    frames += future.result()[1]
+                    bar.update(1)
+                    bar.set_postfix(frames=frames,
+                                    fps=f"{frames / (time.perf_counter() - start):.0f}")
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"episodes": len(todo), "frames": frames, "seconds": seconds,
+            "frames_per_s": frames / max(seconds, 1e-9), "out": str(cfg.out)}
+
+
+def _init_worker() -> None:
+    # One process per core: keep numpy/OpenCV from spawning threads that fight each other.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)

@@ -1,0 +1,201 @@
+"""Closed-loop evaluation on held-out roads: camera frame in, action out, expert as the safety driver.
+
+    drive evaluate --policy logs/demo/best.pt --episodes 50 --out logs/demo/eval
+
+Every episode runs on an evaluation seed (see `envs`), never seen in training. When the policy
+gets more than 1 m off the lane centre or leaves the road, the expert takes over until the car is
+back on the centre; each takeover counts as an intervention (metrics in `driving.metrics`).
+Writes `metrics.json` (overall and per episode, with the seeds), mp4 videos of the first episodes,
+and prints a table with the expert's numbers beside the policy's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from driving.metrics import INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
+from driving.video import overlay, write_mp4
+from envs import eval_seeds
+from envs.camera import CameraConfig
+from envs.expert import Expert
+from envs.world import SCENARIO, make_env
+
+EXPERT = "expert"
+BACK_ON_CENTRE = 0.2  # [m] the expert hands back control this close to the centre
+BACK_ON_HEADING = 0.05  # [rad] ... and this well aligned
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Run a policy closed-loop on held-out roads and report the driving metrics."""
+
+    policy: str
+    """a checkpoint file (.pt) or 'expert'"""
+    episodes: int = 50
+    """number of held-out roads"""
+    out: Path = Path("logs/eval")
+    """folder for metrics.json and videos"""
+    workers: int = 2
+    """processes running episodes in parallel"""
+    video: int = 1
+    """record an mp4 of this many episodes (the first ones)"""
+    compare_expert: bool = True
+    """also run the expert on the same roads and print both"""
+    seed_offset: int = 0
+    """skip this many evaluation seeds (to use other held-out roads)"""
+
+    def validate(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if self.video < 0:
+            raise ValueError(f"--video must be >= 0, got {self.video}")
+        if self.policy != EXPERT and not Path(self.policy).is_file():
+            raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
+
+
+def load_policy(spec: str, env):
+    """The policy named by `spec` and the camera it was trained with."""
+    if spec == EXPERT:
+        return Expert(env), CameraConfig()
+    from driving.policy import NetPolicy
+
+    policy = NetPolicy.from_checkpoint(spec)
+    return policy, CameraConfig(**policy.camera)
+
+
+def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -> dict:
+    """One episode with interventions; returns its metrics (and writes its video if asked)."""
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    expert.reset()
+    record = {k: [] for k in RECORD_KEYS}
+    frames, autonomous, done = [], True, False
+    dt = 1.0 / env.unwrapped.config["policy_frequency"]
+    while not done:
+        expert_action = expert.act(obs)
+        action = policy.act(obs) if autonomous else expert_action
+        if video is not None:
+            note = "" if autonomous else "EXPERT DRIVING"
+            frames.append(overlay(obs["image"], action, expert_action, info["speed"],
+                                  len(record["speed"]) * dt, note))
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        started = autonomous and (abs(info["lateral_offset"]) > INTERVENTION_OFFSET
+                                  or not info["on_road"] or info["crashed"])
+        record["autonomous"].append(autonomous)
+        record["intervention"].append(started)
+        for key in ("speed", "speed_limit", "lateral_offset", "heading", "on_road", "crashed",
+                    "distance"):
+            record[key].append(info[key])
+        if started:
+            autonomous = False
+        elif not autonomous and abs(info["lateral_offset"]) < BACK_ON_CENTRE \
+                and abs(info["heading_error"]) < BACK_ON_HEADING:
+            autonomous = True
+    metrics = episode_metrics({k: np.asarray(v) for k, v in record.items()}, dt,
+                              bool(info.get("reached_end", False)))
+    if video is not None:
+        write_mp4(video, frames, fps=1.0 / dt)
+    return {"seed": seed, **metrics}
+
+
+_worker: dict = {}
+
+
+def _run_seed(spec: str, seed: int, video: Path | None) -> dict:
+    """Evaluate one seed in a worker process (the env and policy are built once per process)."""
+    if _worker.get("spec") != spec:
+        probe = make_env(SCENARIO)
+        _, camera = load_policy(spec, probe)
+        env = make_env(SCENARIO, camera, terminate_off_road=False)
+        policy, _ = load_policy(spec, env)
+        _worker.update(spec=spec, env=env, policy=policy, expert=Expert(env))
+    return rollout(_worker["env"], _worker["policy"], _worker["expert"], seed, video)
+
+
+def _init_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def run_episodes(spec: str, seeds: list[int], workers: int, videos: dict[int, Path],
+                 desc: str) -> list[dict]:
+    """Evaluate `spec` on `seeds`, in `workers` processes, with a progress bar."""
+    bar = tqdm(total=len(seeds), unit="road", desc=desc)
+    results = []
+    try:
+        if workers == 1:
+            _init_worker()
+            for seed in seeds:
+                results.append(_run_seed(spec, seed, videos.get(seed)))
+                bar.update(1)
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+                # map keeps the seeds' order; chunks of 1 balance roads of different lengths.
+                for result in pool.map(_run_seed, [spec] * len(seeds), seeds,
+                                       [videos.get(s) for s in seeds]):
+                    results.append(result)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.0%}")
+    finally:
+        bar.close()
+    return results
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Side-by-side table of overall metrics, one column per driver."""
+    rows = [("success rate", "success_rate", "{:.1%}"), ("autonomy", "autonomy", "{:.2f} %"),
+            ("interventions / km", "interventions_per_km", "{:.3f}"),
+            ("distance", "distance_km", "{:.2f} km"),
+            ("mean |lateral offset|", "mean_abs_lateral_offset", "{:.3f} m"),
+            ("mean speed", "mean_speed", "{:.2f} m/s"),
+            ("time speeding", "speeding_share", "{:.2%}"),
+            ("speeding violations", "speeding_violations", "{:d}"),
+            ("peak lateral accel", "peak_lateral_accel", "{:.2f} m/s^2"),
+            ("mean peak lateral accel", "mean_peak_lateral_accel", "{:.2f} m/s^2")]
+    names = list(results)
+    lines = [f"| metric | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def evaluate(policy: str, episodes: int = 50, out: Path = Path("logs/eval"), workers: int = 2,
+             video: int = 1, compare_expert: bool = True, seed_offset: int = 0) -> dict:
+    """Evaluate `policy` on held-out roads; writes `out/metrics.json` and videos; returns it all."""
+    cfg = EvalConfig(policy, episodes, Path(out), workers, video, compare_expert, seed_offset)
+    cfg.validate()
+    seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
+    videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
+    per_episode = run_episodes(cfg.policy, seeds, cfg.workers, videos, "evaluate")
+    report = {"policy": cfg.policy, "config": {k: str(v) for k, v in asdict(cfg).items()},
+              "seeds": seeds, "overall": summarize(per_episode), "episodes": per_episode,
+              "videos": [str(p) for p in videos.values()]}
+    table = {"policy": report["overall"]}
+    if cfg.compare_expert and cfg.policy != EXPERT:
+        expert_episodes = run_episodes(EXPERT, seeds, cfg.workers, {}, "expert")
+        report["expert"] = {"overall": summarize(expert_episodes), "episodes": expert_episodes}
+        report["overall"]["speed_ratio_to_expert"] = (
+            report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"])
+        table["expert"] = report["expert"]["overall"]
+    report["table"] = format_table(table)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, cfg.out / "metrics.json")
+    return report

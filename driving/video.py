@@ -1,0 +1,64 @@
+"""Videos of rollouts: the camera frame enlarged, with the actions and speed drawn beneath it.
+
+Written as H.264 mp4 through the ffmpeg binary that imageio-ffmpeg ships, so the files play in
+web browsers too (OpenCV's 'mp4v' files do not).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+SCALE = 3  # camera pixels -> video pixels
+PANEL = 72  # [px] height of the text panel under the frame
+GREEN, RED, WHITE, GREY = (60, 220, 60), (240, 70, 70), (255, 255, 255), (90, 90, 90)
+
+
+def _bar(panel: np.ndarray, y: int, value: float, colour: tuple, label: str) -> None:
+    """A horizontal bar from the panel's centre, right for positive values, left for negative."""
+    width = panel.shape[1]
+    centre, half = width // 2, width // 2 - 110
+    cv2.rectangle(panel, (centre - half, y), (centre + half, y + 8), GREY, 1)
+    end = centre + int(np.clip(value, -1, 1) * half)
+    cv2.rectangle(panel, (min(centre, end), y), (max(centre, end), y + 8), colour, -1)
+    cv2.putText(panel, f"{label} {value:+.2f}", (4, y + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                colour, 1, cv2.LINE_AA)
+
+
+def overlay(frame: np.ndarray, policy: np.ndarray, expert: np.ndarray, speed: float,
+            time_s: float, note: str = "") -> np.ndarray:
+    """Enlarged camera frame over a panel: policy (red) vs expert (green) steering and throttle."""
+    big = cv2.resize(frame, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_NEAREST)
+    panel = np.zeros((PANEL, big.shape[1], 3), np.uint8)
+    _bar(panel, 4, float(policy[0]), RED, "steer policy")
+    _bar(panel, 18, float(expert[0]), GREEN, "steer expert")
+    _bar(panel, 34, float(policy[1]), RED, "throt policy")
+    _bar(panel, 48, float(expert[1]), GREEN, "throt expert")
+    text = f"{speed:5.1f} m/s  t={time_s:5.1f} s  {note}"
+    cv2.putText(panel, text, (4, 68), cv2.FONT_HERSHEY_SIMPLEX, 0.4, WHITE, 1, cv2.LINE_AA)
+    out = np.concatenate([big, panel], axis=0)
+    # libx264 with yuv420p needs even sides.
+    return out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Write RGB frames as an H.264 mp4, atomically (a killed run leaves no half video)."""
+    if not frames:
+        raise ValueError(f"no frames to write to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    tmp = path.with_name(path.name + ".tmp.mp4")
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+        macro_block_size=1, output_params=["-loglevel", "error"],
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    os.replace(tmp, path)
+    return path

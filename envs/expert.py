@@ -1,0 +1,127 @@
+"""The privileged expert: drives from ground truth (lane geometry, own pose and speed).
+
+Lateral: a linear controller on the lane frame. With e the lateral offset [m] and psi the angle
+between the direction of motion and the lane [rad], commanding the path curvature
+    kappa = kappa_lane - (2 zeta omega v psi + omega^2 e) / v^2
+gives e'' + 2 zeta omega e' + omega^2 e = 0: the car settles on the lane centre in about 2/omega
+seconds without overshoot, and tracks curves exactly thanks to the lane-curvature feed-forward.
+The curvature is turned into a steering angle with highway-env's kinematic bicycle model.
+
+Longitudinal: a target speed, the cruise speed lowered for bends ahead so that the lateral
+acceleration stays under `max_lateral_accel` and braking stays gentle; throttle is proportional to
+the speed error. The look-ahead equals what the camera shows ahead, so the label is a function of
+the frame and the speedometer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.utils import wrap_to_pi
+
+from envs.world import ACCELERATION_RANGE, STEERING_RANGE
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """How the expert drives."""
+
+    cruise_speed: float | None = None
+    """speed on straights [m/s]; None: the lane's speed limit"""
+    max_lateral_accel: float = 3.0
+    """lateral acceleration allowed in bends [m/s^2]"""
+    comfort_decel: float = 2.0
+    """deceleration used to slow before bends [m/s^2]"""
+    lookahead: float = 40.0
+    """how far ahead bends are anticipated [m]"""
+    omega: float = 1.0
+    """lateral natural frequency [rad/s]"""
+    zeta: float = 1.0
+    """lateral damping ratio"""
+    speed_gain: float = 1.0
+    """acceleration per m/s of speed error [1/s]"""
+
+
+def _lane_curvature(lane, longitudinal: float, ds: float = 1.0) -> float:
+    """Signed curvature [1/m] of a lane's centre line (positive: turns right on screen)."""
+    return float(
+        wrap_to_pi(lane.heading_at(longitudinal + ds) - lane.heading_at(longitudinal - ds)) / (2 * ds)
+    )
+
+
+class Expert:
+    """Privileged driver for any highway-env scenario; `act()` returns [steering, throttle]."""
+
+    def __init__(self, env, config: ExpertConfig = ExpertConfig()) -> None:
+        self.env = env
+        self.config = config
+
+    def reset(self) -> None:
+        """Nothing to forget between episodes: the expert is a function of the state."""
+
+    @property
+    def _base(self) -> AbstractEnv:
+        return self.env.unwrapped
+
+    def _lanes_ahead(self, distance: float):
+        """Yield (lane, longitudinal) every 2 m along the route from the ego up to `distance`."""
+        base = self._base
+        ego = base.vehicle
+        network = base.road.network
+        index = ego.lane_index
+        lane = network.get_lane(index)
+        s, _ = lane.local_coordinates(ego.position)
+        travelled = 0.0
+        while travelled <= distance:
+            if s > lane.length:
+                nxt = network.next_lane(index, position=lane.position(lane.length, 0), np_random=None)
+                if nxt is None or nxt[:2] == index[:2] or nxt[1] not in network.graph.get(nxt[0], {}):
+                    return
+                s -= lane.length
+                index, lane = nxt, network.get_lane(nxt)
+            yield lane, s
+            s += 2.0
+            travelled += 2.0
+
+    def target_speed(self) -> float:
+        """Cruise speed, lowered so that every bend within the look-ahead can be taken [m/s]."""
+        cfg = self.config
+        ego = self._base.vehicle
+        cruise = cfg.cruise_speed if cfg.cruise_speed is not None else ego.lane.speed_limit
+        target = cruise
+        for i, (lane, s) in enumerate(self._lanes_ahead(cfg.lookahead)):
+            kappa = abs(_lane_curvature(lane, s))
+            if kappa < 1e-6:
+                continue
+            bend_speed = min(cruise, np.sqrt(cfg.max_lateral_accel / kappa))
+            # Fastest speed from which the bend speed is reached braking gently over the gap.
+            target = min(target, np.sqrt(bend_speed**2 + 2 * cfg.comfort_decel * 2.0 * i))
+        return float(target)
+
+    def steering(self) -> float:
+        """Steering angle [rad] that brings the car to the lane centre."""
+        cfg = self.config
+        ego = self._base.vehicle
+        lane = ego.lane
+        s, e = lane.local_coordinates(ego.position)
+        v = max(abs(ego.speed), 2.0)
+        # Direction of motion = heading + slip angle beta of the bicycle model.
+        beta = np.arctan(0.5 * np.tan(ego.action.get("steering", 0.0)))
+        psi = wrap_to_pi(ego.heading + beta - lane.heading_at(s))
+        # Feed-forward a little ahead: the command acts during the coming step.
+        dt = 1.0 / self._base.config["policy_frequency"]
+        kappa_lane = _lane_curvature(lane, s + 0.5 * v * dt)
+        kappa = kappa_lane - (2 * cfg.zeta * cfg.omega * v * np.sin(psi) + cfg.omega**2 * e) / v**2
+        # Kinematic bicycle: yaw rate = v sin(beta) / (L/2), beta = atan(tan(delta) / 2).
+        sin_beta = np.clip(kappa * ego.LENGTH / 2, -0.99, 0.99)
+        return float(np.arctan(2 * np.tan(np.arcsin(sin_beta))))
+
+    def act(self, obs=None) -> np.ndarray:
+        """[steering, throttle] in [-1, 1] for the current state (the observation is not used)."""
+        ego = self._base.vehicle
+        steering = np.clip(self.steering() / STEERING_RANGE, -1, 1)
+        accel = self.config.speed_gain * (self.target_speed() - ego.speed)
+        throttle = np.clip(accel / ACCELERATION_RANGE, -1, 1)
+        return np.array([steering, throttle], dtype=np.float32)

@@ -1,0 +1,167 @@
+"""Winding roads generated from a seed, built from highway-env lane segments.
+
+Every seed gives a different road: a chain of straight segments (`StraightLane`) and arcs
+(`CircularLane`, each under 180 deg), with 1 to 3 lanes of one width. The heading is kept within
+`max_heading` of the first segment's, so the road always advances and never crosses itself.
+`SineLane` is not used: highway-env measures its lateral offset from the chord, not the curve,
+which would corrupt the lane-offset metrics.
+
+Ranges (stated once, here; `RoadSettings` holds them):
+    lanes            1 to 3
+    lane width       3.2 to 4.0 m
+    arc radius       40 to 250 m (measured on the innermost lane)
+    arc angle        15 to 100 deg
+    straight length  20 to 120 m
+    road length      at least 1,000 m
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from highway_env.road.lane import AbstractLane, CircularLane, LineType, StraightLane
+from highway_env.road.road import RoadNetwork
+
+
+@dataclass(frozen=True)
+class RoadSettings:
+    """The ranges from which every road is drawn."""
+
+    min_length: float = 1000.0
+    """shortest road, measured along the leftmost lane [m]"""
+    lanes: tuple[int, int] = (1, 3)
+    """fewest and most lanes"""
+    lane_width: tuple[float, float] = (3.2, 4.0)
+    """lane width range [m]"""
+    radius: tuple[float, float] = (40.0, 250.0)
+    """arc radius range, innermost lane [m]"""
+    arc_angle: tuple[float, float] = (15.0, 100.0)
+    """arc angle range [deg]"""
+    straight: tuple[float, float] = (20.0, 120.0)
+    """straight segment length range [m]"""
+    straight_share: float = 0.3
+    """probability that the next segment is straight"""
+    max_heading: float = 80.0
+    """the road's heading stays within this of its start, so it never crosses itself [deg]"""
+    speed_limit: float = 15.0
+    """speed limit on every lane [m/s]"""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first nonsensical range."""
+        if self.min_length <= 0:
+            raise ValueError(f"road min_length must be > 0 m, got {self.min_length}")
+        if not 1 <= self.lanes[0] <= self.lanes[1]:
+            raise ValueError(f"road lanes must be 1 <= min <= max, got {self.lanes}")
+        for name in ("lane_width", "radius", "arc_angle", "straight"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"road {name} must be 0 < min <= max, got {(low, high)}")
+        if self.arc_angle[1] >= 180:
+            raise ValueError("road arc_angle must stay under 180 deg (highway-env wraps angles)")
+        if self.speed_limit <= 0:
+            raise ValueError(f"road speed_limit must be > 0 m/s, got {self.speed_limit}")
+
+
+@dataclass
+class Road:
+    """A generated road: the lane network plus what the metrics need to know about it."""
+
+    network: RoadNetwork
+    lanes: int
+    lane_width: float
+    segment_starts: np.ndarray  # (K,) distance along the road where each segment starts [m]
+    length: float  # [m], along the leftmost lane
+
+    def progress(self, lane_index: tuple[str, str, int], longitudinal: float) -> float:
+        """Distance along the road [m] of a point at `longitudinal` on lane `lane_index`."""
+        segment = int(lane_index[0])
+        lane = self.network.get_lane(lane_index)
+        reference = self.network.get_lane((lane_index[0], lane_index[1], 0))
+        # Outer lanes of an arc are longer than the reference lane: scale to the reference.
+        return float(self.segment_starts[segment] + longitudinal * reference.length / lane.length)
+
+
+def _line_types(lane: int, lanes: int) -> tuple[int, int]:
+    """Continuous road edges, dashed lines between lanes (drawn once, on the right lane's left)."""
+    left = LineType.CONTINUOUS if lane == 0 else LineType.STRIPED
+    right = LineType.CONTINUOUS if lane == lanes - 1 else LineType.NONE
+    return left, right
+
+
+def _lateral(heading: float) -> np.ndarray:
+    """Unit vector to the right of `heading` (screen y points down, as in highway-env)."""
+    return np.array([-np.sin(heading), np.cos(heading)])
+
+
+def _segment_lanes(
+    start: np.ndarray, heading: float, rng: np.random.Generator, cfg: RoadSettings,
+    lanes: int, width: float, turn: int, angle: float,
+) -> tuple[list[AbstractLane], np.ndarray, float]:
+    """Lanes of one segment starting at `start` (leftmost lane centre); returns end and heading."""
+    lat = _lateral(heading)
+    kwargs = {"width": width, "speed_limit": cfg.speed_limit}
+    if turn == 0:
+        length = rng.uniform(*cfg.straight)
+        end = start + length * np.array([np.cos(heading), np.sin(heading)])
+        lanes_ = [
+            StraightLane(start + i * width * lat, end + i * width * lat,
+                         line_types=_line_types(i, lanes), **kwargs)
+            for i in range(lanes)
+        ]
+        return lanes_, end, heading
+    # turn = +1 turns right (heading grows, clockwise on screen), -1 turns left.
+    inner = rng.uniform(*cfg.radius)
+    ref_radius = inner + (lanes - 1) * width if turn > 0 else inner
+    center = start + turn * ref_radius * lat
+    phase0 = heading - turn * np.pi / 2
+    phase1 = phase0 + turn * angle
+    lanes_ = [
+        CircularLane(center, ref_radius - turn * i * width, phase0, phase1, clockwise=turn > 0,
+                     line_types=_line_types(i, lanes), **kwargs)
+        for i in range(lanes)
+    ]
+    end_heading = heading + turn * angle
+    end = center + ref_radius * np.array([np.cos(phase1), np.sin(phase1)])
+    return lanes_, end, end_heading
+
+
+def _choose_segment(rng: np.random.Generator, heading: float, cfg: RoadSettings) -> tuple[int, float]:
+    """Turn (0 straight, +1 right, -1 left) and arc angle [rad], keeping |heading| <= max_heading."""
+    if rng.random() < cfg.straight_share:
+        return 0, 0.0
+    limit = np.deg2rad(cfg.max_heading)
+    angle = np.deg2rad(rng.uniform(*cfg.arc_angle))
+    turns = [t for t in (-1, 1) if abs(heading + t * angle) <= limit]
+    if turns:
+        return int(rng.choice(turns)), float(angle)
+    # Too sharp either way: turn back towards the start heading, only as far as allowed.
+    turn = -1 if heading > 0 else 1
+    return turn, float(min(angle, limit + abs(heading)))
+
+
+def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
+    """Generate the road of `seed`: the same seed always gives the same road.
+
+    Args:
+        seed: the road's seed (see `envs.seeds` for which seeds are for training).
+        cfg: the ranges the road is drawn from.
+    """
+    rng = np.random.default_rng(seed)
+    lanes = int(rng.integers(cfg.lanes[0], cfg.lanes[1] + 1))
+    width = float(rng.uniform(*cfg.lane_width))
+    network = RoadNetwork()
+    start, heading = np.zeros(2), 0.0
+    starts: list[float] = []
+    length, segment = 0.0, 0
+    while length < cfg.min_length:
+        turn, angle = _choose_segment(rng, heading, cfg) if segment > 0 else (0, 0.0)
+        segment_lanes, start, heading = _segment_lanes(
+            start, heading, rng, cfg, lanes, width, turn, angle
+        )
+        for lane in segment_lanes:
+            network.add_lane(str(segment), str(segment + 1), lane)
+        starts.append(length)
+        length += segment_lanes[0].length
+        segment += 1
+    return Road(network, lanes, width, np.array(starts), length)

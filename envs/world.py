@@ -1,0 +1,220 @@
+"""The simulated world: the winding-road scenario and the camera wrapper for any highway-env scenario.
+
+    env = make_env("winding-road")          # or "highway-v0", "racetrack-v1", ...
+    obs, info = env.reset(seed=3)           # obs = {"image": (66, 200, 3) uint8, "speed": (1,) [m/s]}
+    obs, reward, terminated, truncated, info = env.step([steering, throttle])   # both in [-1, 1]
+
+`info` carries the per-step ground truth the metrics need: lateral_offset [m], heading_error [rad],
+on_road, crashed, distance [m] travelled, progress [m] along the road, speed [m/s], speed_limit [m/s].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.road.road import Road as HighwayRoad
+from highway_env.utils import wrap_to_pi
+
+from envs import EVAL_SEED_START
+from envs.camera import Camera, CameraConfig
+from envs.road import Road, RoadSettings, make_road
+
+SIMULATION_FREQUENCY = 10  # [Hz]; the policy acts every step (highway-env drifts below 5 Hz)
+STEERING_RANGE = np.pi / 6  # [rad] at action +-1
+ACCELERATION_RANGE = 5.0  # [m/s^2] at action +-1
+MAX_SPEED = 30.0  # [m/s]
+FINISH_MARGIN = 15.0  # the episode is finished this far before the road's end [m]
+CHEAP_OBSERVATION = {"type": "AttributesObservation", "attributes": ["time"]}
+ACTION_CONFIG = {
+    "type": "ContinuousAction",
+    "longitudinal": True,
+    "lateral": True,
+    "steering_range": [-STEERING_RANGE, STEERING_RANGE],
+    "acceleration_range": [-ACCELERATION_RANGE, ACCELERATION_RANGE],
+    # Without a floor on speed, braking drives the car backwards.
+    "speed_range": [0.0, MAX_SPEED],
+}
+
+
+class WindingRoadEnv(AbstractEnv):
+    """One car on a winding road generated from the reset seed; it must reach the road's end.
+
+    Terminates on reaching the end, a crash, or (if `terminate_off_road`) leaving the road;
+    truncates after `duration` seconds (default: the time to drive the road at half the limit).
+    """
+
+    @classmethod
+    def default_config(cls) -> dict:
+        config = super().default_config()
+        config.update({
+            "observation": CHEAP_OBSERVATION,
+            "action": ACTION_CONFIG,
+            "simulation_frequency": SIMULATION_FREQUENCY,
+            "policy_frequency": SIMULATION_FREQUENCY,
+            "road": RoadSettings(),
+            "initial_speed": [8.0, 12.0],  # [m/s]
+            "duration": None,  # [s]; None: 2 x length / speed limit
+            "terminate_off_road": True,
+        })
+        return config
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        # The road is drawn from the reset seed alone, so a seed names a road (see `envs`).
+        # Unseeded resets draw a training road from the env's own generator.
+        self.road_seed = int(seed) if seed is not None else int(
+            self.np_random.integers(0, EVAL_SEED_START))
+        return super().reset(seed=seed, options=options)
+
+    def _reset(self) -> None:
+        settings: RoadSettings = self.config["road"]
+        settings.validate()
+        self.road_map: Road = make_road(self.road_seed, settings)
+        self.road = HighwayRoad(network=self.road_map.network, np_random=self.np_random)
+        rng = np.random.default_rng(self.road_seed + 7_919)  # start state, independent of the road
+        lane = self.road_map.network.get_lane(("0", "1", int(rng.integers(self.road_map.lanes))))
+        ego = self.action_type.vehicle_class(
+            self.road, lane.position(5.0, 0.0), lane.heading_at(5.0),
+            float(rng.uniform(*self.config["initial_speed"])),
+        )
+        self.road.vehicles.append(ego)
+        self.controlled_vehicles = [ego]
+
+    @property
+    def duration(self) -> float:
+        """Time limit of the episode [s]."""
+        if self.config["duration"] is not None:
+            return float(self.config["duration"])
+        return 2.0 * self.road_map.length / self.config["road"].speed_limit
+
+    def progress(self) -> float:
+        """Distance of the ego along the road [m]."""
+        lane_index = self.vehicle.lane_index
+        longitudinal, _ = self.vehicle.lane.local_coordinates(self.vehicle.position)
+        return self.road_map.progress(lane_index, longitudinal)
+
+    def reached_end(self) -> bool:
+        return self.progress() >= self.road_map.length - FINISH_MARGIN
+
+    def _reward(self, action: np.ndarray) -> float:
+        # Not a quality metric (the evaluator computes those): progress while on the road.
+        return float(self.vehicle.on_road) * self.vehicle.speed / self.config["road"].speed_limit
+
+    def _rewards(self, action: np.ndarray) -> dict[str, float]:
+        return {}
+
+    def _is_terminated(self) -> bool:
+        off_road = self.config["terminate_off_road"] and not self.vehicle.on_road
+        return bool(self.vehicle.crashed or off_road or self.reached_end())
+
+    def _is_truncated(self) -> bool:
+        # Compare steps, not accumulated float time (which overshoots by one step).
+        return self.steps >= round(self.duration * self.config["simulation_frequency"])
+
+    def _info(self, obs: Any, action: Any = None) -> dict:
+        info = super()._info(obs, action)
+        info.update({
+            "seed": self.road_seed,
+            "progress": self.progress(),
+            "road_length": self.road_map.length,
+            "reached_end": self.reached_end(),
+        })
+        return info
+
+
+def ground_truth(env: AbstractEnv) -> dict[str, Any]:
+    """Per-step ground truth of any highway-env scenario, read from the ego and its lane."""
+    ego = env.vehicle
+    lane = ego.lane
+    longitudinal, lateral = lane.local_coordinates(ego.position)
+    return {
+        "lateral_offset": float(lateral),
+        "heading_error": float(wrap_to_pi(ego.heading - lane.heading_at(longitudinal))),
+        "on_road": bool(ego.on_road),
+        "crashed": bool(ego.crashed),
+        "speed": float(ego.speed),
+        "speed_limit": float(lane.speed_limit),
+        "heading": float(ego.heading),
+    }
+
+
+class DrivingWrapper(gym.Wrapper):
+    """Camera frames in, [steering, throttle] out, ground truth in `info`, for any highway-env env.
+
+    highway-env's ContinuousAction takes [acceleration, steering]; this wrapper takes the field's
+    [steering, throttle] order. The observation is the heading-up camera frame and the speedometer.
+    """
+
+    def __init__(self, env: gym.Env, camera: CameraConfig = CameraConfig()) -> None:
+        super().__init__(env)
+        camera.validate()
+        self.camera = Camera(camera)
+        self.camera_config = camera
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict({
+            "image": gym.spaces.Box(0, 255, (camera.height, camera.width, 3), dtype=np.uint8),
+            "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
+        })
+        self.distance = 0.0
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        base = self.env.unwrapped
+        image = self.camera.render(base.road, base.vehicle)
+        speed = np.clip(np.array([base.vehicle.speed], dtype=np.float32), -MAX_SPEED, MAX_SPEED)
+        return {"image": image, "speed": speed}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        _, info = self.env.reset(seed=seed, options=options)
+        self.distance = 0.0
+        base = self.env.unwrapped
+        self.camera.reset(base.road)
+        info.update(ground_truth(base), distance=0.0)
+        info.setdefault("progress", 0.0)
+        return self._observe(), info
+
+    def step(self, action):
+        steering, throttle = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1, 1)
+        _, reward, terminated, truncated, info = self.env.step(np.array([throttle, steering]))
+        base = self.env.unwrapped
+        # highway-env's speed floor is soft (it lets speed dip below 0, i.e. reverse): make it hard.
+        base.vehicle.speed = max(base.vehicle.speed, 0.0)
+        self.distance += base.vehicle.speed / base.config["policy_frequency"]
+        info.update(ground_truth(base), distance=self.distance)
+        info.setdefault("progress", self.distance)
+        return self._observe(), float(reward), bool(terminated), bool(truncated), info
+
+
+SCENARIO = "winding-road"
+
+
+def make_env(
+    scenario: str = SCENARIO, camera: CameraConfig = CameraConfig(), **config: Any
+) -> DrivingWrapper:
+    """Build a scenario with the camera wrapper.
+
+    Args:
+        scenario: "winding-road" (ours) or any registered highway-env id ("highway-v0", ...).
+        camera: camera settings.
+        **config: highway-env config entries that override the scenario's defaults.
+
+    Raises:
+        ValueError: unknown scenario name.
+    """
+    if scenario == SCENARIO:
+        base: gym.Env = WindingRoadEnv(config=config)
+    else:
+        if scenario not in gym.registry:
+            known = ", ".join(sorted(k for k in gym.registry if "-v" in k and "highway" in str(
+                gym.registry[k].entry_point)))
+            raise ValueError(f"unknown scenario {scenario!r}; use {SCENARIO!r} or one of: {known}")
+        config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
+        base = gym.make(scenario, config=config).unwrapped
+    base.enable_auto_render = False  # highway-env would redraw on every sub-step
+    return DrivingWrapper(base, camera)
+
+
+def make_winding_road(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
+    """gymnasium entry point of `WindingRoad-v0`."""
+    return make_env(SCENARIO, camera, **config)

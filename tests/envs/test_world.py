@@ -1,0 +1,125 @@
+"""The road world: generated roads, the gymnasium env, ground truth, other scenarios."""
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from highway_env.road.lane import CircularLane, StraightLane
+
+import envs
+from envs import EVAL_SEED_START, eval_seeds, train_seeds
+from envs.camera import CameraConfig
+from envs.road import RoadSettings, make_road
+from envs.world import STEERING_RANGE, make_env
+
+
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped")
+def test_registered_env_passes_gymnasium_check():
+    # The camera wrapper is part of the registered env: it is what makes observations frames.
+    env = gymnasium.make("WindingRoad-v0")
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=1)
+    assert obs["image"].shape == (66, 200, 3) and obs["image"].dtype == np.uint8
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 17, 123456])
+def test_roads_are_long_winding_and_within_ranges(seed):
+    cfg = RoadSettings()
+    road = make_road(seed, cfg)
+    lanes = [road.network.get_lane(idx) for idx in road.network.lanes_dict()]
+    assert road.length >= cfg.min_length
+    assert cfg.lanes[0] <= road.lanes <= cfg.lanes[1]
+    assert cfg.lane_width[0] <= road.lane_width <= cfg.lane_width[1]
+    assert any(isinstance(lane, CircularLane) for lane in lanes)
+    assert all(isinstance(lane, (CircularLane, StraightLane)) for lane in lanes)
+    for lane in lanes:
+        if isinstance(lane, CircularLane):
+            assert lane.radius >= cfg.radius[0] - 1e-9
+            assert abs(lane.end_phase - lane.start_phase) < np.pi
+    # Consecutive segments join without a gap or a kink, lane by lane.
+    segments = len(road.segment_starts)
+    for k in range(segments - 1):
+        for i in range(road.lanes):
+            a = road.network.get_lane((str(k), str(k + 1), i))
+            b = road.network.get_lane((str(k + 1), str(k + 2), i))
+            assert np.allclose(a.position(a.length, 0), b.position(0, 0), atol=1e-6)
+            assert a.heading_at(a.length) == pytest.approx(b.heading_at(0), abs=1e-6)
+
+
+def test_same_seed_same_road_other_seed_other_road():
+    a, b, c = make_road(5), make_road(5), make_road(6)
+    assert a.length == b.length and a.lanes == b.lanes
+    assert (a.length, a.lanes, a.lane_width) != (c.length, c.lanes, c.lane_width)
+
+
+def test_training_and_evaluation_seeds_are_disjoint():
+    assert max(train_seeds(0, 1000)) < EVAL_SEED_START <= min(eval_seeds(1000))
+    with pytest.raises(ValueError, match="below"):
+        train_seeds(EVAL_SEED_START - 5, 10)
+    with pytest.raises(ValueError):
+        train_seeds(-1, 3)
+
+
+def test_action_is_steering_then_throttle():
+    env = make_env()
+    env.reset(seed=4)
+    v0 = env.unwrapped.vehicle.speed
+    env.step([0.0, 1.0])  # full throttle, no steering
+    ego = env.unwrapped.vehicle
+    assert ego.speed == pytest.approx(v0 + 5.0 * 0.1, abs=1e-6)
+    assert ego.action["steering"] == pytest.approx(0.0)
+    env.step([1.0, 0.0])
+    assert ego.action["steering"] == pytest.approx(STEERING_RANGE)
+
+
+def test_braking_stops_instead_of_reversing():
+    env = make_env()
+    env.reset(seed=4)
+    for _ in range(60):
+        env.step([0.0, -1.0])
+    assert env.unwrapped.vehicle.speed == pytest.approx(0.0, abs=1e-6)
+
+
+def test_info_carries_ground_truth():
+    env = make_env()
+    _, info = env.reset(seed=8)
+    for key in ("lateral_offset", "heading_error", "on_road", "crashed", "distance", "progress",
+                "speed"):
+        assert key in info
+    assert info["lateral_offset"] == pytest.approx(0.0, abs=1e-6)
+    assert info["on_road"] and not info["crashed"]
+    start = info["progress"]
+    for _ in range(20):
+        _, _, _, _, info = env.step([0.0, 0.0])
+    travelled = info["distance"]
+    assert travelled == pytest.approx(20 * 0.1 * info["speed"], rel=1e-6)
+    assert info["progress"] - start == pytest.approx(travelled, rel=0.05)
+
+
+def test_leaving_the_road_terminates():
+    env = make_env()
+    env.reset(seed=3)
+    for _ in range(200):
+        _, _, terminated, truncated, info = env.step([1.0, 0.0])
+        if terminated or truncated:
+            break
+    assert terminated and not info["on_road"]
+
+
+@pytest.mark.parametrize("scenario", ["highway-v0", "racetrack-v1"])
+def test_other_highway_env_scenarios_work_with_the_camera(scenario):
+    env = make_env(scenario, CameraConfig(height=66, width=200))
+    obs, info = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ , info = env.step([0.0, 0.2])
+    assert obs["image"].std() > 5  # not blank
+    assert "lateral_offset" in info
+
+
+def test_unknown_scenario_is_one_clear_error():
+    with pytest.raises(ValueError, match="unknown scenario 'nowhere-v9'"):
+        make_env("nowhere-v9")
+
+
+def test_package_states_the_seed_rule_once():
+    assert envs.EVAL_SEED_START == 1_000_000
