@@ -34,7 +34,7 @@ class InfoConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Collect demonstrations, train PilotNet and evaluate it on held-out roads, then print the table.
+    """Collect demonstrations, train PilotNet and evaluate it on held-out roads, print the table.
 
     Sized for a 2-core CPU; re-running continues where a killed run stopped.
     """
@@ -63,16 +63,20 @@ def run_demo(cfg: DemoConfig) -> dict:
     collect(CollectConfig(out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise))
     print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
     resume = (run / "last.pt").exists()
-    summary = train(TrainConfig(data=data, run=run, epochs=cfg.epochs, resume=resume,
-                                eval_episodes=0))
+    summary = train(
+        TrainConfig(data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0)
+    )
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
-    report = evaluate(str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers,
-                      video=2)
+    report = evaluate(
+        str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2
+    )
     _log_eval(run, report)
     minutes = (time.perf_counter() - start) / 60
     print(report["table"])
-    print(f"demo finished in {minutes:.1f} min; metrics: {cfg.out / 'eval' / 'metrics.json'}, "
-          f"videos: {cfg.out / 'eval' / 'videos'}")
+    print(
+        f"demo finished in {minutes:.1f} min; metrics: {cfg.out / 'eval' / 'metrics.json'}, "
+        f"videos: {cfg.out / 'eval' / 'videos'}"
+    )
     return report
 
 
@@ -91,15 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     from driving.train import TrainConfig
 
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {"collect": CollectConfig, "info": InfoConfig, "train": TrainConfig,
-         "evaluate": EvalConfig, "demo": DemoConfig},
-        prog="drive", description=__doc__.split("\n")[0], args=argv,
+        {
+            "collect": CollectConfig,
+            "info": InfoConfig,
+            "train": TrainConfig,
+            "evaluate": EvalConfig,
+            "demo": DemoConfig,
+        },
+        prog="drive",
+        description=__doc__.split("\n")[0],
+        args=argv,
     )
     try:
         if isinstance(cfg, CollectConfig):
             summary = collect(cfg)
-            print(f"collected {summary['episodes']} episodes, {summary['frames']} frames "
-                  f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}")
+            print(
+                f"collected {summary['episodes']} episodes, {summary['frames']} frames "
+                f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}"
+            )
         elif isinstance(cfg, InfoConfig):
             from driving.dataset import info
 
@@ -116,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(cfg, DemoConfig):
             run_demo(cfg)
     except KeyboardInterrupt:
-        print("\ninterrupted: finished episodes and the last checkpoint are kept on disk; "
-              "re-run the same command to continue", file=sys.stderr)
+        print(
+            "\ninterrupted: finished episodes and the last checkpoint are kept on disk; "
+            "re-run the same command to continue",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
         print(f"error: {error}", file=sys.stderr)

@@ -34,8 +34,8 @@ from envs.world import SCENARIO, make_env
 class NoiseConfig:
     """Temporally correlated (AR(1)) noise added to the executed action, never to the label."""
 
-    steering: float = 0.05
-    """standard deviation of the steering noise (action units, 1 = full range)"""
+    steering: float = 0.035
+    """std of the steering noise (action units; 0.035 drifts the car up to ~1 m off centre)"""
     throttle: float = 0.15
     """standard deviation of the throttle noise (action units)"""
     correlation: float = 0.9
@@ -43,8 +43,9 @@ class NoiseConfig:
 
     def validate(self) -> None:
         if self.steering < 0 or self.throttle < 0:
-            raise ValueError(f"noise must be >= 0, got steering={self.steering}, "
-                             f"throttle={self.throttle}")
+            raise ValueError(
+                f"noise must be >= 0, got steering={self.steering}, throttle={self.throttle}"
+            )
         if not 0 <= self.correlation < 1:
             raise ValueError(f"noise correlation must be in [0, 1), got {self.correlation}")
 
@@ -99,8 +100,9 @@ def run_expert_episode(env, expert: Expert, seed: int, noise: NoiseConfig) -> Ep
     obs, info = env.reset(seed=seed)
     expert.reset()
     perturb = CorrelatedNoise(noise, seed)
-    rows: dict[str, list] = {k: [] for k in ("frames", "labels", "actions", "speed",
-                                             "lateral_offset", "heading_error")}
+    rows: dict[str, list] = {
+        k: [] for k in ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
+    }
     done = False
     while not done:
         label = expert.act(obs)
@@ -113,15 +115,19 @@ def run_expert_episode(env, expert: Expert, seed: int, noise: NoiseConfig) -> Ep
         rows["heading_error"].append(info["heading_error"])
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    arrays = {k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32)
-              for k, v in rows.items()}
+    arrays = {
+        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
+    }
     meta = {
         "driver": "expert",
         "scenario": env.unwrapped.__class__.__name__,
         "camera": asdict(env.camera_config),
         "noise": asdict(noise),
-        "outcome": {"on_road": info["on_road"], "crashed": info["crashed"],
-                    "reached_end": bool(info.get("reached_end", False))},
+        "outcome": {
+            "on_road": info["on_road"],
+            "crashed": info["crashed"],
+            "reached_end": bool(info.get("reached_end", False)),
+        },
     }
     return Episode(seed=seed, meta=meta, **arrays)
 
@@ -147,8 +153,10 @@ def collect(cfg: CollectConfig) -> dict:
     have = used_seeds(cfg.out) if (cfg.out / "manifest.json").exists() else set()
     todo = [s for s in wanted if s not in have]
     if len(todo) < len(wanted):
-        print(f"{len(wanted) - len(todo)} of {len(wanted)} episodes already in {cfg.out}; "
-              f"collecting the other {len(todo)}")
+        print(
+            f"{len(wanted) - len(todo)} of {len(wanted)} episodes already in {cfg.out}; "
+            f"collecting the other {len(todo)}"
+        )
     frames, start = 0, time.perf_counter()
     bar = tqdm(total=len(todo), unit="episode", desc="collect")
     try:
@@ -165,13 +173,19 @@ def collect(cfg: CollectConfig) -> dict:
                 for future in as_completed(futures):
                     frames += future.result()[1]
                     bar.update(1)
-                    bar.set_postfix(frames=frames,
-                                    fps=f"{frames / (time.perf_counter() - start):.0f}")
+                    bar.set_postfix(
+                        frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}"
+                    )
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    return {"episodes": len(todo), "frames": frames, "seconds": seconds,
-            "frames_per_s": frames / max(seconds, 1e-9), "out": str(cfg.out)}
+    return {
+        "episodes": len(todo),
+        "frames": frames,
+        "seconds": seconds,
+        "frames_per_s": frames / max(seconds, 1e-9),
+        "out": str(cfg.out),
+    }
 
 
 def _init_worker() -> None:

@@ -1,4 +1,4 @@
-"""Closed-loop evaluation on held-out roads: camera frame in, action out, expert as the safety driver.
+"""Closed-loop evaluation on held-out roads: camera frame in, action out, expert as safety driver.
 
     drive evaluate --policy logs/demo/best.pt --episodes 50 --out logs/demo/eval
 
@@ -86,24 +86,46 @@ def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -
         action = policy.act(obs) if autonomous else expert_action
         if video is not None:
             note = "" if autonomous else "EXPERT DRIVING"
-            frames.append(overlay(obs["image"], action, expert_action, info["speed"],
-                                  len(record["speed"]) * dt, note))
+            frames.append(
+                overlay(
+                    obs["image"],
+                    action,
+                    expert_action,
+                    info["speed"],
+                    len(record["speed"]) * dt,
+                    note,
+                )
+            )
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-        started = autonomous and (abs(info["lateral_offset"]) > INTERVENTION_OFFSET
-                                  or not info["on_road"] or info["crashed"])
+        started = autonomous and (
+            abs(info["lateral_offset"]) > INTERVENTION_OFFSET
+            or not info["on_road"]
+            or info["crashed"]
+        )
         record["autonomous"].append(autonomous)
         record["intervention"].append(started)
-        for key in ("speed", "speed_limit", "lateral_offset", "heading", "on_road", "crashed",
-                    "distance"):
+        for key in (
+            "speed",
+            "speed_limit",
+            "lateral_offset",
+            "heading",
+            "on_road",
+            "crashed",
+            "distance",
+        ):
             record[key].append(info[key])
         if started:
             autonomous = False
-        elif not autonomous and abs(info["lateral_offset"]) < BACK_ON_CENTRE \
-                and abs(info["heading_error"]) < BACK_ON_HEADING:
+        elif (
+            not autonomous
+            and abs(info["lateral_offset"]) < BACK_ON_CENTRE
+            and abs(info["heading_error"]) < BACK_ON_HEADING
+        ):
             autonomous = True
-    metrics = episode_metrics({k: np.asarray(v) for k, v in record.items()}, dt,
-                              bool(info.get("reached_end", False)))
+    metrics = episode_metrics(
+        {k: np.asarray(v) for k, v in record.items()}, dt, bool(info.get("reached_end", False))
+    )
     if video is not None:
         write_mp4(video, frames, fps=1.0 / dt)
     return {"seed": seed, **metrics}
@@ -132,8 +154,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_episodes(spec: str, seeds: list[int], workers: int, videos: dict[int, Path],
-                 desc: str) -> list[dict]:
+def run_episodes(
+    spec: str, seeds: list[int], workers: int, videos: dict[int, Path], desc: str
+) -> list[dict]:
     """Evaluate `spec` on `seeds`, in `workers` processes, with a progress bar."""
     bar = tqdm(total=len(seeds), unit="road", desc=desc)
     results = []
@@ -147,8 +170,9 @@ def run_episodes(spec: str, seeds: list[int], workers: int, videos: dict[int, Pa
             ctx = get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
                 # map keeps the seeds' order; chunks of 1 balance roads of different lengths.
-                for result in pool.map(_run_seed, [spec] * len(seeds), seeds,
-                                       [videos.get(s) for s in seeds]):
+                for result in pool.map(
+                    _run_seed, [spec] * len(seeds), seeds, [videos.get(s) for s in seeds]
+                ):
                     results.append(result)
                     bar.update(1)
                     bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.0%}")
@@ -159,39 +183,57 @@ def run_episodes(spec: str, seeds: list[int], workers: int, videos: dict[int, Pa
 
 def format_table(results: dict[str, dict]) -> str:
     """Side-by-side table of overall metrics, one column per driver."""
-    rows = [("success rate", "success_rate", "{:.1%}"), ("autonomy", "autonomy", "{:.2f} %"),
-            ("interventions / km", "interventions_per_km", "{:.3f}"),
-            ("distance", "distance_km", "{:.2f} km"),
-            ("mean |lateral offset|", "mean_abs_lateral_offset", "{:.3f} m"),
-            ("mean speed", "mean_speed", "{:.2f} m/s"),
-            ("time speeding", "speeding_share", "{:.2%}"),
-            ("speeding violations", "speeding_violations", "{:d}"),
-            ("peak lateral accel", "peak_lateral_accel", "{:.2f} m/s^2"),
-            ("mean peak lateral accel", "mean_peak_lateral_accel", "{:.2f} m/s^2")]
+    rows = [
+        ("success rate", "success_rate", "{:.1%}"),
+        ("autonomy", "autonomy", "{:.2f} %"),
+        ("interventions / km", "interventions_per_km", "{:.3f}"),
+        ("distance", "distance_km", "{:.2f} km"),
+        ("mean |lateral offset|", "mean_abs_lateral_offset", "{:.3f} m"),
+        ("mean speed", "mean_speed", "{:.2f} m/s"),
+        ("time speeding", "speeding_share", "{:.2%}"),
+        ("speeding violations", "speeding_violations", "{:d}"),
+        ("peak lateral accel", "peak_lateral_accel", "{:.2f} m/s^2"),
+        ("mean peak lateral accel", "mean_peak_lateral_accel", "{:.2f} m/s^2"),
+    ]
     names = list(results)
     lines = [f"| metric | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
     for label, key, fmt in rows:
-        lines.append(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |")
+        lines.append(
+            f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |"
+        )
     return "\n".join(lines)
 
 
-def evaluate(policy: str, episodes: int = 50, out: Path = Path("logs/eval"), workers: int = 2,
-             video: int = 1, compare_expert: bool = True, seed_offset: int = 0) -> dict:
+def evaluate(
+    policy: str,
+    episodes: int = 50,
+    out: Path = Path("logs/eval"),
+    workers: int = 2,
+    video: int = 1,
+    compare_expert: bool = True,
+    seed_offset: int = 0,
+) -> dict:
     """Evaluate `policy` on held-out roads; writes `out/metrics.json` and videos; returns it all."""
     cfg = EvalConfig(policy, episodes, Path(out), workers, video, compare_expert, seed_offset)
     cfg.validate()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
     per_episode = run_episodes(cfg.policy, seeds, cfg.workers, videos, "evaluate")
-    report = {"policy": cfg.policy, "config": {k: str(v) for k, v in asdict(cfg).items()},
-              "seeds": seeds, "overall": summarize(per_episode), "episodes": per_episode,
-              "videos": [str(p) for p in videos.values()]}
+    report = {
+        "policy": cfg.policy,
+        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "seeds": seeds,
+        "overall": summarize(per_episode),
+        "episodes": per_episode,
+        "videos": [str(p) for p in videos.values()],
+    }
     table = {"policy": report["overall"]}
     if cfg.compare_expert and cfg.policy != EXPERT:
         expert_episodes = run_episodes(EXPERT, seeds, cfg.workers, {}, "expert")
         report["expert"] = {"overall": summarize(expert_episodes), "episodes": expert_episodes}
         report["overall"]["speed_ratio_to_expert"] = (
-            report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"])
+            report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"]
+        )
         table["expert"] = report["expert"]["overall"]
     report["table"] = format_table(table)
     cfg.out.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,17 @@ INTERVENTION_OFFSET = 1.0  # [m]
 INTERVENTION_PENALTY = 6.0  # [s]
 SPEEDING_FACTOR = 1.1
 SPEEDING_GRACE = 1.0  # [s]
-RECORD_KEYS = ("speed", "speed_limit", "lateral_offset", "heading", "on_road", "crashed",
-               "autonomous", "intervention", "distance")
+RECORD_KEYS = (
+    "speed",
+    "speed_limit",
+    "lateral_offset",
+    "heading",
+    "on_road",
+    "crashed",
+    "autonomous",
+    "intervention",
+    "distance",
+)
 
 
 def _longest_run(flags: np.ndarray) -> int:
@@ -72,7 +81,7 @@ def episode_metrics(record: dict[str, np.ndarray], dt: float, reached_end: bool)
 
 
 def summarize(episodes: list[dict]) -> dict:
-    """Overall metrics: rates over episodes, autonomy and intervention rate over all driving time."""
+    """Overall metrics: rates over episodes, autonomy and intervention rate over all time."""
     if not episodes:
         raise ValueError("no episodes to summarize")
     elapsed = sum(e["elapsed_s"] for e in episodes)
@@ -85,8 +94,9 @@ def summarize(episodes: list[dict]) -> dict:
         "interventions": interventions,
         "interventions_per_km": interventions / max(distance / 1000, 1e-9),
         "distance_km": distance / 1000,
-        "mean_abs_lateral_offset": float(np.nanmean(
-            [e["mean_abs_lateral_offset"] for e in episodes])),
+        "mean_abs_lateral_offset": float(
+            np.nanmean([e["mean_abs_lateral_offset"] for e in episodes])
+        ),
         "mean_speed": float(np.mean([e["mean_speed"] for e in episodes])),
         "speeding_share": float(np.mean([e["speeding_share"] for e in episodes])),
         "speeding_violations": int(sum(e["speeding_violation"] for e in episodes)),

@@ -25,12 +25,26 @@ def _bar(panel: np.ndarray, y: int, value: float, colour: tuple, label: str) -> 
     cv2.rectangle(panel, (centre - half, y), (centre + half, y + 8), GREY, 1)
     end = centre + int(np.clip(value, -1, 1) * half)
     cv2.rectangle(panel, (min(centre, end), y), (max(centre, end), y + 8), colour, -1)
-    cv2.putText(panel, f"{label} {value:+.2f}", (4, y + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                colour, 1, cv2.LINE_AA)
+    cv2.putText(
+        panel,
+        f"{label} {value:+.2f}",
+        (4, y + 8),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.35,
+        colour,
+        1,
+        cv2.LINE_AA,
+    )
 
 
-def overlay(frame: np.ndarray, policy: np.ndarray, expert: np.ndarray, speed: float,
-            time_s: float, note: str = "") -> np.ndarray:
+def overlay(
+    frame: np.ndarray,
+    policy: np.ndarray,
+    expert: np.ndarray,
+    speed: float,
+    time_s: float,
+    note: str = "",
+) -> np.ndarray:
     """Enlarged camera frame over a panel: policy (red) vs expert (green) steering and throttle."""
     big = cv2.resize(frame, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_NEAREST)
     panel = np.zeros((PANEL, big.shape[1], 3), np.uint8)
@@ -53,8 +67,13 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     height, width = frames[0].shape[:2]
     tmp = path.with_name(path.name + ".tmp.mp4")
     writer = imageio_ffmpeg.write_frames(
-        str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-        macro_block_size=1, output_params=["-loglevel", "error"],
+        str(tmp),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        macro_block_size=1,
+        output_params=["-loglevel", "error"],
     )
     writer.send(None)
     for frame in frames:

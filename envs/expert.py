@@ -47,7 +47,8 @@ class ExpertConfig:
 def _lane_curvature(lane, longitudinal: float, ds: float = 1.0) -> float:
     """Signed curvature [1/m] of a lane's centre line (positive: turns right on screen)."""
     return float(
-        wrap_to_pi(lane.heading_at(longitudinal + ds) - lane.heading_at(longitudinal - ds)) / (2 * ds)
+        wrap_to_pi(lane.heading_at(longitudinal + ds) - lane.heading_at(longitudinal - ds))
+        / (2 * ds)
     )
 
 
@@ -76,8 +77,14 @@ class Expert:
         travelled = 0.0
         while travelled <= distance:
             if s > lane.length:
-                nxt = network.next_lane(index, position=lane.position(lane.length, 0), np_random=None)
-                if nxt is None or nxt[:2] == index[:2] or nxt[1] not in network.graph.get(nxt[0], {}):
+                nxt = network.next_lane(
+                    index, position=lane.position(lane.length, 0), np_random=None
+                )
+                if (
+                    nxt is None
+                    or nxt[:2] == index[:2]
+                    or nxt[1] not in network.graph.get(nxt[0], {})
+                ):
                     return
                 s -= lane.length
                 index, lane = nxt, network.get_lane(nxt)

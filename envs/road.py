@@ -95,8 +95,14 @@ def _lateral(heading: float) -> np.ndarray:
 
 
 def _segment_lanes(
-    start: np.ndarray, heading: float, rng: np.random.Generator, cfg: RoadSettings,
-    lanes: int, width: float, turn: int, angle: float,
+    start: np.ndarray,
+    heading: float,
+    rng: np.random.Generator,
+    cfg: RoadSettings,
+    lanes: int,
+    width: float,
+    turn: int,
+    angle: float,
 ) -> tuple[list[AbstractLane], np.ndarray, float]:
     """Lanes of one segment starting at `start` (leftmost lane centre); returns end and heading."""
     lat = _lateral(heading)
@@ -105,8 +111,12 @@ def _segment_lanes(
         length = rng.uniform(*cfg.straight)
         end = start + length * np.array([np.cos(heading), np.sin(heading)])
         lanes_ = [
-            StraightLane(start + i * width * lat, end + i * width * lat,
-                         line_types=_line_types(i, lanes), **kwargs)
+            StraightLane(
+                start + i * width * lat,
+                end + i * width * lat,
+                line_types=_line_types(i, lanes),
+                **kwargs,
+            )
             for i in range(lanes)
         ]
         return lanes_, end, heading
@@ -117,8 +127,15 @@ def _segment_lanes(
     phase0 = heading - turn * np.pi / 2
     phase1 = phase0 + turn * angle
     lanes_ = [
-        CircularLane(center, ref_radius - turn * i * width, phase0, phase1, clockwise=turn > 0,
-                     line_types=_line_types(i, lanes), **kwargs)
+        CircularLane(
+            center,
+            ref_radius - turn * i * width,
+            phase0,
+            phase1,
+            clockwise=turn > 0,
+            line_types=_line_types(i, lanes),
+            **kwargs,
+        )
         for i in range(lanes)
     ]
     end_heading = heading + turn * angle
@@ -126,8 +143,10 @@ def _segment_lanes(
     return lanes_, end, end_heading
 
 
-def _choose_segment(rng: np.random.Generator, heading: float, cfg: RoadSettings) -> tuple[int, float]:
-    """Turn (0 straight, +1 right, -1 left) and arc angle [rad], keeping |heading| <= max_heading."""
+def _choose_segment(
+    rng: np.random.Generator, heading: float, cfg: RoadSettings
+) -> tuple[int, float]:
+    """Turn (0 straight, +1 right, -1 left), arc angle [rad], keeping |heading| <= max_heading."""
     if rng.random() < cfg.straight_share:
         return 0, 0.0
     limit = np.deg2rad(cfg.max_heading)

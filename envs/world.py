@@ -1,11 +1,12 @@
-"""The simulated world: the winding-road scenario and the camera wrapper for any highway-env scenario.
+"""The simulated world: the winding-road scenario and the camera wrapper for any highway-env env.
 
     env = make_env("winding-road")          # or "highway-v0", "racetrack-v1", ...
-    obs, info = env.reset(seed=3)           # obs = {"image": (66, 200, 3) uint8, "speed": (1,) [m/s]}
+    obs, info = env.reset(seed=3)   # obs = {"image": (66, 200, 3) uint8, "speed": (1,) [m/s]}
     obs, reward, terminated, truncated, info = env.step([steering, throttle])   # both in [-1, 1]
 
-`info` carries the per-step ground truth the metrics need: lateral_offset [m], heading_error [rad],
-on_road, crashed, distance [m] travelled, progress [m] along the road, speed [m/s], speed_limit [m/s].
+`info` carries the per-step ground truth the metrics need: lateral_offset [m],
+heading_error [rad], on_road, crashed, distance [m] travelled, progress [m] along the road,
+speed [m/s], speed_limit [m/s].
 """
 
 from __future__ import annotations
@@ -49,23 +50,26 @@ class WindingRoadEnv(AbstractEnv):
     @classmethod
     def default_config(cls) -> dict:
         config = super().default_config()
-        config.update({
-            "observation": CHEAP_OBSERVATION,
-            "action": ACTION_CONFIG,
-            "simulation_frequency": SIMULATION_FREQUENCY,
-            "policy_frequency": SIMULATION_FREQUENCY,
-            "road": RoadSettings(),
-            "initial_speed": [8.0, 12.0],  # [m/s]
-            "duration": None,  # [s]; None: 2 x length / speed limit
-            "terminate_off_road": True,
-        })
+        config.update(
+            {
+                "observation": CHEAP_OBSERVATION,
+                "action": ACTION_CONFIG,
+                "simulation_frequency": SIMULATION_FREQUENCY,
+                "policy_frequency": SIMULATION_FREQUENCY,
+                "road": RoadSettings(),
+                "initial_speed": [8.0, 12.0],  # [m/s]
+                "duration": None,  # [s]; None: 2 x length / speed limit
+                "terminate_off_road": True,
+            }
+        )
         return config
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # The road is drawn from the reset seed alone, so a seed names a road (see `envs`).
         # Unseeded resets draw a training road from the env's own generator.
-        self.road_seed = int(seed) if seed is not None else int(
-            self.np_random.integers(0, EVAL_SEED_START))
+        self.road_seed = (
+            int(seed) if seed is not None else int(self.np_random.integers(0, EVAL_SEED_START))
+        )
         return super().reset(seed=seed, options=options)
 
     def _reset(self) -> None:
@@ -76,7 +80,9 @@ class WindingRoadEnv(AbstractEnv):
         rng = np.random.default_rng(self.road_seed + 7_919)  # start state, independent of the road
         lane = self.road_map.network.get_lane(("0", "1", int(rng.integers(self.road_map.lanes))))
         ego = self.action_type.vehicle_class(
-            self.road, lane.position(5.0, 0.0), lane.heading_at(5.0),
+            self.road,
+            lane.position(5.0, 0.0),
+            lane.heading_at(5.0),
             float(rng.uniform(*self.config["initial_speed"])),
         )
         self.road.vehicles.append(ego)
@@ -115,12 +121,14 @@ class WindingRoadEnv(AbstractEnv):
 
     def _info(self, obs: Any, action: Any = None) -> dict:
         info = super()._info(obs, action)
-        info.update({
-            "seed": self.road_seed,
-            "progress": self.progress(),
-            "road_length": self.road_map.length,
-            "reached_end": self.reached_end(),
-        })
+        info.update(
+            {
+                "seed": self.road_seed,
+                "progress": self.progress(),
+                "road_length": self.road_map.length,
+                "reached_end": self.reached_end(),
+            }
+        )
         return info
 
 
@@ -153,10 +161,12 @@ class DrivingWrapper(gym.Wrapper):
         self.camera = Camera(camera)
         self.camera_config = camera
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = gym.spaces.Dict({
-            "image": gym.spaces.Box(0, 255, (camera.height, camera.width, 3), dtype=np.uint8),
-            "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
-        })
+        self.observation_space = gym.spaces.Dict(
+            {
+                "image": gym.spaces.Box(0, 255, (camera.height, camera.width, 3), dtype=np.uint8),
+                "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
+            }
+        )
         self.distance = 0.0
 
     def _observe(self) -> dict[str, np.ndarray]:
@@ -206,8 +216,13 @@ def make_env(
         base: gym.Env = WindingRoadEnv(config=config)
     else:
         if scenario not in gym.registry:
-            known = ", ".join(sorted(k for k in gym.registry if "-v" in k and "highway" in str(
-                gym.registry[k].entry_point)))
+            known = ", ".join(
+                sorted(
+                    k
+                    for k in gym.registry
+                    if "-v" in k and "highway" in str(gym.registry[k].entry_point)
+                )
+            )
             raise ValueError(f"unknown scenario {scenario!r}; use {SCENARIO!r} or one of: {known}")
         config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
         base = gym.make(scenario, config=config).unwrapped

@@ -6,8 +6,16 @@ import pytest
 from driving.metrics import episode_metrics, summarize
 
 
-def record(steps=100, speed=10.0, limit=15.0, offsets=None, autonomous=None, interventions=(),
-           heading=None, on_road=None):
+def record(
+    steps=100,
+    speed=10.0,
+    limit=15.0,
+    offsets=None,
+    autonomous=None,
+    interventions=(),
+    heading=None,
+    on_road=None,
+):
     """A hand-made episode of `steps` policy steps at 10 Hz."""
     rec = {
         "speed": np.full(steps, speed),
@@ -61,8 +69,11 @@ def test_lateral_offset_and_acceleration_count_only_policy_steps():
     offsets = np.r_[np.full(50, 0.2), np.full(50, 2.0)]
     autonomous = np.r_[np.ones(50, bool), np.zeros(50, bool)]
     heading = np.r_[np.arange(50) * 0.01, np.arange(50) * 0.5]  # expert turns hard
-    m = episode_metrics(record(offsets=offsets, autonomous=autonomous, heading=heading,
-                               interventions=[50]), dt=0.1, reached_end=True)
+    m = episode_metrics(
+        record(offsets=offsets, autonomous=autonomous, heading=heading, interventions=[50]),
+        dt=0.1,
+        reached_end=True,
+    )
     assert m["mean_abs_lateral_offset"] == pytest.approx(0.2)
     assert m["peak_lateral_accel"] == pytest.approx(10.0 * 0.01 / 0.1)  # v x yaw rate = 1 m/s^2
 

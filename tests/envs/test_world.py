@@ -83,8 +83,15 @@ def test_braking_stops_instead_of_reversing():
 def test_info_carries_ground_truth():
     env = make_env()
     _, info = env.reset(seed=8)
-    for key in ("lateral_offset", "heading_error", "on_road", "crashed", "distance", "progress",
-                "speed"):
+    for key in (
+        "lateral_offset",
+        "heading_error",
+        "on_road",
+        "crashed",
+        "distance",
+        "progress",
+        "speed",
+    ):
         assert key in info
     assert info["lateral_offset"] == pytest.approx(0.0, abs=1e-6)
     assert info["on_road"] and not info["crashed"]
@@ -111,7 +118,7 @@ def test_other_highway_env_scenarios_work_with_the_camera(scenario):
     env = make_env(scenario, CameraConfig(height=66, width=200))
     obs, info = env.reset(seed=0)
     for _ in range(5):
-        obs, *_ , info = env.step([0.0, 0.2])
+        obs, *_, info = env.step([0.0, 0.2])
     assert obs["image"].std() > 5  # not blank
     assert "lateral_offset" in info
 

@@ -1,0 +1,368 @@
+"""Ego-centric, heading-up bird's-eye camera drawn with OpenCV from highway-env road geometry.
+
+The policy sees only this camera. It replaces highway-env's pygame renderer, which is world-aligned,
+draws road and ground in the same grey, draws the ego's front wheels turned by the steering command
+(a label leak) and returns black frames under ``SDL_VIDEODRIVER=dummy``. This module never imports
+pygame and never calls ``env.render()``.
+
+It works on any highway-env scenario: everything is read from ``env.unwrapped.road`` (lanes of
+``road.network``, ``road.vehicles``) and ``env.unwrapped.vehicle`` (the ego). The world uses
+highway-env's screen convention: y points down and a heading h means direction (cos h, sin h), so
+the frame is highway-env's top view rotated (never mirrored) until the ego points up.
+
+How it stays fast: lane edges are sampled once per episode (every ~1 m; straight lanes keep only
+their ends and are sampled inside the window on demand, so 10 km highways cost nothing). A local
+top-down map of a few hundred metres around the ego is drawn from those polylines and redrawn only
+when the ego nears its border. Each frame is one ``cv2.warpAffine`` out of that map plus a filled
+rectangle per nearby vehicle.
+
+Usage::
+
+    camera = Camera(CameraConfig())
+    obs, info = env.reset()
+    camera.reset(env.unwrapped.road)
+    frame = camera.render(env.unwrapped.road, env.unwrapped.vehicle)  # (66, 200, 3) uint8 RGB
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from highway_env.road.lane import AbstractLane, LineType, StraightLane
+
+if TYPE_CHECKING:
+    from highway_env.road.road import Road
+    from highway_env.vehicle.kinematics import Vehicle
+
+GROUND_RGB = (76, 124, 60)
+"""Off-road ground colour (green)."""
+ROAD_RGB = (64, 64, 64)
+"""Road surface colour (dark grey)."""
+MARKING_RGB = (255, 255, 255)
+"""Lane marking colour (white)."""
+VEHICLE_RGB = (60, 120, 235)
+"""Other vehicles (blue)."""
+EGO_RGB = (225, 50, 45)
+"""The ego vehicle (red)."""
+
+_SAMPLE_STEP_M = 1.0  # [m] spacing of lane samples along s
+_DASH_ON_M = 3.0  # [m] painted part of a striped line
+_DASH_PERIOD_M = 9.0  # [m] one painted part plus one gap
+_MARKING_WIDTH_M = 0.25  # [m]
+_MAP_MIN_RADIUS_M = 120.0  # [m] half side of the local map
+_MAP_MIN_PX_PER_M = 8.0  # [px/m]
+_MAP_MAX_SIDE_PX = 4096  # bounds memory (48 MiB) whatever the camera resolution
+_SHIFT = 4  # fractional bits for OpenCV drawing: sub-pixel accurate geometry
+_ONE = 1 << _SHIFT
+_FRAME_MAX_SIDE_PX = 4096  # a frame side beyond this is a typo, not a camera
+
+
+class CameraError(ValueError):
+    """A camera setting or input that cannot work; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """What the camera sees and at which resolution.
+
+    Pixels may be anisotropic on purpose: lateral detail matters most for steering.
+    """
+
+    height: int = 66
+    """Frame height [px] (PilotNet's input is 66x200)."""
+    width: int = 200
+    """Frame width [px]."""
+    ahead_m: float = 40.0
+    """How far the top edge of the frame is ahead of the ego's centre [m]."""
+    behind_m: float = 6.0
+    """How far the bottom edge of the frame is behind the ego's centre [m]."""
+    span_m: float = 30.0
+    """Lateral extent of the frame, left edge to right edge [m]."""
+
+    def validate(self) -> None:
+        """Raise CameraError (a ValueError) with one clear line if a setting is nonsense."""
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise CameraError(f"CameraConfig.{name}={value!r} must be an integer number of px")
+            if not 1 <= value <= _FRAME_MAX_SIDE_PX:
+                limit = _FRAME_MAX_SIDE_PX
+                raise CameraError(f"CameraConfig.{name}={value} must be in [1, {limit}] px")
+        for name in ("ahead_m", "behind_m", "span_m"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise CameraError(f"CameraConfig.{name}={value!r} must be a number of metres")
+            if not math.isfinite(value):
+                raise CameraError(f"CameraConfig.{name}={value} must be finite")
+        if self.ahead_m <= 0:
+            raise CameraError(f"CameraConfig.ahead_m={self.ahead_m} must be > 0 [m]")
+        if self.behind_m < 0:
+            raise CameraError(f"CameraConfig.behind_m={self.behind_m} must be >= 0 [m]")
+        if self.span_m <= 0:
+            raise CameraError(f"CameraConfig.span_m={self.span_m} must be > 0 [m]")
+
+    @property
+    def view_radius_m(self) -> float:
+        """Distance from the ego's centre to the farthest frame corner [m]."""
+        return math.hypot(max(self.ahead_m, self.behind_m), self.span_m / 2)
+
+
+@dataclass
+class _LaneShape:
+    """Sampled geometry of one lane, in world coordinates [m]."""
+
+    lane: AbstractLane
+    line_types: tuple[int, int]  # (left, right) = sides at lateral -w/2 and +w/2
+    bbox: np.ndarray  # (4,) x_min, y_min, x_max, y_max [m]
+    s: np.ndarray | None = None  # (N,) arc length of the samples; None: straight, sampled later
+    left: np.ndarray | None = None  # (N, 2) edge at lateral -w/2
+    right: np.ndarray | None = None  # (N, 2) edge at lateral +w/2
+
+
+def _s_grid(s_lo: float, s_hi: float) -> np.ndarray:
+    """Arc lengths every _SAMPLE_STEP_M on multiples of it (dashes line up), ends included."""
+    inner = np.arange(math.ceil(s_lo / _SAMPLE_STEP_M), math.floor(s_hi / _SAMPLE_STEP_M) + 1)
+    s = np.concatenate([[s_lo], inner * _SAMPLE_STEP_M, [s_hi]])
+    return np.unique(s)
+
+
+def _straight_edges(lane: StraightLane, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised edges of a straight lane at arc lengths s: (left, right), each (N, 2) [m]."""
+    half = lane.width / 2
+    centre = lane.start + s[:, None] * lane.direction
+    return centre - half * lane.direction_lateral, centre + half * lane.direction_lateral
+
+
+def _shape_lane(lane: AbstractLane) -> _LaneShape | None:
+    """Sample one lane; None for a degenerate lane that draws nothing."""
+    length = float(lane.length)
+    if not math.isfinite(length) or length <= 0:
+        return None
+    types = tuple(lane.line_types) if lane.line_types is not None else (LineType.NONE,) * 2
+    if type(lane) is StraightLane:  # exact type: SineLane subclasses it but bends
+        s = None
+        left, right = _straight_edges(lane, np.array([0.0, length]))
+    else:
+        s = _s_grid(0.0, length)
+        # Lane classes only take scalar s (StraightLane would mis-broadcast an array of 2).
+        pairs = [(si, lane.width_at(si) / 2) for si in s]
+        left = np.array([lane.position(si, -h) for si, h in pairs], dtype=float)
+        right = np.array([lane.position(si, h) for si, h in pairs], dtype=float)
+    points = np.concatenate([left, right])
+    if not np.isfinite(points).all():
+        return None
+    bbox = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    if s is None:
+        return _LaneShape(lane, types, bbox)
+    return _LaneShape(lane, types, bbox, s, left, right)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) index pairs of the runs of True in a 1-D boolean mask."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def _pieces_in_window(
+    shape: _LaneShape, lo: np.ndarray, hi: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The parts of a lane inside the world window [lo, hi]: list of (s, left, right)."""
+    if np.any(shape.bbox[:2] > hi) or np.any(shape.bbox[2:] < lo):
+        return []
+    lane = shape.lane
+    if shape.s is None:
+        corners = np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]])
+        along = (corners - lane.start) @ lane.direction
+        across = (corners - lane.start) @ lane.direction_lateral
+        if across.min() > lane.width or across.max() < -lane.width:
+            return []  # a long diagonal lane whose bounding box alone overlaps the window
+        s_lo, s_hi = max(along.min(), 0.0), min(along.max(), float(lane.length))
+        if s_hi <= s_lo:
+            return []
+        s = _s_grid(s_lo, s_hi)
+        return [(s, *_straight_edges(lane, s))]
+    inside = np.all((shape.left >= lo) & (shape.left <= hi), axis=1)
+    inside |= np.all((shape.right >= lo) & (shape.right <= hi), axis=1)
+    # Grow each run by one sample so the drawing reaches across the window border.
+    inside[:-1] |= inside[1:].copy()
+    inside[1:] |= inside[:-1].copy()
+    return [
+        (shape.s[a:b], shape.left[a:b], shape.right[a:b]) for a, b in _runs(inside) if b - a >= 2
+    ]
+
+
+def _marking_polylines(s: np.ndarray, edge_px: np.ndarray, line_type: int) -> list[np.ndarray]:
+    """Polylines [fixed-point px] painting one lane side of the given LineType."""
+    if line_type in (LineType.CONTINUOUS, LineType.CONTINUOUS_LINE):
+        return [edge_px]
+    if line_type == LineType.STRIPED:
+        on = np.mod(s, _DASH_PERIOD_M) <= _DASH_ON_M + 1e-6
+        return [edge_px[a:b] for a, b in _runs(on) if b - a >= 2]
+    return []
+
+
+def _draw_map(
+    image: np.ndarray, shapes: list[_LaneShape], origin: np.ndarray, px_per_m: float
+) -> None:
+    """Draw into square RGB `image` the top view whose top-left pixel corner is at `origin` [m]."""
+    side_px = image.shape[0]
+    # cv2 fills 3-channel images ~50x faster than numpy broadcasting a colour.
+    cv2.rectangle(image, (0, 0), (side_px, side_px), GROUND_RGB, cv2.FILLED)
+    margin = 2.0  # [m] so that edges straddling the border are drawn
+    lo = origin - margin
+    hi = origin + side_px / px_per_m + margin
+
+    def to_px(points: np.ndarray) -> np.ndarray:
+        # Pixel centres sit at integer coordinates in OpenCV, hence the half-pixel offset.
+        return np.round(((points - origin) * px_per_m - 0.5) * _ONE).astype(np.int32)
+
+    surfaces, markings = [], []
+    for shape in shapes:
+        for s, left, right in _pieces_in_window(shape, lo, hi):
+            left_px, right_px = to_px(left), to_px(right)
+            surfaces.append(np.concatenate([left_px, right_px[::-1]]))
+            markings += _marking_polylines(s, left_px, shape.line_types[0])
+            markings += _marking_polylines(s, right_px, shape.line_types[1])
+    # One call per polygon: a single fillPoly over overlapping polygons XORs them into holes.
+    for polygon in surfaces:
+        cv2.fillPoly(image, [polygon], ROAD_RGB, cv2.LINE_8, _SHIFT)
+    if markings:
+        thickness = max(1, round(_MARKING_WIDTH_M * px_per_m))
+        cv2.polylines(image, markings, False, MARKING_RGB, thickness, cv2.LINE_AA, _SHIFT)
+
+
+class Camera:
+    """Heading-up bird's-eye camera centred on the ego; see the module docstring."""
+
+    def __init__(self, config: CameraConfig = CameraConfig()) -> None:
+        """Check the settings and size the local map.
+
+        Args:
+            config: frame size and field of view.
+
+        Raises:
+            CameraError: a setting is nonsense.
+        """
+        config.validate()
+        self.config = config
+        self._px_per_m_x = config.width / config.span_m  # lateral [px/m]
+        self._px_per_m_y = config.height / (config.ahead_m + config.behind_m)  # forward [px/m]
+        self._map_radius = max(_MAP_MIN_RADIUS_M, 2.0 * config.view_radius_m)  # [m]
+        finest = max(_MAP_MIN_PX_PER_M, self._px_per_m_x, self._px_per_m_y)
+        # Past the memory bound the map gets coarser (blurrier frames) rather than huge.
+        self._map_px_per_m = min(finest, _MAP_MAX_SIDE_PX / (2 * self._map_radius))
+        self._map_side = int(math.ceil(2 * self._map_radius * self._map_px_per_m))
+        self._road: Road | None = None
+        self._shapes: list[_LaneShape] = []
+        self._map = np.empty((self._map_side, self._map_side, 3), np.uint8)
+        self._map_valid = False  # False until drawn for the current road
+        self._map_origin = np.zeros(2)  # world point of the map's top-left corner [m]
+
+    def reset(self, road: Road) -> None:
+        """Precompute the static road drawing for a new episode (call after env.reset).
+
+        Args:
+            road: a highway-env ``Road`` (``env.unwrapped.road``).
+
+        Raises:
+            CameraError: the object has no lane network.
+        """
+        network = getattr(road, "network", None)
+        if network is None or not hasattr(network, "graph"):
+            raise CameraError(
+                f"Camera.reset got {type(road).__name__}, not a highway-env Road: "
+                "pass env.unwrapped.road"
+            )
+        lanes = [lane for tos in network.graph.values() for ids in tos.values() for lane in ids]
+        self._shapes = [shape for shape in map(_shape_lane, lanes) if shape is not None]
+        self._road = road
+        self._map_valid = False
+
+    def render(self, road: Road, ego: Vehicle) -> np.ndarray:
+        """Draw the frame: the ego points up, centred laterally.
+
+        Resets lazily when given a road it has not seen. Nothing drawn depends on the ego's
+        action (no wheels), so the picture cannot leak the steering label.
+
+        Args:
+            road: a highway-env ``Road`` (``env.unwrapped.road``).
+            ego: the ego vehicle (``env.unwrapped.vehicle``); it is drawn but not as "other".
+
+        Returns:
+            (height, width, 3) uint8 RGB frame.
+        """
+        if road is not self._road:
+            self.reset(road)
+        position = np.asarray(ego.position, dtype=float)
+        heading = float(ego.heading)
+        if not (np.isfinite(position).all() and math.isfinite(heading)):
+            raise CameraError(f"ego pose is not finite: position={position}, heading={heading}")
+        self._ensure_map(position, heading)
+        cfg = self.config
+        frame = cv2.warpAffine(
+            self._map,
+            self._frame_to_map(position, heading),
+            (cfg.width, cfg.height),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=GROUND_RGB,
+        )
+        world_to_frame = self._world_to_frame(position, heading)
+        reach = cfg.view_radius_m + 10.0  # [m] long vehicles straddling the edge stay visible
+        ego_x, ego_y = position.tolist()
+        for vehicle in road.vehicles:
+            x, y = vehicle.position  # plain floats: numpy per 2-vector is slow for 50 vehicles
+            if vehicle is not ego and abs(x - ego_x) < reach and abs(y - ego_y) < reach:
+                _fill_vehicle(frame, vehicle, world_to_frame, VEHICLE_RGB)
+        _fill_vehicle(frame, ego, world_to_frame, EGO_RGB)
+        return frame
+
+    def _ensure_map(self, position: np.ndarray, heading: float) -> None:
+        """Redraw the local map when the view would leave it."""
+        half = self._map_side / self._map_px_per_m / 2  # [m]
+        keep = half - self.config.view_radius_m  # [m] how far the ego may wander off centre
+        centre = self._map_origin + half
+        if self._map_valid and np.abs(position - centre).max() < keep:
+            return
+        # Centre ahead of the ego: it drives into the fresh map, which then lasts longer.
+        ahead = 0.5 * keep * np.array([math.cos(heading), math.sin(heading)])
+        self._map_origin = position + ahead - half
+        _draw_map(self._map, self._shapes, self._map_origin, self._map_px_per_m)
+        self._map_valid = True
+
+    def _world_to_frame(self, position: np.ndarray, heading: float) -> np.ndarray:
+        """(2, 3) affine matrix: world point [m] -> frame pixel (OpenCV pixel-centre coords)."""
+        cfg = self.config
+        sx, sy = self._px_per_m_x, self._px_per_m_y
+        forward = np.array([math.cos(heading), math.sin(heading)])
+        right = np.array([-forward[1], forward[0]])  # +lateral, drawn to the right
+        u0 = cfg.width / 2 - 0.5 - sx * (right @ position)
+        v0 = sy * cfg.ahead_m - 0.5 + sy * (forward @ position)
+        return np.array([[*(sx * right), u0], [*(-sy * forward), v0]])
+
+    def _frame_to_map(self, position: np.ndarray, heading: float) -> np.ndarray:
+        """(2, 3) affine matrix: frame pixel -> local map pixel, for WARP_INVERSE_MAP."""
+        world_to_frame = np.vstack([self._world_to_frame(position, heading), [0.0, 0.0, 1.0]])
+        k = self._map_px_per_m
+        world_to_map = np.array(
+            [[k, 0.0, -k * self._map_origin[0] - 0.5], [0.0, k, -k * self._map_origin[1] - 0.5]]
+        )
+        return world_to_map @ np.linalg.inv(world_to_frame)
+
+
+def _fill_vehicle(
+    frame: np.ndarray, vehicle: Vehicle, world_to_frame: np.ndarray, colour: tuple[int, int, int]
+) -> None:
+    """Draw a vehicle as a plain filled rotated rectangle (no wheels: nothing action-dependent)."""
+    c, s = math.cos(vehicle.heading), math.sin(vehicle.heading)
+    half_l, half_w = vehicle.LENGTH / 2, vehicle.WIDTH / 2
+    forward, right = np.array([c, s]) * half_l, np.array([-s, c]) * half_w
+    corners = vehicle.position + np.array(
+        [forward + right, forward - right, -forward - right, -forward + right]
+    )
+    px = corners @ world_to_frame[:, :2].T + world_to_frame[:, 2]
+    cv2.fillConvexPoly(frame, np.round(px * _ONE).astype(np.int32), colour, cv2.LINE_AA, _SHIFT)
