@@ -65,10 +65,13 @@ def test_killed_collection_loses_at_most_the_episode_in_progress(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         paths, warnings = scan(out)
-        assert not warnings  # every finished episode is intact
-        manifest = json.loads((out / "manifest.json").read_text())
-        assert len(manifest["episodes"]) == len(paths)
+        # Every finished episode is intact; a kill between the rename and the manifest update
+        # leaves a good file the manifest does not list yet (the next write adds it).
+        assert all("not in manifest.json" in w for w in warnings), warnings
+        assert len(paths) == _episodes_on_disk(out) > before
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     assert done.returncode == 0, done.stderr
     assert used_seeds(out) == set(range(8))
-    assert len(scan(out)[0]) == 8
+    paths, warnings = scan(out)
+    assert len(paths) == 8 and not warnings
+    assert len(json.loads((out / "manifest.json").read_text())["episodes"]) == 8
