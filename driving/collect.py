@@ -34,8 +34,8 @@ from envs.world import SCENARIO, make_env
 class NoiseConfig:
     """Temporally correlated (AR(1)) noise added to the executed action, never to the label."""
 
-    steering: float = 0.035
-    """std of the steering noise (action units; 0.035 drifts the car up to ~1 m off centre)"""
+    steering: float = 0.07
+    """std of the steering noise (action units; 0.07 drifts the car up to ~1 m off centre)"""
     throttle: float = 0.15
     """standard deviation of the throttle noise (action units)"""
     correlation: float = 0.9

@@ -24,7 +24,7 @@ from envs.camera import Camera, CameraConfig
 from envs.road import Road, RoadSettings, make_road
 
 SIMULATION_FREQUENCY = 10  # [Hz]; the policy acts every step (highway-env drifts below 5 Hz)
-STEERING_RANGE = np.pi / 6  # [rad] at action +-1
+STEERING_RANGE = np.pi / 12  # [rad] at action +-1: 15 deg, so that labels use the range
 ACCELERATION_RANGE = 5.0  # [m/s^2] at action +-1
 MAX_SPEED = 30.0  # [m/s]
 FINISH_MARGIN = 15.0  # the episode is finished this far before the road's end [m]
