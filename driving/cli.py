@@ -43,7 +43,7 @@ class DemoConfig:
     """run folder: data/, run/ (TensorBoard + checkpoints), eval/ (metrics.json, videos)"""
     episodes: int = 80
     """training roads to collect"""
-    epochs: int = 6
+    epochs: int = 5
     """training epochs"""
     eval_episodes: int = 50
     """held-out roads to evaluate on"""
