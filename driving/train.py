@@ -38,7 +38,7 @@ class TrainingError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (each field is a command-line flag)."""
+    """Train PilotNet on a dataset; checkpoints and TensorBoard logs go to --run."""
 
     data: Path
     """Folder of recorded episodes."""

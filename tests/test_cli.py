@@ -1,0 +1,72 @@
+"""The `drive` command: every bad input is one clear line on stderr and a non-zero exit."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from driving.cli import main
+
+
+@pytest.fixture
+def not_a_dataset(tmp_path):
+    folder = tmp_path / "holiday_photos"
+    folder.mkdir()
+    (folder / "beach.jpg").write_bytes(b"\xff\xd8 not really")
+    return folder
+
+
+@pytest.fixture
+def foreign_checkpoint(tmp_path):
+    path = tmp_path / "resnet.pt"
+    torch.save({"state_dict": torch.nn.Linear(3, 2).state_dict()}, path)
+    return path
+
+
+BAD_INPUTS = {
+    "missing dataset": lambda p, **_: ["info", str(p / "nowhere")],
+    "not a dataset": lambda p, not_a_dataset, **_: ["info", str(not_a_dataset)],
+    "train on nothing": lambda p, **_: ["train", "--data", str(p / "nowhere"), "--run",
+                                        str(p / "run")],
+    "unknown device": lambda p, not_a_dataset, **_: ["train", "--data", str(not_a_dataset),
+                                                     "--run", str(p / "r"), "--device", "tpu"],
+    "negative episodes": lambda p, **_: ["collect", "--out", str(p / "d"), "--episodes", "-3"],
+    "zero workers": lambda p, **_: ["collect", "--out", str(p / "d"), "--workers", "0"],
+    "unknown scenario": lambda p, **_: ["collect", "--out", str(p / "d"), "--scenario", "moon-v0"],
+    "missing checkpoint": lambda p, **_: ["evaluate", "--policy", str(p / "best.pt")],
+    "not a checkpoint": lambda p, not_a_dataset, **_: [
+        "evaluate", "--policy", str(not_a_dataset / "beach.jpg"), "--episodes", "1",
+        "--out", str(p / "e")],
+    "foreign checkpoint": lambda p, foreign_checkpoint, **_: [
+        "evaluate", "--policy", str(foreign_checkpoint), "--episodes", "1", "--out", str(p / "e")],
+    "zero evaluation episodes": lambda p, **_: ["evaluate", "--policy", "expert",
+                                                "--episodes", "0"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, not_a_dataset,
+                                             foreign_checkpoint):
+    argv = BAD_INPUTS[case](tmp_path, not_a_dataset=not_a_dataset,
+                            foreign_checkpoint=foreign_checkpoint)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
+def test_installed_command_reports_errors_without_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "driving.cli", "info", str(tmp_path / "x")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and "Traceback" not in done.stderr
+
+
+def test_every_verb_has_help(capsys):
+    for verb in ("collect", "info", "train", "evaluate", "demo"):
+        with pytest.raises(SystemExit) as exit_:
+            main([verb, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: drive " + verb in capsys.readouterr().out
