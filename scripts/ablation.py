@@ -35,8 +35,15 @@ VARIANTS = {
     "no-curves": {"curve_weighting": False},
     "no-noise": {"noise": False},
 }
-METRICS = ("success_rate", "autonomy", "mean_abs_lateral_offset", "mean_speed",
-           "speed_ratio_to_expert", "speeding_share", "mean_peak_lateral_accel")
+METRICS = (
+    "success_rate",
+    "autonomy",
+    "mean_abs_lateral_offset",
+    "mean_speed",
+    "speed_ratio_to_expert",
+    "speeding_share",
+    "mean_peak_lateral_accel",
+)
 
 
 @dataclass(frozen=True)
@@ -68,15 +75,22 @@ def run_variant(cfg: AblationConfig, name: str, seed: int) -> dict:
     if metrics_file.exists():
         return json.loads(metrics_file.read_text())
     train_options = {k: v for k, v in options.items() if k != "noise"}
-    summary = train(TrainConfig(data=data, run=run, epochs=cfg.epochs, seed=seed,
-                                resume=(run / "last.pt").exists(), **train_options))
+    summary = train(
+        TrainConfig(
+            data=data,
+            run=run,
+            epochs=cfg.epochs,
+            seed=seed,
+            resume=(run / "last.pt").exists(),
+            **train_options,
+        )
+    )
     return evaluate(str(summary["best"]), cfg.eval_episodes, run / "eval", workers=2, video=1)
 
 
 def table(results: dict[str, list[dict]]) -> str:
     """Mean +- std over seeds for each variant."""
-    lines = ["| variant | seeds | " + " | ".join(METRICS) + " |",
-             "|---" * (len(METRICS) + 2) + "|"]
+    lines = ["| variant | seeds | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 2) + "|"]
     for name, reports in results.items():
         cells = []
         for metric in METRICS:
@@ -95,11 +109,15 @@ def main(cfg: AblationConfig) -> None:
         for seed in cfg.seeds:
             report = run_variant(cfg, name, seed)
             results.setdefault(name, []).append(report)
-            print(f"{name} seed {seed}: success {report['overall']['success_rate']:.2%}, "
-                  f"autonomy {report['overall']['autonomy']:.2f} %", flush=True)
+            print(
+                f"{name} seed {seed}: success {report['overall']['success_rate']:.2%}, "
+                f"autonomy {report['overall']['autonomy']:.2f} %",
+                flush=True,
+            )
             (cfg.out / "ablation.md").write_text(table(results) + "\n")
-    (cfg.out / "ablation.json").write_text(json.dumps(
-        {k: [r["overall"] for r in v] for k, v in results.items()}, indent=2))
+    (cfg.out / "ablation.json").write_text(
+        json.dumps({k: [r["overall"] for r in v] for k, v in results.items()}, indent=2)
+    )
     print(table(results))
 
 

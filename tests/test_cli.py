@@ -27,29 +27,61 @@ def foreign_checkpoint(tmp_path):
 BAD_INPUTS = {
     "missing dataset": lambda p, **_: ["info", str(p / "nowhere")],
     "not a dataset": lambda p, not_a_dataset, **_: ["info", str(not_a_dataset)],
-    "train on nothing": lambda p, **_: ["train", "--data", str(p / "nowhere"), "--run",
-                                        str(p / "run")],
-    "unknown device": lambda p, not_a_dataset, **_: ["train", "--data", str(not_a_dataset),
-                                                     "--run", str(p / "r"), "--device", "tpu"],
+    "train on nothing": lambda p, **_: [
+        "train",
+        "--data",
+        str(p / "nowhere"),
+        "--run",
+        str(p / "run"),
+    ],
+    "unknown device": lambda p, not_a_dataset, **_: [
+        "train",
+        "--data",
+        str(not_a_dataset),
+        "--run",
+        str(p / "r"),
+        "--device",
+        "tpu",
+    ],
     "negative episodes": lambda p, **_: ["collect", "--out", str(p / "d"), "--episodes", "-3"],
     "zero workers": lambda p, **_: ["collect", "--out", str(p / "d"), "--workers", "0"],
     "unknown scenario": lambda p, **_: ["collect", "--out", str(p / "d"), "--scenario", "moon-v0"],
     "missing checkpoint": lambda p, **_: ["evaluate", "--policy", str(p / "best.pt")],
     "not a checkpoint": lambda p, not_a_dataset, **_: [
-        "evaluate", "--policy", str(not_a_dataset / "beach.jpg"), "--episodes", "1",
-        "--out", str(p / "e")],
+        "evaluate",
+        "--policy",
+        str(not_a_dataset / "beach.jpg"),
+        "--episodes",
+        "1",
+        "--out",
+        str(p / "e"),
+    ],
     "foreign checkpoint": lambda p, foreign_checkpoint, **_: [
-        "evaluate", "--policy", str(foreign_checkpoint), "--episodes", "1", "--out", str(p / "e")],
-    "zero evaluation episodes": lambda p, **_: ["evaluate", "--policy", "expert",
-                                                "--episodes", "0"],
+        "evaluate",
+        "--policy",
+        str(foreign_checkpoint),
+        "--episodes",
+        "1",
+        "--out",
+        str(p / "e"),
+    ],
+    "zero evaluation episodes": lambda p, **_: [
+        "evaluate",
+        "--policy",
+        "expert",
+        "--episodes",
+        "0",
+    ],
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, not_a_dataset,
-                                             foreign_checkpoint):
-    argv = BAD_INPUTS[case](tmp_path, not_a_dataset=not_a_dataset,
-                            foreign_checkpoint=foreign_checkpoint)
+def test_bad_input_gives_one_line_and_exit_2(
+    case, tmp_path, capsys, not_a_dataset, foreign_checkpoint
+):
+    argv = BAD_INPUTS[case](
+        tmp_path, not_a_dataset=not_a_dataset, foreign_checkpoint=foreign_checkpoint
+    )
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
@@ -58,8 +90,11 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path, capsys, not_a_datas
 
 
 def test_installed_command_reports_errors_without_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "driving.cli", "info", str(tmp_path / "x")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "driving.cli", "info", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and "Traceback" not in done.stderr
 
