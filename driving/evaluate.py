@@ -61,6 +61,10 @@ class EvalConfig:
             raise ValueError(f"--video must be >= 0, got {self.video}")
         if self.policy != EXPERT and not Path(self.policy).is_file():
             raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
+        if self.policy != EXPERT:
+            from driving.policy import NetPolicy
+
+            NetPolicy.from_checkpoint(self.policy)  # refuse a bad checkpoint before any work
 
 
 def load_policy(spec: str, env):
