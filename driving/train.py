@@ -63,7 +63,8 @@ class TrainConfig:
     speed_input: bool = True
     """Feed the current speed [m/s] to the network (needed to learn throttle)."""
     resume: bool = False
-    """Continue the run in --run from its last.pt up to --epochs."""
+    """Continue the run in --run from its last.pt up to --epochs (start it if there is none yet),
+    so re-running the same command after a kill picks up where it stopped."""
     threads: int = 0
     """CPU threads for torch (0 = torch's default)."""
     eval_episodes: int = 0
@@ -103,8 +104,6 @@ class TrainConfig:
                 f"--run {self.run} already holds checkpoints; pass --resume to continue it "
                 "or choose another --run"
             )
-        if self.resume and not (self.run / "last.pt").exists():
-            raise TrainingError(f"--resume: no last.pt in {self.run}; drop --resume to start anew")
         return self
 
 
@@ -265,8 +264,8 @@ def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
     height, width = train_set.frames.shape[1:3]
     model_config = ModelConfig(height=height, width=width, speed_input=cfg.speed_input)
     model, step, epoch, best_val, ckpt = PilotNet(model_config), 0, 0, None, None
-    if cfg.resume:
-        last = cfg.run / "last.pt"
+    last = cfg.run / "last.pt"
+    if cfg.resume and last.exists():
         ckpt = load_checkpoint(last, device="cpu")
         if ckpt["model_config"] != asdict(model_config):
             raise TrainingError(

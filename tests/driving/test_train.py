@@ -177,7 +177,6 @@ def test_without_a_validation_set_best_is_last(data, tmp_path):
         {"device": "tpu"},
         {"device": "cuda:99"},
         {"data": Path("/nonexistent/demos")},
-        {"resume": True},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
@@ -219,3 +218,11 @@ def test_prediction_strip_shows_true_steering_green_and_prediction_red():
     assert tuple(images[0, 70, 140]) == green and tuple(images[0, 70, 60]) != green
     assert tuple(images[0, 76, 60]) == red and tuple(images[0, 76, 140]) != red
     assert tuple(images[1, 70, 5]) == green
+
+
+def test_resume_without_a_checkpoint_starts_the_run(data, tmp_path):
+    # The same command works before and after a kill: --resume on an empty run simply starts it.
+    cfg = TrainConfig(data=data, run=tmp_path / "run", epochs=1, batch_size=16, resume=True)
+    summary = train(cfg)
+    assert summary["epochs"] == 1
+    assert load_checkpoint(cfg.run / "last.pt")["epoch"] == 1
