@@ -11,9 +11,10 @@ and prints a table with the expert's numbers beside the policy's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -158,31 +159,67 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_episodes(
-    spec: str, seeds: list[int], workers: int, videos: dict[int, Path], desc: str
-) -> list[dict]:
-    """Evaluate `spec` on `seeds`, in `workers` processes, with a progress bar."""
-    bar = tqdm(total=len(seeds), unit="road", desc=desc)
-    results = []
+def policy_id(spec: str) -> str:
+    """Identity of a policy for the episode cache: 'expert' or the checkpoint's sha256."""
+    if spec == EXPERT:
+        return EXPERT
+    return hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+
+
+def _cached(path: Path, identity: str) -> dict | None:
+    """A finished episode's result from an earlier (possibly killed) run of the same policy."""
     try:
-        if workers == 1:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved["result"] if saved.get("policy_id") == identity else None
+
+
+def _save_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically: a kill leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def run_episodes(
+    spec: str, seeds: list[int], workers: int, videos: dict[int, Path], desc: str, cache: Path
+) -> list[dict]:
+    """Evaluate `spec` on `seeds` in `workers` processes, with a progress bar.
+
+    Each finished episode is saved in `cache` at once; a re-run of the same policy skips them,
+    so a killed evaluation loses at most the episodes in progress.
+    """
+    identity = policy_id(spec)
+    done = {}
+    for seed in seeds:
+        result = _cached(cache / f"{seed}.json", identity)
+        if result is not None and (seed not in videos or videos[seed].exists()):
+            done[seed] = result
+    todo = [s for s in seeds if s not in done]
+    bar = tqdm(total=len(seeds), initial=len(done), unit="road", desc=desc)
+
+    def finished(result: dict) -> None:
+        done[result["seed"]] = result
+        _save_json(cache / f"{result['seed']}.json", {"policy_id": identity, "result": result})
+        bar.update(1)
+        bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
+
+    try:
+        if workers == 1 or len(todo) <= 1:
             _init_worker()
-            for seed in seeds:
-                results.append(_run_seed(spec, seed, videos.get(seed)))
-                bar.update(1)
+            for seed in todo:
+                finished(_run_seed(spec, seed, videos.get(seed)))
         else:
             ctx = get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-                # map keeps the seeds' order; chunks of 1 balance roads of different lengths.
-                for result in pool.map(
-                    _run_seed, [spec] * len(seeds), seeds, [videos.get(s) for s in seeds]
-                ):
-                    results.append(result)
-                    bar.update(1)
-                    bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.0%}")
+                futures = [pool.submit(_run_seed, spec, s, videos.get(s)) for s in todo]
+                for future in as_completed(futures):
+                    finished(future.result())
     finally:
         bar.close()
-    return results
+    return [done[s] for s in seeds]
 
 
 def format_table(results: dict[str, dict]) -> str:
@@ -222,7 +259,8 @@ def evaluate(
     cfg.validate()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
-    per_episode = run_episodes(cfg.policy, seeds, cfg.workers, videos, "evaluate")
+    per_episode = run_episodes(cfg.policy, seeds, cfg.workers, videos, "evaluate",
+                               cfg.out / "episodes" / "policy")
     report = {
         "policy": cfg.policy,
         "config": {k: str(v) for k, v in asdict(cfg).items()},
@@ -233,15 +271,13 @@ def evaluate(
     }
     table = {"policy": report["overall"]}
     if cfg.compare_expert and cfg.policy != EXPERT:
-        expert_episodes = run_episodes(EXPERT, seeds, cfg.workers, {}, "expert")
+        expert_episodes = run_episodes(EXPERT, seeds, cfg.workers, {}, "expert",
+                                       cfg.out / "episodes" / "expert")
         report["expert"] = {"overall": summarize(expert_episodes), "episodes": expert_episodes}
         report["overall"]["speed_ratio_to_expert"] = (
             report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"]
         )
         table["expert"] = report["expert"]["overall"]
     report["table"] = format_table(table)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, cfg.out / "metrics.json")
+    _save_json(cfg.out / "metrics.json", report)
     return report

@@ -43,3 +43,14 @@ def test_evaluate_writes_metrics_and_video(tmp_path):
     video = tmp_path / "videos" / f"road_{eval_seeds(1)[0]}.mp4"
     assert video.stat().st_size > 10_000
     assert "success rate" in report["table"]
+
+
+def test_a_rerun_reuses_finished_episodes(tmp_path):
+    evaluate("expert", episodes=2, out=tmp_path, workers=1, video=0)
+    cached = tmp_path / "episodes" / "policy" / f"{eval_seeds(1)[0]}.json"
+    saved = json.loads(cached.read_text())
+    saved["result"]["mean_speed"] = 123.0  # marks the cached result: a re-run must reuse it
+    cached.write_text(json.dumps(saved))
+    report = evaluate("expert", episodes=3, out=tmp_path, workers=1, video=0)
+    assert report["episodes"][0]["mean_speed"] == 123.0
+    assert report["episodes"][2]["mean_speed"] < 20  # the new road was driven
