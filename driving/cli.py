@@ -128,12 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"metrics: {cfg.out / 'metrics.json'}")
         elif isinstance(cfg, DemoConfig):
             run_demo(cfg)
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: finished episodes and the last checkpoint are kept on disk; "
-            "re-run the same command to continue",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as interrupt:
+        # Each verb says what it saved; this is the fallback.
+        message = str(interrupt) or "interrupted: finished work is kept on disk"
+        print(f"\n{message}", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
         print(f"error: {error}", file=sys.stderr)

@@ -13,17 +13,15 @@ for more episodes extends it; nothing is overwritten.
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from driving.dataset import Episode, used_seeds, write_episode
+from driving.parallel import run_parallel
 from envs import train_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
@@ -157,25 +155,22 @@ def collect(cfg: CollectConfig) -> dict:
             f"{len(wanted) - len(todo)} of {len(wanted)} episodes already in {cfg.out}; "
             f"collecting the other {len(todo)}"
         )
-    frames, start = 0, time.perf_counter()
+    frames, saved, start = 0, 0, time.perf_counter()
     bar = tqdm(total=len(todo), unit="episode", desc="collect")
+
+    def finished(result: tuple[int, int]) -> None:
+        nonlocal frames, saved
+        frames, saved = frames + result[1], saved + 1
+        bar.update(1)
+        bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}")
+
     try:
-        if cfg.workers == 1:
-            results = (_collect_one(cfg, seed) for seed in todo)
-            for _, n in results:
-                frames += n
-                bar.update(1)
-                bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}")
-        else:
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
-                futures = [pool.submit(_collect_one, cfg, seed) for seed in todo]
-                for future in as_completed(futures):
-                    frames += future.result()[1]
-                    bar.update(1)
-                    bar.set_postfix(
-                        frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}"
-                    )
+        run_parallel(_collect_one, [(cfg, seed) for seed in todo], cfg.workers, finished)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {saved} new episodes saved in {cfg.out} "
+            f"({len(have) + saved} of {len(wanted)}); re-run the same command to finish"
+        ) from None
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -186,11 +181,3 @@ def collect(cfg: CollectConfig) -> dict:
         "frames_per_s": frames / max(seconds, 1e-9),
         "out": str(cfg.out),
     }
-
-
-def _init_worker() -> None:
-    # One process per core: keep numpy/OpenCV from spawning threads that fight each other.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import cv2
-
-    cv2.setNumThreads(1)

@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from driving.metrics import INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
+from driving.parallel import run_parallel
 from driving.video import overlay, write_mp4
 from envs import eval_seeds
 from envs.camera import CameraConfig
@@ -150,15 +149,6 @@ def _run_seed(spec: str, seed: int, video: Path | None) -> dict:
     return rollout(_worker["env"], _worker["policy"], _worker["expert"], seed, video)
 
 
-def _init_worker() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import cv2
-    import torch
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def policy_id(spec: str) -> str:
     """Identity of a policy for the episode cache: 'expert' or the checkpoint's sha256."""
     if spec == EXPERT:
@@ -207,16 +197,12 @@ def run_episodes(
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
     try:
-        if workers == 1 or len(todo) <= 1:
-            _init_worker()
-            for seed in todo:
-                finished(_run_seed(spec, seed, videos.get(seed)))
-        else:
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-                futures = [pool.submit(_run_seed, spec, s, videos.get(s)) for s in todo]
-                for future in as_completed(futures):
-                    finished(future.result())
+        run_parallel(_run_seed, [(spec, s, videos.get(s)) for s in todo], workers, finished)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {len(done)} of {len(seeds)} roads evaluated and saved in {cache}; "
+            "re-run the same command to finish"
+        ) from None
     finally:
         bar.close()
     return [done[s] for s in seeds]
@@ -259,8 +245,9 @@ def evaluate(
     cfg.validate()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
-    per_episode = run_episodes(cfg.policy, seeds, cfg.workers, videos, "evaluate",
-                               cfg.out / "episodes" / "policy")
+    per_episode = run_episodes(
+        cfg.policy, seeds, cfg.workers, videos, "evaluate", cfg.out / "episodes" / "policy"
+    )
     report = {
         "policy": cfg.policy,
         "config": {k: str(v) for k, v in asdict(cfg).items()},
@@ -271,8 +258,9 @@ def evaluate(
     }
     table = {"policy": report["overall"]}
     if cfg.compare_expert and cfg.policy != EXPERT:
-        expert_episodes = run_episodes(EXPERT, seeds, cfg.workers, {}, "expert",
-                                       cfg.out / "episodes" / "expert")
+        expert_episodes = run_episodes(
+            EXPERT, seeds, cfg.workers, {}, "expert", cfg.out / "episodes" / "expert"
+        )
         report["expert"] = {"overall": summarize(expert_episodes), "episodes": expert_episodes}
         report["overall"]["speed_ratio_to_expert"] = (
             report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"]

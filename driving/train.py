@@ -481,8 +481,10 @@ def train(cfg: TrainConfig) -> dict:
         evaluation = _evaluate(cfg, writer, state.step) if cfg.eval_episodes > 0 else None
     except KeyboardInterrupt:
         _save(state, cfg, cfg.run / "last.pt")
-        print(f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'} (use --resume)")
-        raise
+        raise KeyboardInterrupt(
+            f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'}: "
+            "re-run with --resume to continue"
+        ) from None
     finally:
         writer.close()
     return {

@@ -1,12 +1,15 @@
 """The `drive` command: every bad input is one clear line on stderr and a non-zero exit."""
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from driving.cli import main
+from driving.dataset import scan
 
 
 @pytest.fixture
@@ -105,3 +108,24 @@ def test_every_verb_has_help(capsys):
             main([verb, "--help"])
         assert exit_.value.code == 0
         assert "usage: drive " + verb in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
+    out = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driving.cli", "collect", "--out", str(out), "--episodes", "50",
+         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list(out.glob("episode_*.h5"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: ") and "re-run the same command" in last
+    assert "Traceback" not in err
+    saved = int(last.split()[1])
+    paths, warnings = scan(out)
+    assert saved >= 2 and len(paths) >= saved
+    assert all("not in manifest.json" in w for w in warnings)
