@@ -13,6 +13,8 @@ for more episodes extends it; nothing is overwritten.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from driving.dataset import Episode, used_seeds, write_episode
+from driving.dataset import Episode, prepare_folder, used_seeds, write_episode
 from driving.parallel import run_parallel
 from envs import train_seeds
 from envs.camera import CameraConfig
@@ -133,14 +135,50 @@ def run_expert_episode(env, expert: Expert, seed: int, noise: NoiseConfig) -> Ep
 _worker_state: dict = {}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_seed(root: Path, seed: int) -> bool:
+    """Reserve `seed` for this process, so that collections running side by side into one folder
+    never record the same road twice. False if it is saved already or a live process holds it;
+    a claim left by a killed process is taken over."""
+    claims = root / ".claims"
+    claims.mkdir(exist_ok=True)
+    with open(claims / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        if seed in used_seeds(root):
+            return False
+        path = claims / str(seed)
+        try:
+            holder = int(path.read_text())
+        except (OSError, ValueError):
+            holder = None
+        if holder not in (None, os.getpid()) and _alive(holder):
+            return False
+        path.write_text(str(os.getpid()))
+        return True
+
+
 def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
-    """Collect and write one episode (in a worker process); returns (seed, frames)."""
-    if "env" not in _worker_state:
-        env = make_env(cfg.scenario, cfg.camera)
-        _worker_state.update(env=env, expert=Expert(env))
-    episode = run_expert_episode(_worker_state["env"], _worker_state["expert"], seed, cfg.noise)
-    episode.meta["scenario_name"] = cfg.scenario
-    write_episode(cfg.out, episode)
+    """Collect and write one episode (in a worker process); returns (seed, frames saved)."""
+    if not claim_seed(cfg.out, seed):
+        return seed, 0
+    try:
+        if "env" not in _worker_state:
+            env = make_env(cfg.scenario, cfg.camera)
+            _worker_state.update(env=env, expert=Expert(env))
+        episode = run_expert_episode(_worker_state["env"], _worker_state["expert"], seed, cfg.noise)
+        episode.meta["scenario_name"] = cfg.scenario
+        write_episode(cfg.out, episode)
+    finally:
+        (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)
     return seed, len(episode.frames)
 
 
@@ -148,7 +186,8 @@ def collect(cfg: CollectConfig) -> dict:
     """Collect the missing episodes of `cfg`; returns a summary."""
     wanted = cfg.validate()
     make_env(cfg.scenario, cfg.camera).close()  # fail fast on a bad scenario name
-    have = used_seeds(cfg.out) if (cfg.out / "manifest.json").exists() else set()
+    prepare_folder(cfg.out)  # fail fast on a folder that is not a dataset or not writable
+    have = used_seeds(cfg.out)
     todo = [s for s in wanted if s not in have]
     if len(todo) < len(wanted):
         print(
@@ -160,7 +199,7 @@ def collect(cfg: CollectConfig) -> dict:
 
     def finished(result: tuple[int, int]) -> None:
         nonlocal frames, saved
-        frames, saved = frames + result[1], saved + 1
+        frames, saved = frames + result[1], saved + (result[1] > 0)
         bar.update(1)
         bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}")
 
@@ -175,7 +214,8 @@ def collect(cfg: CollectConfig) -> dict:
         bar.close()
     seconds = time.perf_counter() - start
     return {
-        "episodes": len(todo),
+        "episodes": saved,
+        "left_to_others": len(todo) - saved,  # seeds another process was collecting
         "frames": frames,
         "seconds": seconds,
         "frames_per_s": frames / max(seconds, 1e-9),

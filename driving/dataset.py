@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -251,7 +252,7 @@ def _write_manifest(root: Path, entries: list[dict]) -> None:
     _fsync(root)
 
 
-def _prepare_folder(root: Path) -> None:
+def prepare_folder(root: Path) -> None:
     """Create `root` as an empty dataset if needed; refuse folders that are not datasets."""
     if root.exists() and not root.is_dir():
         raise DatasetError(f"{root} is a file, not a dataset folder: choose another --out")
@@ -332,7 +333,7 @@ def _check_episode(episode: Episode) -> tuple[int, dict[str, np.ndarray]]:
 
 def _store(root: Path, seed: int, arrays: dict[str, np.ndarray], meta_json: str) -> Path:
     """Write the episode file under a fresh name, then publish it: rename + manifest, locked."""
-    _prepare_folder(root)
+    prepare_folder(root)
     for _ in range(10):
         stem = f"episode_{seed:07d}_{secrets.token_hex(4)}"
         tmp, final = root / f"{stem}.h5.tmp", root / f"{stem}.h5"
@@ -374,8 +375,14 @@ def _list_new_files(root: Path, entries: list[dict]) -> list[dict]:
 
 
 def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: str) -> None:
-    """Write and fsync one episode file; mode 'w-' fails if the name is taken."""
-    with h5py.File(tmp, "w-") as f:
+    """Write and fsync one episode file; fails with FileExistsError if the name is taken.
+
+    The HDF5 file is built in memory and written with plain file I/O: on a full disk the
+    HDF5 library was seen to crash the process (segmentation fault) instead of raising, while a
+    plain write raises OSError (ENOSPC) and the caller removes the partial file.
+    """
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["seed"] = seed
         f.attrs["num_frames"] = len(arrays["frames"])
@@ -389,7 +396,10 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
         )  # fmt: skip
         for name in _STEP_ARRAYS:
             f.create_dataset(name, data=arrays[name].astype(np.float32, copy=False))
-    _fsync(tmp)
+    with open(tmp, "xb") as handle:
+        handle.write(buffer.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _remove_stale_tmp(root: Path) -> None:

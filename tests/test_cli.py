@@ -114,8 +114,22 @@ def test_every_verb_has_help(capsys):
 def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
     out = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driving.cli", "collect", "--out", str(out), "--episodes", "50",
-         "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "driving.cli",
+            "collect",
+            "--out",
+            str(out),
+            "--episodes",
+            "50",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while len(list(out.glob("episode_*.h5"))) < 2 and time.time() < deadline:
         time.sleep(0.05)
