@@ -244,13 +244,15 @@ def evaluate(
     cfg = EvalConfig(policy, episodes, Path(out), workers, video, compare_expert, seed_offset)
     cfg.validate()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
+    report_config = {k: str(v) for k, v in asdict(cfg).items()}
+    _save_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
     per_episode = run_episodes(
         cfg.policy, seeds, cfg.workers, videos, "evaluate", cfg.out / "episodes" / "policy"
     )
     report = {
         "policy": cfg.policy,
-        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "config": report_config,
         "seeds": seeds,
         "overall": summarize(per_episode),
         "episodes": per_episode,

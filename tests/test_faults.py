@@ -74,3 +74,15 @@ def test_collect_summary_counts_only_what_it_saved(tmp_path):
     out = tmp_path / "data"
     assert collect(CollectConfig(out=out, episodes=1))["episodes"] == 1
     assert collect(CollectConfig(out=out, episodes=1))["episodes"] == 0
+
+
+def test_read_only_output_is_refused_before_any_work(tmp_path, mounts, capsys):
+    read_only = mounts(tmp_path / "ro", "size=1m,ro")
+    assert (
+        main(
+            ["evaluate", "--policy", "expert", "--episodes", "1", "--out", str(read_only / "eval")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Read-only file system" in err and "\n" not in err
