@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from driving.metrics import INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
+from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
 from driving.parallel import run_parallel
 from driving.video import overlay, write_mp4
 from envs import eval_seeds
@@ -109,15 +109,7 @@ def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -
         )
         record["autonomous"].append(autonomous)
         record["intervention"].append(started)
-        for key in (
-            "speed",
-            "speed_limit",
-            "lateral_offset",
-            "heading",
-            "on_road",
-            "crashed",
-            "distance",
-        ):
+        for key in INFO_KEYS:
             record[key].append(info[key])
         if started:
             autonomous = False

@@ -18,17 +18,10 @@ INTERVENTION_OFFSET = 1.0  # [m]
 INTERVENTION_PENALTY = 6.0  # [s]
 SPEEDING_FACTOR = 1.1
 SPEEDING_GRACE = 1.0  # [s]
-RECORD_KEYS = (
-    "speed",
-    "speed_limit",
-    "lateral_offset",
-    "heading",
-    "on_road",
-    "crashed",
-    "autonomous",
-    "intervention",
-    "distance",
-)
+INFO_KEYS = ("speed", "speed_limit", "lateral_offset", "heading", "on_road", "crashed", "distance")
+"""Per-step values copied from the env's `info` into an episode record."""
+RECORD_KEYS = (*INFO_KEYS, "autonomous", "intervention")
+"""Everything `episode_metrics` reads: INFO_KEYS plus who drove and when interventions began."""
 
 
 def _longest_run(flags: np.ndarray) -> int:
