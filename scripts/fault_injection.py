@@ -56,12 +56,14 @@ def kill_at_random(cmd: list[str], low: float, high: float, rng: np.random.Gener
     Raises SystemExit if the command keeps finishing before the kill (the work ran out).
     """
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     try:
         proc.wait(timeout=rng.uniform(low, high))
-        raise SystemExit(f"{' '.join(cmd[3:5])} finished before it could be killed: "
-                         "give it more work")
+        raise SystemExit(
+            f"{' '.join(cmd[3:5])} finished before it could be killed: give it more work"
+        )
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes
         proc.wait()
@@ -69,8 +71,9 @@ def kill_at_random(cmd: list[str], low: float, high: float, rng: np.random.Gener
 
 
 def finish(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True,
-                          env={**os.environ, "TQDM_DISABLE": "1"})
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
+    )
     if done.returncode != 0:
         raise SystemExit(f"re-run failed: {' '.join(cmd)}\n{done.stderr}")
 
@@ -103,8 +106,18 @@ def fault_collect(cfg: FaultConfig, rng: np.random.Generator) -> dict:
 
 def fault_train(cfg: FaultConfig, rng: np.random.Generator, data: Path) -> dict:
     run, epochs = cfg.out / "train", 3 * cfg.kills + 3
-    cmd = drive("train", "--data", str(data), "--run", str(run), "--epochs", str(epochs),
-                "--batch-size", "64", "--resume")
+    cmd = drive(
+        "train",
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "64",
+        "--resume",
+    )
     kills, step = 0, 0
     while kills < cfg.kills:
         kills += kill_at_random(cmd, 4.0, 9.0, rng)
@@ -146,8 +159,10 @@ def main(cfg: FaultConfig) -> None:
     finish(drive("collect", "--out", str(small), "--episodes", "4"))
     rows.append(fault_train(cfg, rng, small))
     rows.append(fault_evaluate(cfg, rng, cfg.out / "train" / "best.pt"))
-    lines = ["| verb | SIGKILLs while working | after re-running the same command |",
-             "|---|---|---|"]
+    lines = [
+        "| verb | SIGKILLs while working | after re-running the same command |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['verb']} | {r['kills']} | {r['after']} |" for r in rows]
     table = "\n".join(lines)
     (cfg.out / "faults.md").write_text(table + "\n")
