@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
 from driving.parallel import run_parallel
+from driving.policy import NetPolicy
 from driving.video import overlay, write_mp4
 from envs import eval_seeds
 from envs.camera import CameraConfig
@@ -62,19 +63,7 @@ class EvalConfig:
         if self.policy != EXPERT and not Path(self.policy).is_file():
             raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
         if self.policy != EXPERT:
-            from driving.policy import NetPolicy
-
             NetPolicy.from_checkpoint(self.policy)  # refuse a bad checkpoint before any work
-
-
-def load_policy(spec: str, env):
-    """The policy named by `spec` and the camera it was trained with."""
-    if spec == EXPERT:
-        return Expert(env), CameraConfig()
-    from driving.policy import NetPolicy
-
-    policy = NetPolicy.from_checkpoint(spec)
-    return policy, CameraConfig(**policy.camera)
 
 
 def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -> dict:
@@ -133,11 +122,12 @@ _worker: dict = {}
 def _run_seed(spec: str, seed: int, video: Path | None) -> dict:
     """Evaluate one seed in a worker process (the env and policy are built once per process)."""
     if _worker.get("spec") != spec:
-        probe = make_env(SCENARIO)
-        _, camera = load_policy(spec, probe)
+        net = None if spec == EXPERT else NetPolicy.from_checkpoint(spec)
+        # The camera must see the road as it did when the training data was recorded.
+        camera = CameraConfig() if net is None else CameraConfig(**net.camera)
         env = make_env(SCENARIO, camera, terminate_off_road=False)
-        policy, _ = load_policy(spec, env)
-        _worker.update(spec=spec, env=env, policy=policy, expert=Expert(env))
+        expert = Expert(env)
+        _worker.update(spec=spec, env=env, policy=net or expert, expert=expert)
     return rollout(_worker["env"], _worker["policy"], _worker["expert"], seed, video)
 
 
