@@ -515,7 +515,7 @@ def _scan(root: Path) -> tuple[list[_Header], list[str], int]:
         for name in sorted(set(frames) - listed):
             problems.append(f"{name} is not in {MANIFEST} (copied in, or writer killed): using it")
     if not headers:
-        detail = f" ({skipped} unreadable, see `drive info {root}`)" if skipped else ""
+        detail = f" ({skipped} unreadable; first: {problems[0]})" if skipped else ""
         raise DatasetError(f"{root} contains no readable episode{detail}: {_COLLECT_HINT}")
     return headers, problems, skipped
 

@@ -143,3 +143,19 @@ def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
     paths, warnings = scan(out)
     assert saved >= 2 and len(paths) >= saved
     assert all("not in manifest.json" in w for w in warnings)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero-byte"])
+def test_training_on_damaged_episodes_is_one_clear_error(damage, tmp_path, capsys):
+    from driving.collect import CollectConfig, collect
+
+    data = tmp_path / "data"
+    collect(CollectConfig(out=data, episodes=1))
+    episode = next(data.glob("episode_*.h5"))
+    raw = episode.read_bytes()
+    episode.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"")
+    assert main(["train", "--data", str(data), "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "1 unreadable" in err and episode.name in err
+    assert episode.stat().st_size == (len(raw) // 2 if damage == "truncate" else 0)  # untouched
+    assert not (tmp_path / "run").exists()
