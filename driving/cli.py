@@ -1,10 +1,11 @@
-"""The `drive` command: collect, info, train, evaluate, demo.
+"""The `drive` command: collect, info, train, evaluate, demo, export.
 
     drive demo                                   # everything, sized for a 2-core CPU
     drive collect --out data/demo --episodes 60  # expert demonstrations
     drive info data/demo                         # what a dataset holds
     drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
     drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
+    drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
 
 `drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
 """
@@ -22,6 +23,7 @@ import tyro
 
 from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.evaluate import EvalConfig, evaluate
+from driving.export import ExportConfig, export_onnx
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": TrainConfig,
             "evaluate": EvalConfig,
             "demo": DemoConfig,
+            "export": ExportConfig,
         },
         prog="drive",
         description=__doc__.split("\n")[0],
@@ -128,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"metrics: {cfg.out / 'metrics.json'}")
         elif isinstance(cfg, DemoConfig):
             run_demo(cfg)
+        elif isinstance(cfg, ExportConfig):
+            summary = export_onnx(cfg)
+            print(
+                f"wrote {summary['onnx']}: max |ONNX Runtime - PyTorch| "
+                f"{summary['max_abs_error']:.1e}; batch-1 latency p50/p99 on one core: "
+                "ONNX Runtime {:.2f}/{:.2f} ms, PyTorch {:.2f}/{:.2f} ms".format(
+                    *summary["onnxruntime_ms_p50_p99"], *summary["pytorch_ms_p50_p99"]
+                )
+            )
     except KeyboardInterrupt as interrupt:
         # Each verb says what it saved; this is the fallback.
         message = str(interrupt) or "interrupted: finished work is kept on disk"

@@ -68,6 +68,7 @@ BAD_INPUTS = {
         "--out",
         str(p / "e"),
     ],
+    "export a missing checkpoint": lambda p, **_: ["export", "--policy", str(p / "none.pt")],
     "zero evaluation episodes": lambda p, **_: [
         "evaluate",
         "--policy",
@@ -103,7 +104,7 @@ def test_installed_command_reports_errors_without_traceback(tmp_path):
 
 
 def test_every_verb_has_help(capsys):
-    for verb in ("collect", "info", "train", "evaluate", "demo"):
+    for verb in ("collect", "info", "train", "evaluate", "demo", "export"):
         with pytest.raises(SystemExit) as exit_:
             main([verb, "--help"])
         assert exit_.value.code == 0

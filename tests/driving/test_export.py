@@ -1,0 +1,42 @@
+"""ONNX export: the exported graph matches PyTorch under ONNX Runtime."""
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from driving.checkpoint import save_checkpoint
+from driving.export import TOLERANCE, ExportConfig, export_onnx
+from driving.model import ModelConfig, PilotNet
+
+
+@pytest.mark.parametrize("speed_input", [True, False])
+def test_onnx_matches_pytorch_for_any_batch(tmp_path, speed_input):
+    torch.manual_seed(0)
+    config = ModelConfig(speed_input=speed_input)
+    model = PilotNet(config)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(
+        ckpt,
+        model=model,
+        model_config=config,
+        optimizer=torch.optim.AdamW(model.parameters()),
+        step=0,
+        epoch=0,
+        best_val=None,
+        config={},
+    )
+    summary = export_onnx(ExportConfig(policy=ckpt, check=8))
+    assert summary["max_abs_error"] <= TOLERANCE
+    session = onnxruntime.InferenceSession(summary["onnx"], providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (5, 66, 200, 3), dtype=np.uint8)  # a batch size never exported
+    speed = rng.uniform(0, 20, 5).astype(np.float32)
+    feeds = {"image": image, **({"speed": speed} if speed_input else {})}
+    got = session.run(None, feeds)[0]
+    with torch.inference_mode():
+        want = model(torch.from_numpy(image), torch.from_numpy(speed) if speed_input else None)
+    np.testing.assert_allclose(got, want.numpy(), atol=TOLERANCE)
+    assert all(
+        p50 > 0 for p50, _ in (summary["onnxruntime_ms_p50_p99"], summary["pytorch_ms_p50_p99"])
+    )
