@@ -22,7 +22,7 @@ from typing import Annotated
 import tyro
 
 from driving.collect import CollectConfig, NoiseConfig, collect
-from driving.evaluate import EvalConfig, evaluate
+from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
 
 
@@ -72,7 +72,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     report = evaluate(
         str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2
     )
-    _log_eval(run, report)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run)) as writer:
+        log_to_tensorboard(writer, report, summary["steps"])
     minutes = (time.perf_counter() - start) / 60
     print(report["table"])
     print(
@@ -80,16 +83,6 @@ def run_demo(cfg: DemoConfig) -> dict:
         f"videos: {cfg.out / 'eval' / 'videos'}"
     )
     return report
-
-
-def _log_eval(run: Path, report: dict) -> None:
-    """Closed-loop metrics into the run's TensorBoard, under eval/."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(run)) as writer:
-        for name, value in report["overall"].items():
-            writer.add_scalar(f"eval/{name}", float(value))
-        writer.add_text("eval/table", report["table"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,9 +171,10 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
     if not claim_seed(cfg.out, seed):
         return seed, 0
     try:
-        if "env" not in _worker_state:
+        key = (cfg.scenario, cfg.camera)  # one env per process, rebuilt if the settings change
+        if _worker_state.get("key") != key:
             env = make_env(cfg.scenario, cfg.camera)
-            _worker_state.update(env=env, expert=Expert(env))
+            _worker_state.update(key=key, env=env, expert=Expert(env))
         episode = run_expert_episode(_worker_state["env"], _worker_state["expert"], seed, cfg.noise)
         episode.meta["scenario_name"] = cfg.scenario
         write_episode(cfg.out, episode)

@@ -253,3 +253,11 @@ def evaluate(
     report["table"] = format_table(table)
     _save_json(cfg.out / "metrics.json", report)
     return report
+
+
+def log_to_tensorboard(writer, report: dict, step: int) -> None:
+    """Closed-loop metrics of `report` into a TensorBoard SummaryWriter, as eval/*."""
+    for name, value in report["overall"].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f"eval/{name}", value, step)
+    writer.add_text("eval/table", report["table"], step)

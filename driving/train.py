@@ -502,7 +502,7 @@ def train(cfg: TrainConfig) -> dict:
 
 def _evaluate(cfg: TrainConfig, writer: SummaryWriter, step: int) -> dict:
     """Closed-loop evaluation of best.pt; numeric overall metrics go to TensorBoard as eval/*."""
-    from driving.evaluate import evaluate  # only needed here; keeps training importable alone
+    from driving.evaluate import evaluate, log_to_tensorboard  # keeps training importable alone
 
     result = evaluate(
         str(cfg.run / "best.pt"),
@@ -511,8 +511,6 @@ def _evaluate(cfg: TrainConfig, writer: SummaryWriter, step: int) -> dict:
         workers=cfg.eval_workers,
         video=1,
     )
+    log_to_tensorboard(writer, result, step)
     overall = result["overall"]
-    for name, value in overall.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            writer.add_scalar(f"eval/{name}", value, step)
     return overall

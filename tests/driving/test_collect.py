@@ -75,3 +75,11 @@ def test_killed_collection_loses_at_most_the_episode_in_progress(tmp_path):
     paths, warnings = scan(out)
     assert len(paths) == 8 and not warnings
     assert len(json.loads((out / "manifest.json").read_text())["episodes"]) == 8
+
+
+def test_a_later_collection_with_other_camera_settings_uses_them(tmp_path):
+    from envs.camera import CameraConfig
+
+    collect(CollectConfig(out=tmp_path / "a", episodes=1))
+    collect(CollectConfig(out=tmp_path / "b", episodes=1, camera=CameraConfig(height=80, width=80)))
+    assert read_episode(scan(tmp_path / "b")[0][0]).frames.shape[1:] == (80, 80, 3)
