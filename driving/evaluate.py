@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,40 +67,51 @@ class EvalConfig:
             NetPolicy.from_checkpoint(self.policy)  # refuse a bad checkpoint before any work
 
 
-def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -> dict:
-    """One episode with interventions; returns its metrics (and writes its video if asked)."""
+@dataclass
+class Step:
+    """One policy step of a closed-loop episode, as `drive` yields it."""
+
+    obs: dict
+    """what the driver saw: {"image", "speed"}"""
+    action: np.ndarray
+    """the action executed (the policy's, or the expert's during an intervention)"""
+    expert_action: np.ndarray
+    """the expert's answer to the same observation (the label)"""
+    info: dict
+    """ground truth after the step"""
+    autonomous: bool
+    """the policy was in control during this step"""
+    intervention: bool
+    """an intervention began at this step (the expert drives from the next one)"""
+    time_s: float
+    """time at the start of the step [s]"""
+    done: bool
+    """the episode ended with this step"""
+
+
+def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
+    """Drive one road with `policy`, the expert taking over after each intervention; yields steps.
+
+    An intervention begins when the policy is in control and the car gets more than
+    `INTERVENTION_OFFSET` from the lane centre, leaves the road or crashes; the expert then drives
+    until the car is back within `BACK_ON_CENTRE` of the centre and aligned.
+    """
     obs, info = env.reset(seed=seed)
     policy.reset()
     expert.reset()
-    record = {k: [] for k in RECORD_KEYS}
-    frames, autonomous, done = [], True, False
+    autonomous, done, step = True, False, 0
     dt = 1.0 / env.unwrapped.config["policy_frequency"]
     while not done:
         expert_action = expert.act(obs)
         action = policy.act(obs) if autonomous else expert_action
-        if video is not None:
-            note = "" if autonomous else "EXPERT DRIVING"
-            frames.append(
-                overlay(
-                    obs["image"],
-                    action,
-                    expert_action,
-                    info["speed"],
-                    len(record["speed"]) * dt,
-                    note,
-                )
-            )
-        obs, _, terminated, truncated, info = env.step(action)
+        next_obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         started = autonomous and (
             abs(info["lateral_offset"]) > INTERVENTION_OFFSET
             or not info["on_road"]
             or info["crashed"]
         )
-        record["autonomous"].append(autonomous)
-        record["intervention"].append(started)
-        for key in INFO_KEYS:
-            record[key].append(info[key])
+        yield Step(obs, action, expert_action, info, autonomous, started, step * dt, done)
         if started:
             autonomous = False
         elif (
@@ -108,6 +120,24 @@ def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -
             and abs(info["heading_error"]) < BACK_ON_HEADING
         ):
             autonomous = True
+        obs, step = next_obs, step + 1
+
+
+def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -> dict:
+    """One episode with interventions; returns its metrics (and writes its video if asked)."""
+    record = {k: [] for k in RECORD_KEYS}
+    frames, info = [], {}
+    for step in drive(env, policy, expert, seed):
+        if video is not None:
+            note = "" if step.autonomous else "EXPERT DRIVING"
+            speed, image = float(step.obs["speed"][0]), step.obs["image"]
+            frames.append(overlay(image, step.action, step.expert_action, speed, step.time_s, note))
+        info = step.info
+        record["autonomous"].append(step.autonomous)
+        record["intervention"].append(step.intervention)
+        for key in INFO_KEYS:
+            record[key].append(info[key])
+    dt = 1.0 / env.unwrapped.config["policy_frequency"]
     metrics = episode_metrics(
         {k: np.asarray(v) for k, v in record.items()}, dt, bool(info.get("reached_end", False))
     )
