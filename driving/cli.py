@@ -6,6 +6,9 @@
     drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
     drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
     drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
+    drive watch --policy logs/mine/best.pt       # live window (or mp4 without a display)
+    drive collect --driver keyboard --out data/me --episodes 3  # you drive (arrow keys)
+    drive view data/demo                         # contact sheet, label plots, episode mp4
 
 `drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
 """
@@ -24,6 +27,7 @@ import tyro
 from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
+from driving.watch import WatchConfig, watch
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": EvalConfig,
             "demo": DemoConfig,
             "export": ExportConfig,
+            "watch": WatchConfig,
         },
         prog="drive",
         description=__doc__.split("\n")[0],
@@ -133,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                     *summary["onnxruntime_ms_p50_p99"], *summary["pytorch_ms_p50_p99"]
                 )
             )
+        elif isinstance(cfg, WatchConfig):
+            summary = watch(cfg)
+            for road in summary["roads"]:
+                print(json.dumps(road))
+            for video in summary["videos"]:
+                print(f"video: {video}")
     except KeyboardInterrupt as interrupt:
         # Each verb says what it saved; this is the fallback.
         message = str(interrupt) or "interrupted: finished work is kept on disk"

@@ -6,7 +6,9 @@ web browsers too (OpenCV's 'mp4v' files do not).
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -44,14 +46,19 @@ def overlay(
     speed: float,
     time_s: float,
     note: str = "",
+    names: tuple[str, str] = ("policy", "expert"),
 ) -> np.ndarray:
-    """Enlarged camera frame over a panel: policy (red) vs expert (green) steering and throttle."""
+    """Enlarged camera frame over a panel: policy (red) vs expert (green) steering and throttle.
+
+    `names` labels the red and the green bars (e.g. ("executed", "label") for a dataset).
+    """
     big = cv2.resize(frame, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_NEAREST)
     panel = np.zeros((PANEL, big.shape[1], 3), np.uint8)
-    _bar(panel, 4, float(policy[0]), RED, "steer policy")
-    _bar(panel, 18, float(expert[0]), GREEN, "steer expert")
-    _bar(panel, 34, float(policy[1]), RED, "throt policy")
-    _bar(panel, 48, float(expert[1]), GREEN, "throt expert")
+    red, green = (name[:8] for name in names)
+    _bar(panel, 4, float(policy[0]), RED, f"steer {red}")
+    _bar(panel, 18, float(expert[0]), GREEN, f"steer {green}")
+    _bar(panel, 34, float(policy[1]), RED, f"throt {red}")
+    _bar(panel, 48, float(expert[1]), GREEN, f"throt {green}")
     text = f"{speed:5.1f} m/s  t={time_s:5.1f} s  {note}"
     cv2.putText(panel, text, (4, 68), cv2.FONT_HERSHEY_SIMPLEX, 0.4, WHITE, 1, cv2.LINE_AA)
     out = np.concatenate([big, panel], axis=0)
@@ -59,12 +66,17 @@ def overlay(
     return out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]
 
 
-def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """Write RGB frames as an H.264 mp4, atomically (a killed run leaves no half video)."""
-    if not frames:
+def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
+    """Write RGB frames as an H.264 mp4, atomically (a killed run leaves no half video).
+
+    `frames` may be a generator: frames are encoded as they come, never all held in memory.
+    """
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
         raise ValueError(f"no frames to write to {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames[0].shape[:2]
+    height, width = first.shape[:2]
     tmp = path.with_name(path.name + ".tmp.mp4")
     writer = imageio_ffmpeg.write_frames(
         str(tmp),
@@ -76,8 +88,13 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
         output_params=["-loglevel", "error"],
     )
     writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
+    try:
+        for frame in itertools.chain([first], frames):
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)  # an interrupted video is not kept half-written
+        raise
     os.replace(tmp, path)
     return path
