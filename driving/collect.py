@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -68,6 +69,8 @@ class CollectConfig:
     """DART noise on the executed action (set both to 0 for clean demonstrations)"""
     camera: CameraConfig = field(default_factory=CameraConfig)
     """camera settings"""
+    driver: Literal["expert", "keyboard"] = "expert"
+    """who drives: the expert, or you ('keyboard': arrow keys or gamepad, in a window, at 10 Hz)"""
 
     def validate(self) -> list[int]:
         """Check the settings once; return the seeds to collect."""
@@ -185,6 +188,10 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
 
 def collect(cfg: CollectConfig) -> dict:
     """Collect the missing episodes of `cfg`; returns a summary."""
+    if cfg.driver == "keyboard":
+        from driving.human import collect_keyboard
+
+        return collect_keyboard(cfg)
     wanted = cfg.validate()
     make_env(cfg.scenario, cfg.camera).close()  # fail fast on a bad scenario name
     prepare_folder(cfg.out)  # fail fast on a folder that is not a dataset or not writable

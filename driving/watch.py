@@ -233,7 +233,7 @@ def watch(cfg: WatchConfig) -> dict:
     expert = Expert(env)
     policy = net or expert
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
-    size = _frame_size(camera)
+    size = frame_size(camera.height, camera.width)
     window = open_window(cfg.display, size)
     roads, videos = [], []
     try:
@@ -259,9 +259,9 @@ def watch(cfg: WatchConfig) -> dict:
     return {"mode": "mp4" if window is None else "window", "roads": roads, "videos": videos}
 
 
-def _frame_size(camera: CameraConfig) -> tuple[int, int]:
-    """(width, height) [px] of the watch frames for frames from `camera`."""
-    dummy = np.zeros((camera.height, camera.width, 3), np.uint8)
+def frame_size(height: int, width: int) -> tuple[int, int]:
+    """(width, height) [px] of the composed frames for camera frames of `height` x `width`."""
+    dummy = np.zeros((height, width, 3), np.uint8)
     zero = np.zeros(2, np.float32)
     panel = overlay(dummy, zero, zero, 0.0, 0.0)
     frame = compose(np.zeros((OVERVIEW.height, OVERVIEW.width, 3), np.uint8), panel, ["", ""])
