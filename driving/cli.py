@@ -27,6 +27,7 @@ import tyro
 from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
+from driving.view import ViewConfig, view
 from driving.watch import WatchConfig, watch
 
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             "demo": DemoConfig,
             "export": ExportConfig,
             "watch": WatchConfig,
+            "view": ViewConfig,
         },
         prog="drive",
         description=__doc__.split("\n")[0],
@@ -144,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(road))
             for video in summary["videos"]:
                 print(f"video: {video}")
+        elif isinstance(cfg, ViewConfig):
+            written = view(cfg)
+            for name in ("contact_sheet", "distributions", "video"):
+                print(f"{name}: {written[name]}")
     except KeyboardInterrupt as interrupt:
         # Each verb says what it saved; this is the fallback.
         message = str(interrupt) or "interrupted: finished work is kept on disk"
