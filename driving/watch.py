@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.evaluate import EXPERT, Step, drive
+from driving.parallel import init_worker
 from driving.policy import NetPolicy
 from driving.video import GREY, WHITE, overlay, write_mp4
 from driving.window import Window, WindowError
@@ -226,6 +227,7 @@ def watch(cfg: WatchConfig) -> dict:
     Returns:
         {"mode": "window" | "mp4", "roads": per-road metrics, "videos": mp4 paths written}.
     """
+    init_worker()  # one thread: batch-1 inference is < 1 ms, more threads only contend
     net = cfg.validate()
     # The camera must see the road as it did when the training data was recorded.
     camera = CameraConfig() if net is None else CameraConfig(**net.camera)
