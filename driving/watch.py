@@ -130,7 +130,11 @@ def compose(overview: np.ndarray, panel: np.ndarray, lines: list[str]) -> np.nda
 
 
 def watch_frame(
-    step: Step, overview: np.ndarray, metrics: RunningMetrics, camera: np.ndarray | None = None
+    step: Step,
+    overview: np.ndarray,
+    metrics: RunningMetrics,
+    predicted: np.ndarray | None = None,
+    camera: np.ndarray | None = None,
 ) -> np.ndarray:
     """The watch frame of one closed-loop step.
 
@@ -138,13 +142,16 @@ def watch_frame(
         step: the step (what the policy saw, both actions, ground truth).
         overview: the top-down overview after the step (OVERVIEW's size).
         metrics: the episode's metrics so far, this step included.
+        predicted: the policy's command for this frame (default: the executed action, which is
+            the policy's except during interventions).
         camera: the image to draw on the camera panel, of the camera frame's size; default the
             frame the policy saw. Pass the frame with a saliency map blended in to show one.
     """
     image = step.obs["image"] if camera is None else camera
+    predicted = step.action if predicted is None else predicted
     note = "" if step.autonomous else "EXPERT DRIVING"
     speed = float(step.obs["speed"][0])
-    panel = overlay(image, step.action, step.expert_action, speed, step.time_s, note)
+    panel = overlay(image, predicted, step.expert_action, speed, step.time_s, note)
     driver = "policy" if step.autonomous else "EXPERT DRIVING"
     lines = [
         f"road {metrics.seed}   {metrics.distance:6.0f} m   "
@@ -169,7 +176,9 @@ def watch_road(
         if metrics.steps == 0:
             top.reset(base.road)
         metrics.update(step)
-        yield watch_frame(step, _overview(top, base), metrics)
+        # While the expert drives, still show what the policy would do (PilotNet has no state).
+        predicted = step.action if step.autonomous else policy.act(step.obs)
+        yield watch_frame(step, _overview(top, base), metrics, predicted)
         if max_steps is not None and metrics.steps >= max_steps:
             return
 
