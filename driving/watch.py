@@ -261,6 +261,10 @@ def watch(cfg: WatchConfig) -> dict:
             roads.append(metrics.summary())
             if quit_:
                 break
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {len(videos)} finished video(s) kept in {cfg.out}" if videos else ""
+        ) from None
     finally:
         if window is not None:
             window.close()
