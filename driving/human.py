@@ -17,6 +17,7 @@ again). The session runs in real time at the policy's rate (10 Hz) and needs a d
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
     prepare_folder(cfg.out)
     todo = [s for s in wanted if s not in used_seeds(cfg.out)]
     saved = frames = 0
+    start = time.perf_counter()
     driver = KeyboardDriver()
     with Window(
         "drive collect --driver keyboard", frame_size(cfg.camera.height, cfg.camera.width)
@@ -212,7 +214,14 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
                 "re-run the same command to drive the others"
             ) from None
     print(f"{saved} roads you drove are saved in {cfg.out}")
-    return {"episodes": saved, "frames": frames, "frames_per_s": FPS, "out": str(cfg.out)}
+    seconds = time.perf_counter() - start
+    return {
+        "episodes": saved,
+        "frames": frames,
+        "seconds": seconds,
+        "frames_per_s": frames / max(seconds, 1e-9),
+        "out": str(cfg.out),
+    }
 
 
 def _drive_and_save(env, driver, seed, cfg, window, max_steps) -> Episode | None:
