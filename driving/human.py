@@ -154,17 +154,22 @@ def drive_road(
         done = terminated or truncated or (max_steps is not None and step >= max_steps)
         if fps:
             clock.tick(fps)
+    return _episode(env, seed, rows, info)
+
+
+def _episode(env, seed: int, rows: dict[str, list], info: dict) -> Episode:
+    """The recorded rows as an Episode: labels = actions = the person's commands."""
     labels = np.asarray(rows["labels"], np.float32)
     meta = {
         "driver": "keyboard",
-        "scenario": base.__class__.__name__,
+        "scenario": env.unwrapped.__class__.__name__,
         "camera": asdict(env.camera_config),
         "noise": None,
         "outcome": {
             "on_road": info["on_road"],
             "crashed": info["crashed"],
             "reached_end": bool(info.get("reached_end", False)),
-            "steps": step,
+            "steps": len(labels),
         },
     }
     return Episode(
