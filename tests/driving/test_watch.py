@@ -148,3 +148,12 @@ def test_watch_has_help(capsys):
         main(["watch", "--help"])
     assert exit_.value.code == 0
     assert "--seed-offset" in capsys.readouterr().out
+
+
+def test_a_display_that_cannot_be_reached_falls_back_to_mp4(monkeypatch, capsys):
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":99")  # set, but no X server there
+    monkeypatch.setattr("sys.platform", "linux")
+    assert open_window("auto", (920, 320)) is None
+    assert "writing mp4 files instead" in capsys.readouterr().out
