@@ -1,10 +1,11 @@
-"""The `drive` command: collect, info, train, evaluate, demo, export.
+"""The `drive` command: collect, info, train, evaluate, dagger, demo, export.
 
     drive demo                                   # everything, sized for a 2-core CPU
     drive collect --out data/demo --episodes 60  # expert demonstrations
     drive info data/demo                         # what a dataset holds
     drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
     drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
+    drive dagger --out logs/dagger --rounds 4    # DAgger rounds, a table per round
     drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
     drive watch --policy logs/mine/best.pt       # live window (or mp4 without a display)
     drive collect --driver keyboard --out data/me --episodes 3  # you drive (arrow keys)
@@ -25,6 +26,7 @@ from typing import Annotated
 import tyro
 
 from driving.collect import CollectConfig, NoiseConfig, collect
+from driving.dagger import DaggerConfig, dagger, format_rounds
 from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
 from driving.view import ViewConfig, view
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "info": InfoConfig,
             "train": TrainConfig,
             "evaluate": EvalConfig,
+            "dagger": DaggerConfig,
             "demo": DemoConfig,
             "export": ExportConfig,
             "watch": WatchConfig,
@@ -129,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate(**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
             print(report["table"])
             print(f"metrics: {cfg.out / 'metrics.json'}")
+        elif isinstance(cfg, DaggerConfig):
+            print(format_rounds(dagger(cfg)))
+            print(f"table: {cfg.out / 'dagger.md'}; tensorboard --logdir {cfg.out}")
         elif isinstance(cfg, DemoConfig):
             run_demo(cfg)
         elif isinstance(cfg, ExportConfig):

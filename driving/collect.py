@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from driving.dataset import Episode, prepare_folder, used_seeds, write_episode
 from driving.parallel import run_parallel
+from driving.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs import train_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
@@ -69,6 +70,8 @@ class CollectConfig:
     """DART noise on the executed action (set both to 0 for clean demonstrations)"""
     camera: CameraConfig = field(default_factory=CameraConfig)
     """camera settings"""
+    viewpoint: ViewpointConfig = field(default_factory=ViewpointConfig)
+    """extra views from a camera shifted sideways and rotated, labelled to steer back (PilotNet)"""
     driver: Literal["expert", "keyboard"] = "expert"
     """who drives: the expert, or you ('keyboard': arrow keys or gamepad, in a window, at 10 Hz)"""
 
@@ -80,6 +83,7 @@ class CollectConfig:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         self.noise.validate()
         self.camera.validate()
+        self.viewpoint.validate()
         return train_seeds(self.first_seed, self.episodes)
 
 
@@ -98,29 +102,54 @@ class CorrelatedNoise:
         return self.value
 
 
-def run_expert_episode(env, expert: Expert, seed: int, noise: NoiseConfig) -> Episode:
-    """Drive one road with the (noisy) expert; every frame is labelled with its clean action."""
+_COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
+
+
+def _append(rows: dict[str, list], *values) -> None:
+    """Add one step's values, in `_COLUMNS` order."""
+    for name, value in zip(_COLUMNS, values, strict=True):
+        rows[name].append(value)
+
+
+def _episode(rows: dict[str, list], seed: int, meta: dict) -> Episode:
+    """An Episode from per-step rows (lists named as the Episode's arrays)."""
+    arrays = {
+        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
+    }
+    return Episode(seed=seed, meta=meta, **arrays)
+
+
+def run_expert_episode(
+    env,
+    expert: Expert,
+    seed: int,
+    noise: NoiseConfig,
+    viewpoint: ViewpointConfig = ViewpointConfig(),
+) -> tuple[Episode, Episode | None]:
+    """Drive one road with the (noisy) expert; every frame is labelled with its clean action.
+
+    Returns:
+        (the driven episode, the shifted views rendered along it or None when
+        `viewpoint.views` is 0; see `driving.viewpoint`).
+    """
     obs, info = env.reset(seed=seed)
     expert.reset()
     perturb = CorrelatedNoise(noise, seed)
-    rows: dict[str, list] = {
-        k: [] for k in ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
-    }
+    views = ViewSampler(viewpoint, seed)
+    rows: dict[str, list] = {k: [] for k in _COLUMNS}
+    shifted: dict[str, list] = {k: [] for k in _COLUMNS}
     done = False
     while not done:
         label = expert.act(obs)
         action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
-        rows["frames"].append(obs["image"])
-        rows["labels"].append(label)
-        rows["actions"].append(action)
-        rows["speed"].append(info["speed"])
-        rows["lateral_offset"].append(info["lateral_offset"])
-        rows["heading_error"].append(info["heading_error"])
+        row = (obs["image"], label, action, info["speed"])
+        _append(rows, *row, info["lateral_offset"], info["heading_error"])
+        for lateral_m, yaw_rad in views.shifts():
+            view = render_shifted(env, expert, lateral_m, yaw_rad)
+            row = (view["frame"], view["label"], view["label"], info["speed"])  # nothing executed
+            _append(shifted, *row, view["lateral_offset"], view["heading_error"])
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    arrays = {
-        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
-    }
     meta = {
         "driver": "expert",
         "scenario": env.unwrapped.__class__.__name__,
@@ -132,7 +161,11 @@ def run_expert_episode(env, expert: Expert, seed: int, noise: NoiseConfig) -> Ep
             "reached_end": bool(info.get("reached_end", False)),
         },
     }
-    return Episode(seed=seed, meta=meta, **arrays)
+    driven = _episode(rows, seed, meta)
+    if not shifted["frames"]:
+        return driven, None
+    view_meta = {**meta, "driver": "viewpoint", "viewpoint": asdict(viewpoint)}
+    return driven, _episode(shifted, seed, view_meta)
 
 
 _worker_state: dict = {}
@@ -178,9 +211,12 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
         if _worker_state.get("key") != key:
             env = make_env(cfg.scenario, cfg.camera)
             _worker_state.update(key=key, env=env, expert=Expert(env))
-        episode = run_expert_episode(_worker_state["env"], _worker_state["expert"], seed, cfg.noise)
-        episode.meta["scenario_name"] = cfg.scenario
-        write_episode(cfg.out, episode)
+        episode, views = run_expert_episode(
+            _worker_state["env"], _worker_state["expert"], seed, cfg.noise, cfg.viewpoint
+        )
+        for part in (episode, views) if views is not None else (episode,):
+            part.meta["scenario_name"] = cfg.scenario
+            write_episode(cfg.out, part)
     finally:
         (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)
     return seed, len(episode.frames)

@@ -537,6 +537,11 @@ def scan(root: Path) -> tuple[list[Path], list[str]]:
     return [h.path for h in headers], problems
 
 
+def count_frames(root: Path) -> int:
+    """Frames in the dataset's readable episodes (headers only: no frame is decoded)."""
+    return sum(h.num_frames for h in _scan(Path(root))[0])
+
+
 def used_seeds(root: Path) -> set[int]:
     """Road seeds already in the dataset (readable or not), from file names and the manifest.
 

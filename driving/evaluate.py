@@ -73,6 +73,8 @@ class Step:
 
     obs: dict
     """what the driver saw: {"image", "speed"}"""
+    state: dict
+    """ground truth when `obs` was seen (the env's info before the step)"""
     action: np.ndarray
     """the action executed (the policy's, or the expert's during an intervention)"""
     expert_action: np.ndarray
@@ -104,6 +106,7 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     while not done:
         expert_action = expert.act(obs)
         action = policy.act(obs) if autonomous else expert_action
+        state = info
         next_obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         started = autonomous and (
@@ -111,7 +114,7 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
             or not info["on_road"]
             or info["crashed"]
         )
-        yield Step(obs, action, expert_action, info, autonomous, started, step * dt, done)
+        yield Step(obs, state, action, expert_action, info, autonomous, started, step * dt, done)
         if started:
             autonomous = False
         elif (

@@ -65,6 +65,9 @@ class TrainConfig:
     resume: bool = False
     """Continue the run in --run from its last.pt up to --epochs (start it if there is none yet),
     so re-running the same command after a kill picks up where it stopped."""
+    init: Path | None = None
+    """Start from the weights of this checkpoint instead of random ones (warm start, as DAgger's
+    rounds do); the optimizer starts afresh. Ignored when --resume finds a last.pt."""
     threads: int = 0
     """CPU threads for torch (0 = torch's default)."""
     eval_episodes: int = 0
@@ -96,6 +99,8 @@ class TrainConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         resolve_device(self.device)
+        if self.init is not None and not Path(self.init).is_file():
+            raise TrainingError(f"--init {self.init} is not a file; give a checkpoint (.pt)")
         if not self.data.is_dir():
             raise TrainingError(f"--data {self.data} is not a folder; record demonstrations first")
         has_checkpoints = (self.run / "last.pt").exists() or (self.run / "best.pt").exists()
@@ -274,6 +279,14 @@ def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
             )
         model = build_model(ckpt, source=last)
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
+    elif cfg.init is not None:
+        start = load_checkpoint(cfg.init, device="cpu")
+        if start["model_config"] != asdict(model_config):
+            raise TrainingError(
+                f"--init: {cfg.init} was trained with {start['model_config']} but the data and "
+                f"flags now give {asdict(model_config)}"
+            )
+        model = build_model(start, source=cfg.init)
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if ckpt is not None:

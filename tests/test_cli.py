@@ -69,6 +69,21 @@ BAD_INPUTS = {
         str(p / "e"),
     ],
     "export a missing checkpoint": lambda p, **_: ["export", "--policy", str(p / "none.pt")],
+    "dagger beta above 1": lambda p, **_: ["dagger", "--out", str(p / "d"), "--beta", "2"],
+    "dagger on held-out roads": lambda p, **_: [
+        "dagger",
+        "--out",
+        str(p / "d"),
+        "--first-seed",
+        "999999",
+    ],
+    "viewpoint views negative": lambda p, **_: [
+        "collect",
+        "--out",
+        str(p / "d"),
+        "--viewpoint.views",
+        "-1",
+    ],
     "zero evaluation episodes": lambda p, **_: [
         "evaluate",
         "--policy",
@@ -104,7 +119,7 @@ def test_installed_command_reports_errors_without_traceback(tmp_path):
 
 
 def test_every_verb_has_help(capsys):
-    for verb in ("collect", "info", "train", "evaluate", "demo", "export"):
+    for verb in ("collect", "info", "train", "evaluate", "dagger", "demo", "export"):
         with pytest.raises(SystemExit) as exit_:
             main([verb, "--help"])
         assert exit_.value.code == 0
