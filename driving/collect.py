@@ -84,6 +84,11 @@ class CollectConfig:
         self.noise.validate()
         self.camera.validate()
         self.viewpoint.validate()
+        if self.driver == "keyboard" and self.viewpoint.views > 0:
+            raise ValueError(
+                "--viewpoint.views needs the expert to label the shifted views; "
+                "use it with --driver expert"
+            )
         return train_seeds(self.first_seed, self.episodes)
 
 
