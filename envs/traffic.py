@@ -259,12 +259,12 @@ class TrafficEnv(WindingRoadEnv):
             near = [frame.progress[frame.vehicles.index(v)] for v in (front, rear) if v]
             if any(abs(at - car.at) < SLOT / 2 for at in near):
                 continue  # a car that entered earlier drove into this spot
-            position, heading = self._road_pose(car.at, car.lane)
+            position, heading = self.road_pose(car.at, car.lane)
             vehicle = IDMVehicle(self.road, position, heading, car.speed, target_speed=car.speed)
             vehicle.DELTA = car.delta
             self.road.vehicles.append(vehicle)
 
-    def _road_pose(self, progress: float, lane: int) -> tuple[np.ndarray, float]:
+    def road_pose(self, progress: float, lane: int) -> tuple[np.ndarray, float]:
         """World position and heading of a lane's centre at `progress` [m] along the road."""
         starts = self.road_map.segment_starts
         k = max(int(np.searchsorted(starts, progress, side="right")) - 1, 0)
