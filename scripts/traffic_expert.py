@@ -110,6 +110,7 @@ def run_episode(scenario: str, density: str, seed: int) -> dict:
     dt = 1.0 / env.config["policy_frequency"]
     metrics.update(
         seed=seed,
+        level=density,
         density=info["density"],
         mean_target_speed=float(np.mean(targets)),
         peak_steering_rate=_peak_rate(steering, np.ones(len(steering), bool), dt),
@@ -171,22 +172,26 @@ def main(cfg: TrafficExpertBenchmark) -> None:
     if unknown:
         raise SystemExit(f"error: unknown densities {unknown}; use {list(DENSITIES)}")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = {}
-    for density in cfg.densities:
-        tasks = [(cfg.scenario, density, seed) for seed in eval_seeds(cfg.episodes)]
-        episodes: list[dict] = []
-        with tqdm(total=len(tasks), desc=density) as bar:
+    # Seeds interleaved across densities: a run stopped early has figures for every level.
+    tasks = [(cfg.scenario, d, seed) for seed in eval_seeds(cfg.episodes) for d in cfg.densities]
+    episodes: dict[str, list[dict]] = {d: [] for d in cfg.densities}
 
-            def done(episode: dict, episodes: list[dict] = episodes, bar: tqdm = bar) -> None:
-                episodes.append(episode)
-                bar.update()
-
-            run_parallel(run_episode, tasks, cfg.workers, done)
-        results[density] = summarize(episodes)
-        # Written after every density: a killed run keeps what it finished.
+    def write() -> dict[str, dict]:
+        results = {d: summarize(e) for d, e in episodes.items() if e}
         write_atomic(cfg.out / "traffic_expert.json", json.dumps(results, indent=1))
         write_atomic(cfg.out / "traffic_expert.md", table(cfg.scenario, results))
-        print(table(cfg.scenario, {density: results[density]}), flush=True)
+        return results
+
+    with tqdm(total=len(tasks), desc="episodes") as bar:
+
+        def done(episode: dict) -> None:
+            episodes[episode["level"]].append(episode)
+            bar.update()
+            if sum(len(e) for e in episodes.values()) % 6 == 0:  # a killed run keeps these
+                write()
+
+        run_parallel(run_episode, tasks, cfg.workers, done)
+    print(table(cfg.scenario, write()), flush=True)
 
 
 if __name__ == "__main__":
