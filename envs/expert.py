@@ -107,16 +107,24 @@ class Expert:
             target = min(target, np.sqrt(bend_speed**2 + 2 * cfg.comfort_decel * 2.0 * i))
         return float(target)
 
-    def steering(self) -> float:
-        """Steering angle [rad] that brings the car to the lane centre."""
+    def steering(self, offset: float = 0.0, offset_rate: float = 0.0) -> float:
+        """Steering angle [rad] that brings the car to the lane centre.
+
+        Args:
+            offset: lateral reference from the centre of the ego's lane [m], positive right
+                (a lane change moves it gradually from one lane centre to the next).
+            offset_rate: its time derivative [m/s], fed forward as a heading reference.
+        """
         cfg = self.config
         ego = self._base.vehicle
         lane = ego.lane
         s, e = lane.local_coordinates(ego.position)
+        e -= offset
         v = max(abs(ego.speed), 2.0)
         # Direction of motion = heading + slip angle beta of the bicycle model.
         beta = np.arctan(0.5 * np.tan(ego.action.get("steering", 0.0)))
-        psi = wrap_to_pi(ego.heading + beta - lane.heading_at(s))
+        psi_reference = np.arcsin(np.clip(offset_rate / v, -0.5, 0.5))
+        psi = wrap_to_pi(ego.heading + beta - lane.heading_at(s) - psi_reference)
         # Feed-forward a little ahead: the command acts during the coming step.
         dt = 1.0 / self._base.config["policy_frequency"]
         kappa_lane = _lane_curvature(lane, s + 0.5 * v * dt)

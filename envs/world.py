@@ -197,6 +197,7 @@ class DrivingWrapper(gym.Wrapper):
 
 
 SCENARIO = "winding-road"
+TRAFFIC_SCENARIOS = ("winding-traffic", "highway-traffic")
 
 
 def make_env(
@@ -205,7 +206,8 @@ def make_env(
     """Build a scenario with the camera wrapper.
 
     Args:
-        scenario: "winding-road" (ours) or any registered highway-env id ("highway-v0", ...).
+        scenario: "winding-road", "winding-traffic", "highway-traffic" (ours) or any registered
+            highway-env id ("highway-v0", ...).
         camera: camera settings.
         **config: highway-env config entries that override the scenario's defaults.
 
@@ -214,6 +216,10 @@ def make_env(
     """
     if scenario == SCENARIO:
         base: gym.Env = WindingRoadEnv(config=config)
+    elif scenario in TRAFFIC_SCENARIOS:
+        from envs.traffic import TRAFFIC_ENVS  # here: envs.traffic builds on this module
+
+        base = TRAFFIC_ENVS[scenario](config=config)
     else:
         if scenario not in gym.registry:
             known = ", ".join(
@@ -223,7 +229,8 @@ def make_env(
                     if "-v" in k and "highway" in str(gym.registry[k].entry_point)
                 )
             )
-            raise ValueError(f"unknown scenario {scenario!r}; use {SCENARIO!r} or one of: {known}")
+            ours = ", ".join(repr(name) for name in (SCENARIO, *TRAFFIC_SCENARIOS))
+            raise ValueError(f"unknown scenario {scenario!r}; use {ours} or one of: {known}")
         config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
         base = gym.make(scenario, config=config).unwrapped
     base.enable_auto_render = False  # highway-env would redraw on every sub-step

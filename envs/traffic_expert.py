@@ -1,0 +1,272 @@
+"""The privileged traffic expert: car following and smooth, safe lane changes.
+
+    expert = TrafficExpert(env)      # env: a traffic scenario (envs.traffic), wrapped or not
+    steering, throttle = expert.act()
+
+Longitudinal: the Intelligent Driver Model (Treiber). With v the speed, s the bumper-to-bumper
+gap to the leader and dv the closing speed,
+    a = free(v) - a_max (s* / s)^2,    s* = s0 + max(0, v T + v dv / (2 sqrt(a_max b)))
+keeps a time gap T, brakes for a slower or braking leader, and returns to the target speed when
+free. The free-road term is the lane-keeping expert's bend-aware speed controller (`Expert`), so
+that without traffic the two experts drive alike. Braking down to -5 m/s^2 (the full pedal) is
+allowed when the gap demands it.
+
+Lateral: the lane-keeping controller of `Expert`, tracking a lateral reference. A lane change
+moves that reference from one lane centre to the next along a minimum-jerk profile over
+`change_duration` seconds (its rate is fed forward), so the steering has no spike. Lane changes
+are decided MOBIL-style (Kesting, Treiber, Helbing): the expert's IDM acceleration in the next
+lane must beat the current one by `change_gain` (plus `keep_right` towards the right lane, minus
+it towards the left, and `politeness` times the followers' gains and losses); safety: the new
+follower's IDM braking stays under `safe_decel`, so does the expert's own behind the new leader,
+both gaps exceed `min_change_gap`, and no other car is moving into that lane nearby. No lane
+change while one is under way, within `change_cooldown` seconds of the last, below 5 m/s, near the
+road's end, or when a bend tighter than `min_change_radius` lies within the manoeuvre's length. If
+the target lane turns unsafe in the first half of a change, the expert steers back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from highway_env.vehicle.kinematics import Vehicle
+
+from envs.expert import Expert, ExpertConfig, _lane_curvature
+from envs.traffic import TrafficEnv
+from envs.world import ACCELERATION_RANGE, STEERING_RANGE, WindingRoadEnv
+
+MIN_CHANGE_SPEED = 5.0  # [m/s] no lane change slower than this
+CHANGE_END_MARGIN = 30.0  # [m] a lane change must end this far before the road's end
+
+
+@dataclass(frozen=True)
+class TrafficExpertConfig:
+    """How the traffic expert drives."""
+
+    lane_keeping: ExpertConfig = field(default_factory=ExpertConfig)
+    """steering and bend-speed settings (the lane-keeping expert's)"""
+    time_gap: float = 1.5
+    """desired time gap to the leader, T [s]"""
+    min_gap: float = 3.0
+    """bumper-to-bumper gap kept when stopped, s0 [m]"""
+    max_accel: float = 2.0
+    """IDM acceleration, a_max [m/s^2]"""
+    comfort_decel: float = 3.0
+    """IDM comfortable deceleration, b [m/s^2]"""
+    sensing_range: float = 60.0
+    """other cars are seen this far ahead and behind [m]"""
+    change_gain: float = 0.3
+    """acceleration gain a lane change must bring [m/s^2]"""
+    keep_right: float = 0.1
+    """bias towards the right lane (lanes count from the left) [m/s^2]"""
+    politeness: float = 0.3
+    """weight of the followers' acceleration changes in the decision"""
+    safe_decel: float = 2.0
+    """most braking a lane change may impose on the new follower or on the expert [m/s^2]"""
+    min_change_gap: float = 5.0
+    """smallest bumper-to-bumper gap to the new leader and follower [m]"""
+    change_duration: float = 4.0
+    """time over which the lateral reference moves to the next lane [s]"""
+    change_cooldown: float = 3.0
+    """no new lane change within this time after one ends [s]"""
+    min_change_radius: float = 60.0
+    """no lane change starts if a bend tighter than this lies within the manoeuvre [m]"""
+
+
+def _min_jerk(tau: float) -> tuple[float, float]:
+    """Minimum-jerk profile from 0 to 1 and its derivative, at normalised time tau in [0, 1]."""
+    tau = float(np.clip(tau, 0.0, 1.0))
+    return 10 * tau**3 - 15 * tau**4 + 6 * tau**5, 30 * tau**2 - 60 * tau**3 + 30 * tau**4
+
+
+@dataclass
+class _LaneChange:
+    start: float  # [s] simulation time
+    origin: float  # [m] lateral reference at the start, from the leftmost lane's centre
+    lane: int  # target lane
+    abortable: bool = True  # a change back to the original lane is not aborted again
+
+
+class TrafficExpert(Expert):
+    """Privileged driver for the traffic scenarios; `act()` returns [steering, throttle]."""
+
+    def __init__(self, env, config: TrafficExpertConfig = TrafficExpertConfig()) -> None:
+        super().__init__(env, config.lane_keeping)
+        self.traffic = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the lane plan (called between episodes; also done when time goes back)."""
+        self.lane: int | None = None  # lane kept when not changing
+        self.change: _LaneChange | None = None
+        self.last_change_end = -np.inf
+        self.last_time = np.inf
+
+    @property
+    def _env(self) -> TrafficEnv:
+        return self._base  # type: ignore[return-value]
+
+    # --- longitudinal -------------------------------------------------------------------------
+
+    def _interaction(self, speed: float, gap: float, leader_speed: float) -> float:
+        """IDM's braking term for a follower at `speed` behind a leader `gap` ahead [m/s^2]."""
+        cfg = self.traffic
+        if not np.isfinite(gap) or gap > cfg.sensing_range:
+            return 0.0
+        closing = speed - leader_speed
+        braking = speed * closing / (2 * np.sqrt(cfg.max_accel * cfg.comfort_decel))
+        s_star = cfg.min_gap + max(0.0, speed * cfg.time_gap + braking)
+        return -cfg.max_accel * (s_star / max(gap, 0.1)) ** 2
+
+    def _free(self, speed: float, target: float) -> float:
+        """Acceleration on a free road: the lane-keeping expert's speed law, capped [m/s^2]."""
+        return min(self.traffic.max_accel, self.config.speed_gain * (target - speed))
+
+    def _other_free(self, vehicle: Vehicle) -> float:
+        """IDM free-road term of another car, from its own target speed [m/s^2]."""
+        target = max(getattr(vehicle, "target_speed", vehicle.speed), 0.1)
+        return self.traffic.max_accel * (1 - (max(vehicle.speed, 0.0) / target) ** 4)
+
+    def _follow(self, follower: Vehicle, leader: Vehicle | None, free: float) -> float:
+        """Acceleration of `follower` behind `leader` (None: free road) [m/s^2]."""
+        if leader is None:
+            return free
+        gap = self._env.road.gap(follower, leader)
+        return free + self._interaction(follower.speed, gap, leader.speed)
+
+    def acceleration(self, lanes: list[int]) -> float:
+        """The expert's IDM acceleration behind the leaders in all of `lanes` [m/s^2]."""
+        road, ego = self._env.road, self._env.vehicle
+        progress, _ = road.place(ego)
+        free = self._free(ego.speed, self.target_speed())
+        return min(
+            self._follow(ego, road.neighbours(progress, lane, exclude=ego)[0], free)
+            for lane in lanes
+        )
+
+    # --- lane-change decision -----------------------------------------------------------------
+
+    def _may_start_change(self, progress: float) -> bool:
+        """No change under way or just ended, enough speed, road, and no tight bend ahead."""
+        env, ego, cfg = self._env, self._env.vehicle, self.traffic
+        if self.change is not None or env.time - self.last_change_end < cfg.change_cooldown:
+            return False
+        if ego.speed < MIN_CHANGE_SPEED:
+            return False
+        manoeuvre = ego.speed * cfg.change_duration
+        if progress + manoeuvre + CHANGE_END_MARGIN > env.road_map.length:
+            return False
+        for lane, s in self._lanes_ahead(manoeuvre):
+            if abs(_lane_curvature(lane, s)) * cfg.min_change_radius > 1.0:
+                return False
+        return True
+
+    def _lane_is_safe(self, lane: int, progress: float) -> bool:
+        """The gap in `lane` beside the ego is free and no one is moving into it nearby."""
+        road, ego, cfg = self._env.road, self._env.vehicle, self.traffic
+        front, rear = road.neighbours(progress, lane, exclude=ego)
+        if front is not None:
+            if road.gap(ego, front) < cfg.min_change_gap:
+                return False
+            own = self._follow(ego, front, self._free(ego.speed, self.target_speed()))
+            if own < -cfg.safe_decel:
+                return False
+        if rear is not None:
+            if road.gap(rear, ego) < cfg.min_change_gap:
+                return False
+            if self._follow(rear, ego, self._other_free(rear)) < -cfg.safe_decel:
+                return False
+        frame = road.frame()
+        for other, at in zip(frame.vehicles, frame.progress, strict=True):
+            target = getattr(other, "target_lane_index", None)
+            moving_in = target is not None and target[2] == lane and other.lane_index[2] != lane
+            if other is not ego and moving_in and abs(at - progress) < cfg.sensing_range / 2:
+                return False
+        return True
+
+    def _incentive(self, lane: int, current: int, progress: float) -> float:
+        """MOBIL's incentive to move from `current` to `lane` [m/s^2]."""
+        road, ego, cfg = self._env.road, self._env.vehicle, self.traffic
+        free = self._free(ego.speed, self.target_speed())
+        front_now, rear_now = road.neighbours(progress, current, exclude=ego)
+        front_new, rear_new = road.neighbours(progress, lane, exclude=ego)
+        gain = self._follow(ego, front_new, free) - self._follow(ego, front_now, free)
+        followers = 0.0
+        if rear_new is not None:  # the new follower gets the ego as leader
+            rear_free = self._other_free(rear_new)
+            followers += self._follow(rear_new, ego, rear_free) - self._follow(
+                rear_new, front_new, rear_free
+            )
+        if rear_now is not None:  # the old follower gets the ego's leader
+            rear_free = self._other_free(rear_now)
+            followers += self._follow(rear_now, front_now, rear_free) - self._follow(
+                rear_now, ego, rear_free
+            )
+        bias = cfg.keep_right if lane > current else -cfg.keep_right
+        return gain + cfg.politeness * followers + bias
+
+    def _decide(self) -> None:
+        """Start, finish or abort a lane change."""
+        env, cfg = self._env, self.traffic
+        road = env.road
+        progress, _ = road.place(env.vehicle)
+        if self.change is not None:
+            elapsed = env.time - self.change.start
+            if (
+                self.change.abortable
+                and elapsed < cfg.change_duration / 2
+                and not self._lane_is_safe(self.change.lane, progress)
+            ):
+                back = road.lane_of(self.change.origin)
+                self.change = _LaneChange(env.time, self._reference()[0], back, abortable=False)
+            elif elapsed >= cfg.change_duration:
+                self.lane, self.change = self.change.lane, None
+                self.last_change_end = env.time
+            return
+        if not self._may_start_change(progress):
+            return
+        current = self.lane
+        best, best_incentive = None, cfg.change_gain
+        for lane in (current - 1, current + 1):
+            if 0 <= lane < env.road_map.lanes and self._lane_is_safe(lane, progress):
+                incentive = self._incentive(lane, current, progress)
+                if incentive > best_incentive:
+                    best, best_incentive = lane, incentive
+        if best is not None:
+            self.change = _LaneChange(env.time, current * env.road_map.lane_width, best)
+
+    def _reference(self) -> tuple[float, float]:
+        """Lateral reference from the leftmost lane's centre [m] and its rate [m/s]."""
+        width = self._env.road_map.lane_width
+        if self.change is None:
+            return self.lane * width, 0.0
+        cfg = self.traffic
+        tau = (self._env.time - self.change.start) / cfg.change_duration
+        shape, rate = _min_jerk(tau)
+        distance = self.change.lane * width - self.change.origin
+        return self.change.origin + distance * shape, distance * rate / cfg.change_duration
+
+    # --- the command --------------------------------------------------------------------------
+
+    def act(self, obs=None) -> np.ndarray:
+        """[steering, throttle] in [-1, 1] for the current state (the observation is not used)."""
+        env = self._env
+        if not isinstance(env, WindingRoadEnv) or not hasattr(env.road, "neighbours"):
+            raise TypeError("TrafficExpert drives the traffic scenarios (envs.traffic) only")
+        ego = env.vehicle
+        if env.time < self.last_time or self.lane is None:
+            self.reset()
+            self.lane = env.ego_lane()
+        self.last_time = env.time
+        self._decide()
+        _, lateral = env.road.place(ego)
+        reference, rate = self._reference()
+        width = env.road_map.lane_width
+        offset = reference - ego.lane_index[2] * width
+        steering = np.clip(self.steering(offset, rate) / STEERING_RANGE, -1, 1)
+        lanes = [env.road.lane_of(lateral)]
+        if self.change is not None:
+            lanes.append(self.change.lane)
+        accel = self.acceleration(lanes)
+        throttle = np.clip(accel / ACCELERATION_RANGE, -1, 1)
+        return np.array([steering, throttle], dtype=np.float32)

@@ -1,0 +1,168 @@
+"""Traffic scenarios and the traffic expert, on real highway-env roads with hand-placed cars."""
+
+from dataclasses import replace
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from highway_env.vehicle.behavior import IDMVehicle
+from highway_env.vehicle.kinematics import Vehicle
+
+from envs import eval_seeds
+from envs.camera import VEHICLE_RGB, Camera, CameraConfig
+from envs.traffic import DENSITIES, HIGHWAY_ROAD, HighwayTrafficEnv, TrafficEnv
+from envs.traffic_expert import TrafficExpert
+
+TWO_LANES = replace(HIGHWAY_ROAD, lanes=(2, 2))
+
+
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped")
+@pytest.mark.parametrize("env_id", ["WindingTraffic-v0", "HighwayTraffic-v0"])
+def test_registered_traffic_envs_pass_gymnasium_check(env_id):
+    env = gymnasium.make(env_id)
+    check_env(env, skip_render_check=True)
+    _, info = env.reset(seed=eval_seeds(1)[0])
+    for key in ("gap_ahead", "time_headway", "lane_changes", "crashed", "density"):
+        assert key in info
+
+
+@pytest.mark.parametrize("level", list(DENSITIES))
+def test_density_drawn_per_seed_within_range_and_reproducible(level):
+    low, high = DENSITIES[level]
+    densities = []
+    for seed in eval_seeds(4):
+        a, b = TrafficEnv(config={"density": level}), TrafficEnv(config={"density": level})
+        a.reset(seed=seed)
+        b.reset(seed=seed)
+        assert low <= a.density <= high
+        assert a.density == b.density
+        assert [tuple(v.position) for v in a.road.vehicles] == [
+            tuple(v.position) for v in b.road.vehicles
+        ]
+        assert len(a.waiting) == len(b.waiting)
+        densities.append(a.density)
+        # Cars on the road plus cars waiting ahead: the drawn density over the whole road.
+        cars = len(a.road.vehicles) - 1 + len(a.waiting)
+        expected = a.density * a.road_map.lanes * (a.road_map.length + 100.0) / 1000.0
+        assert cars == pytest.approx(expected, abs=1.0)
+    assert len(set(densities)) == 4  # a different draw per seed
+
+
+def test_density_setting_is_validated_and_a_number_fixes_it():
+    env = TrafficEnv(config={"density": 12.5})
+    env.reset(seed=3)
+    assert env.density == 12.5
+    for bad in ("jammed", -1.0):
+        with pytest.raises(ValueError, match="density"):
+            TrafficEnv(config={"density": bad}).reset(seed=3)
+
+
+@pytest.mark.parametrize("seed", eval_seeds(10))
+def test_ego_never_starts_inside_or_next_to_another_car(seed):
+    env = TrafficEnv(config={"density": "dense"})
+    env.reset(seed=seed)
+    ego = env.vehicle
+    others = [v for v in env.road.vehicles if v is not ego]
+    assert others
+    assert min(np.linalg.norm(v.position - ego.position) for v in others) >= 9.0
+    _, _, _, _, info = env.step(np.array([0.0, 0.0]))
+    assert not info["crashed"]
+
+
+def scene(lane_offset_cars, initial_speed=10.0, seed=0):
+    """Empty two-lane highway; cars placed at (metres ahead of the ego, lane offset, speed, cls)."""
+    env = HighwayTrafficEnv(
+        config={"density": 0.0, "road": TWO_LANES, "initial_speed": [initial_speed] * 2}
+    )
+    env.reset(seed=seed)
+    ego_at, _ = env.road.place(env.vehicle)
+    ego_lane = env.ego_lane()
+    cars = []
+    for ahead, lane_offset, speed, cls in lane_offset_cars:
+        lane = ego_lane if lane_offset == 0 else 1 - ego_lane
+        position, heading = env.road_pose(ego_at + ahead, lane)
+        if cls is IDMVehicle:
+            car = IDMVehicle(env.road, position, heading, speed, target_speed=speed)
+            car.enable_lane_change = False
+        else:
+            car = Vehicle(env.road, position, heading, speed)
+        env.road.vehicles.append(car)
+        cars.append(car)
+    env.road.invalidate()
+    return env, cars
+
+
+def test_gap_and_headway_ground_truth_on_a_hand_placed_car():
+    env, _ = scene([(30.0, 0, 10.0, Vehicle), (12.0, 1, 10.0, Vehicle)])
+    truth = env.traffic_truth()
+    # 30 m centre to centre, two 5 m cars: 25 m bumper to bumper; the car in the other lane
+    # does not count.
+    assert truth["gap_ahead"] == pytest.approx(25.0, abs=1e-6)
+    assert truth["time_headway"] == pytest.approx(25.0 / env.vehicle.speed)
+    empty, _ = scene([(-20.0, 0, 10.0, Vehicle)])  # only a car behind
+    assert empty.traffic_truth()["gap_ahead"] == np.inf
+    assert empty.traffic_truth()["time_headway"] == np.inf
+
+
+def test_camera_shows_the_car_ahead_in_blue():
+    def blue_pixels(cars):
+        env, _ = scene(cars)
+        camera = Camera(CameraConfig())  # what DrivingWrapper renders
+        camera.reset(env.road)
+        image = camera.render(env.road, env.vehicle)
+        return int(np.sum(np.all(image == VEHICLE_RGB, axis=-1)))
+
+    assert blue_pixels([]) == 0
+    assert blue_pixels([(15.0, 0, 10.0, Vehicle)]) > 20
+
+
+def drive(env, expert, seconds):
+    """Run the expert; per-step lane, gap, crashed."""
+    log = []
+    for _ in range(int(seconds * env.config["policy_frequency"])):
+        steering, throttle = expert.act()
+        _, _, terminated, truncated, info = env.step(np.array([throttle, steering]))
+        log.append(info)
+        if terminated or truncated:
+            break
+    return log
+
+
+def test_expert_brakes_behind_a_stopped_car_and_stops_short_of_it():
+    # A stopped car ahead in each lane: nowhere to pass, the expert must stop.
+    env, _ = scene([(70.0, 0, 0.0, Vehicle), (70.0, 1, 0.0, Vehicle)], initial_speed=14.0)
+    log = drive(env, TrafficExpert(env), 25.0)
+    assert not any(info["crashed"] for info in log)
+    assert log[-1]["speed"] < 0.1
+    assert 1.0 < log[-1]["gap_ahead"] < 8.0
+    assert min(info["gap_ahead"] for info in log) > 1.0
+    assert log[-1]["lane_changes"] == 0
+
+
+def test_expert_passes_a_slow_car_when_the_next_lane_is_free():
+    env, (slow,) = scene([(40.0, 0, 6.0, IDMVehicle)])
+    start_lane = env.ego_lane()
+    log = drive(env, TrafficExpert(env), 30.0)
+    assert not any(info["crashed"] for info in log)
+    assert log[-1]["lane_changes"] >= 1
+    assert any(info["lane"] != start_lane for info in log)
+    assert env.road.place(env.vehicle)[0] > env.road.place(slow)[0] + 10.0  # now ahead of it
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_expert_does_not_change_lanes_into_an_occupied_gap(beside):
+    # A slow car ahead makes the other lane attractive; a car alongside, just behind the
+    # ego's centre, at the same speed, occupies the gap. Without it (control) the expert goes.
+    cars = [(25.0, 0, 8.0, IDMVehicle)] + ([(-3.0, 1, 8.0, IDMVehicle)] if beside else [])
+    env, placed = scene(cars, initial_speed=8.0)
+    expert = TrafficExpert(env)
+    log = drive(env, expert, 8.0)
+    assert not any(info["crashed"] for info in log)
+    if beside:
+        alongside = placed[1]
+        assert abs(env.road.place(alongside)[0] - env.road.place(env.vehicle)[0]) < 10.0
+        assert all(info["lane_changes"] == 0 for info in log)
+        assert expert.change is None
+    else:
+        assert log[-1]["lane_changes"] == 1
