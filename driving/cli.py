@@ -1,4 +1,4 @@
-"""The `drive` command: collect, info, train, evaluate, demo, export.
+"""The `drive` command: collect, info, train, evaluate, demo, export, saliency.
 
     drive demo                                   # everything, sized for a 2-core CPU
     drive collect --out data/demo --episodes 60  # expert demonstrations
@@ -6,6 +6,7 @@
     drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
     drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
     drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
+    drive saliency --policy logs/mine/best.pt    # where the net looks (VisualBackProp), measured
 
 `drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
 """
@@ -24,6 +25,7 @@ import tyro
 from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
+from driving.saliency import SaliencyConfig, format_shares, run_saliency
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": EvalConfig,
             "demo": DemoConfig,
             "export": ExportConfig,
+            "saliency": SaliencyConfig,
         },
         prog="drive",
         description=__doc__.split("\n")[0],
@@ -133,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                     *summary["onnxruntime_ms_p50_p99"], *summary["pytorch_ms_p50_p99"]
                 )
             )
+        elif isinstance(cfg, SaliencyConfig):
+            report = run_saliency(cfg)
+            if "policy_shares" in report:
+                print(f"saliency over {report['frames']} frames of {len(report['seeds'])} roads:")
+                print(format_shares(report))
+            print(f"overlays: {report['grid']}, report: {cfg.out / 'saliency.json'}")
     except KeyboardInterrupt as interrupt:
         # Each verb says what it saved; this is the fallback.
         message = str(interrupt) or "interrupted: finished work is kept on disk"
