@@ -1,4 +1,4 @@
-"""The `drive` command: collect, info, train, evaluate, dagger, demo, export.
+"""The `drive` command: collect demonstrations, train PilotNet, evaluate, watch and explain it.
 
     drive demo                                   # everything, sized for a 2-core CPU
     drive collect --out data/demo --episodes 60  # expert demonstrations
@@ -10,6 +10,7 @@
     drive watch --policy logs/mine/best.pt       # live window (or mp4 without a display)
     drive collect --driver keyboard --out data/me --episodes 3  # you drive (arrow keys)
     drive view data/demo                         # contact sheet, label plots, episode mp4
+    drive saliency --policy logs/mine/best.pt    # where the net looks (VisualBackProp), measured
 
 `drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
 """
@@ -29,6 +30,7 @@ from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.dagger import DaggerConfig, dagger, format_rounds
 from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
+from driving.saliency import SaliencyConfig, format_shares, run_saliency
 from driving.view import ViewConfig, view
 from driving.watch import WatchConfig, watch
 
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": ExportConfig,
             "watch": WatchConfig,
             "view": ViewConfig,
+            "saliency": SaliencyConfig,
         },
         prog="drive",
         description=__doc__.split("\n")[0],
@@ -156,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             written = view(cfg)
             for name in ("contact_sheet", "distributions", "video"):
                 print(f"{name}: {written[name]}")
+        elif isinstance(cfg, SaliencyConfig):
+            report = run_saliency(cfg)
+            if "policy_shares" in report:
+                print(f"saliency over {report['frames']} frames of {len(report['seeds'])} roads:")
+                print(format_shares(report))
+            print(f"overlays: {report['grid']}, report: {cfg.out / 'saliency.json'}")
     except KeyboardInterrupt as interrupt:
         # Each verb says what it saved; this is the fallback.
         message = str(interrupt) or "interrupted: finished work is kept on disk"

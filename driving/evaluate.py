@@ -5,8 +5,10 @@
 Every episode runs on an evaluation seed (see `envs`), never seen in training. When the policy
 gets more than 1 m off the lane centre or leaves the road, the expert takes over until the car is
 back on the centre; each takeover counts as an intervention (metrics in `driving.metrics`).
-Writes `metrics.json` (overall and per episode, with the seeds), mp4 videos of the first episodes,
-and prints a table with the expert's numbers beside the policy's.
+Writes `metrics.json` (overall and per episode, with the seeds, and the interventions broken down
+by road curvature and speed, also drawn in `breakdown.png`), mp4 videos of the first episodes, a
+short clip of every intervention and failure (`clips/`), and prints a table with the expert's
+numbers beside the policy's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from driving import breakdown
+from driving.clips import ClipRecorder
 from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
 from driving.parallel import run_parallel
 from driving.policy import NetPolicy
@@ -33,6 +37,8 @@ from envs.world import SCENARIO, make_env
 EXPERT = "expert"
 BACK_ON_CENTRE = 0.2  # [m] the expert hands back control this close to the centre
 BACK_ON_HEADING = 0.05  # [rad] ... and this well aligned
+MAX_CLIPS = 30  # clips of interventions and failures kept per run (the first roads')
+TENSORBOARD_CLIPS = 5  # of which this many go to TensorBoard too
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class EvalConfig:
     """also run the expert on the same roads and print both"""
     seed_offset: int = 0
     """skip this many evaluation seeds (to use other held-out roads)"""
+    clips: bool = True
+    """keep a clip of every intervention and failure (3 s before to 1 s after) in OUT/clips"""
+    saliency: bool = False
+    """draw where the network looks (VisualBackProp) on the videos (clips always show it)"""
 
     def validate(self) -> None:
         if self.episodes < 1:
@@ -126,33 +136,61 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
         obs, step = next_obs, step + 1
 
 
-def rollout(env, policy, expert: Expert, seed: int, video: Path | None = None) -> dict:
-    """One episode with interventions; returns its metrics (and writes its video if asked)."""
+def rollout(
+    env,
+    policy,
+    expert: Expert,
+    seed: int,
+    video: Path | None = None,
+    clips: Path | None = None,
+    saliency=None,
+    video_saliency: bool = False,
+) -> dict:
+    """One episode with interventions; returns its metrics (and writes its video if asked).
+
+    Args:
+        video: write the whole episode as an mp4 here.
+        clips: write a clip of each intervention and failure into this folder.
+        saliency: a `driving.saliency.VisualBackProp` of the policy, drawn on the clips.
+        video_saliency: draw it on the video too.
+    """
     record = {k: [] for k in RECORD_KEYS}
-    frames, info = [], {}
+    frames, info, curvature = [], {}, []
+    dt = 1.0 / env.unwrapped.config["policy_frequency"]
+    recorder = None if clips is None else ClipRecorder(clips, seed, dt, saliency)
     for step in drive(env, policy, expert, seed):
         if video is not None:
             note = "" if step.autonomous else "EXPERT DRIVING"
             speed, image = float(step.obs["speed"][0]), step.obs["image"]
+            if saliency is not None and video_saliency:
+                from driving.saliency import saliency_overlay
+
+                image = saliency_overlay(image, saliency(image[None])[0])
             frames.append(overlay(image, step.action, step.expert_action, speed, step.time_s, note))
+        if recorder is not None:
+            recorder.add(step)
         info = step.info
+        curvature.append(info["curvature"])
         record["autonomous"].append(step.autonomous)
         record["intervention"].append(step.intervention)
         for key in INFO_KEYS:
             record[key].append(info[key])
-    dt = 1.0 / env.unwrapped.config["policy_frequency"]
     metrics = episode_metrics(
         {k: np.asarray(v) for k, v in record.items()}, dt, bool(info.get("reached_end", False))
     )
     if video is not None:
         write_mp4(video, frames, fps=1.0 / dt)
-    return {"seed": seed, **metrics}
+    counts = breakdown.count(
+        curvature, record["speed"], record["autonomous"], record["intervention"], dt
+    )
+    written = recorder.close() if recorder is not None else []
+    return {"seed": seed, **metrics, "breakdown": counts, "clips": written}
 
 
 _worker: dict = {}
 
 
-def _run_seed(spec: str, seed: int, video: Path | None) -> dict:
+def _run_seed(spec: str, seed: int, video: Path | None, clips: Path | None, saliency: bool) -> dict:
     """Evaluate one seed in a worker process (the env and policy are built once per process)."""
     if _worker.get("spec") != spec:
         net = None if spec == EXPERT else NetPolicy.from_checkpoint(spec)
@@ -160,8 +198,14 @@ def _run_seed(spec: str, seed: int, video: Path | None) -> dict:
         camera = CameraConfig() if net is None else CameraConfig(**net.camera)
         env = make_env(SCENARIO, camera, terminate_off_road=False)
         expert = Expert(env)
-        _worker.update(spec=spec, env=env, policy=net or expert, expert=expert)
-    return rollout(_worker["env"], _worker["policy"], _worker["expert"], seed, video)
+        vbp = None
+        if net is not None:
+            from driving.saliency import VisualBackProp
+
+            vbp = VisualBackProp(net.model)
+        _worker.update(spec=spec, env=env, policy=net or expert, expert=expert, vbp=vbp)
+    w = _worker  # clips show the saliency whenever the policy is a network
+    return rollout(w["env"], w["policy"], w["expert"], seed, video, clips, w["vbp"], saliency)
 
 
 def policy_id(spec: str) -> str:
@@ -189,18 +233,28 @@ def _save_json(path: Path, payload: dict) -> None:
 
 
 def run_episodes(
-    spec: str, seeds: list[int], workers: int, videos: dict[int, Path], desc: str, cache: Path
+    spec: str,
+    seeds: list[int],
+    workers: int,
+    videos: dict[int, Path],
+    desc: str,
+    cache: Path,
+    clips: Path | None = None,
+    saliency: bool = False,
 ) -> list[dict]:
     """Evaluate `spec` on `seeds` in `workers` processes, with a progress bar.
 
     Each finished episode is saved in `cache` at once; a re-run of the same policy skips them,
-    so a killed evaluation loses at most the episodes in progress.
+    so a killed evaluation loses at most the episodes in progress. `clips`: folder for the clips
+    of interventions and failures (None: no clips); `saliency`: draw it on the videos.
     """
     identity = policy_id(spec)
     done = {}
     for seed in seeds:
         result = _cached(cache / f"{seed}.json", identity)
-        if result is not None and (seed not in videos or videos[seed].exists()):
+        if result is None or "breakdown" not in result:  # missing, or cached by an older version
+            continue
+        if seed not in videos or videos[seed].exists():
             done[seed] = result
     todo = [s for s in seeds if s not in done]
     bar = tqdm(total=len(seeds), initial=len(done), unit="road", desc=desc)
@@ -212,7 +266,8 @@ def run_episodes(
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
     try:
-        run_parallel(_run_seed, [(spec, s, videos.get(s)) for s in todo], workers, finished)
+        tasks = [(spec, s, videos.get(s), clips, saliency) for s in todo]
+        run_parallel(_run_seed, tasks, workers, finished)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted: {len(done)} of {len(seeds)} roads evaluated and saved in {cache}; "
@@ -254,17 +309,31 @@ def evaluate(
     video: int = 1,
     compare_expert: bool = True,
     seed_offset: int = 0,
+    clips: bool = True,
+    saliency: bool = False,
 ) -> dict:
     """Evaluate `policy` on held-out roads; writes `out/metrics.json` and videos; returns it all."""
-    cfg = EvalConfig(policy, episodes, Path(out), workers, video, compare_expert, seed_offset)
+    cfg = EvalConfig(
+        policy, episodes, Path(out), workers, video, compare_expert, seed_offset, clips, saliency
+    )
     cfg.validate()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     report_config = {k: str(v) for k, v in asdict(cfg).items()}
     _save_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
+    clip_folder = cfg.out / "clips" if cfg.clips else None
     per_episode = run_episodes(
-        cfg.policy, seeds, cfg.workers, videos, "evaluate", cfg.out / "episodes" / "policy"
+        cfg.policy,
+        seeds,
+        cfg.workers,
+        videos,
+        "evaluate",
+        cfg.out / "episodes" / "policy",
+        clip_folder,
+        cfg.saliency,
     )
+    table_by_bin = breakdown.merge([e["breakdown"] for e in per_episode])
+    breakdown.plot(table_by_bin, cfg.out / "breakdown.png", f"interventions of {cfg.policy}")
     report = {
         "policy": cfg.policy,
         "config": report_config,
@@ -272,6 +341,9 @@ def evaluate(
         "overall": summarize(per_episode),
         "episodes": per_episode,
         "videos": [str(p) for p in videos.values()],
+        "clips": _cap_clips(per_episode, MAX_CLIPS) if cfg.clips else [],
+        "breakdown": table_by_bin,
+        "breakdown_table": breakdown.format_breakdown(table_by_bin),
     }
     table = {"policy": report["overall"]}
     if cfg.compare_expert and cfg.policy != EXPERT:
@@ -288,9 +360,29 @@ def evaluate(
     return report
 
 
+def _cap_clips(episodes: list[dict], limit: int) -> list[str]:
+    """The clips of the run, by road; past `limit` the extra files are deleted."""
+    paths = [p for e in sorted(episodes, key=lambda e: e["seed"]) for p in e.get("clips", [])]
+    for extra in paths[limit:]:
+        Path(extra).unlink(missing_ok=True)
+    return [p for p in paths[:limit] if Path(p).exists()]
+
+
 def log_to_tensorboard(writer, report: dict, step: int) -> None:
-    """Closed-loop metrics of `report` into a TensorBoard SummaryWriter, as eval/*."""
+    """Closed-loop metrics of `report` into a TensorBoard SummaryWriter, as eval/*.
+
+    The videos and the first clips go in as animated GIFs under eval/video/* and eval/clip/*
+    (see `driving.video.add_gif`).
+    """
+    from driving.video import add_gif
+
     for name, value in report["overall"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             writer.add_scalar(f"eval/{name}", value, step)
     writer.add_text("eval/table", report["table"], step)
+    if "breakdown_table" in report:
+        writer.add_text("eval/breakdown", report["breakdown_table"], step)
+    for path in report.get("videos", []):
+        add_gif(writer, f"eval/video/{Path(path).stem}", Path(path), step)
+    for path in report.get("clips", [])[:TENSORBOARD_CLIPS]:
+        add_gif(writer, f"eval/clip/{Path(path).stem}", Path(path), step)

@@ -6,6 +6,7 @@ web browsers too (OpenCV's 'mp4v' files do not).
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 from collections.abc import Iterable
@@ -98,3 +99,42 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Pa
         raise
     os.replace(tmp, path)
     return path
+
+
+def read_mp4(path: Path) -> tuple[list[np.ndarray], float]:
+    """All frames of a video as RGB arrays, and its frame rate [Hz]."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    frames = [np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader]
+    return frames, float(meta["fps"])
+
+
+def add_gif(writer, tag: str, path: Path, step: int, fps: float = 5.0, max_s: float = 60.0) -> None:
+    """Add an mp4 to TensorBoard as an animated GIF (what `SummaryWriter.add_video` writes).
+
+    `add_video` needs moviepy < 2 (it imports `moviepy.editor`, gone in moviepy 2); this encodes
+    the GIF with Pillow (already here through matplotlib) and writes the same image summary,
+    shown in TensorBoard's Images tab. Frames are halved in size and resampled to `fps` for at
+    most `max_s` seconds, to keep the event file small.
+    """
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    frames, source_fps = read_mp4(path)
+    every = max(1, round(source_fps / fps))
+    frames = frames[: int(max_s * source_fps) : every]
+    images = [Image.fromarray(f).reduce(2) for f in frames]
+    buffer = io.BytesIO()
+    duration_ms = round(1000 * every / source_fps)
+    images[0].save(
+        buffer, "GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+    )
+    width, height = images[0].size
+    image = Summary.Image(
+        height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue()
+    )
+    # SummaryWriter has no public way to add a ready-made summary; add_video uses this one too.
+    writer._get_file_writer().add_summary(
+        Summary(value=[Summary.Value(tag=tag, image=image)]), step
+    )

@@ -49,6 +49,10 @@ VEHICLE_RGB = (60, 120, 235)
 EGO_RGB = (225, 50, 45)
 """The ego vehicle (red)."""
 
+MASK_GROUND, MASK_ROAD, MASK_MARKING, MASK_VEHICLE, MASK_EGO = 0, 1, 2, 3, 4
+"""Classes of `Camera.render_mask`: ground, road surface, lane markings and road edges, other
+vehicles, the ego."""
+
 _SAMPLE_STEP_M = 1.0  # [m] spacing of lane samples along s
 _DASH_ON_M = 3.0  # [m] painted part of a striped line
 _DASH_PERIOD_M = 9.0  # [m] one painted part plus one gap
@@ -206,12 +210,23 @@ def _marking_polylines(s: np.ndarray, edge_px: np.ndarray, line_type: int) -> li
 
 
 def _draw_map(
-    image: np.ndarray, shapes: list[_LaneShape], origin: np.ndarray, px_per_m: float
+    image: np.ndarray,
+    shapes: list[_LaneShape],
+    origin: np.ndarray,
+    px_per_m: float,
+    colours: tuple[tuple, tuple, tuple] = (GROUND_RGB, ROAD_RGB, MARKING_RGB),
+    line_type: int = cv2.LINE_AA,
 ) -> None:
-    """Draw into square RGB `image` the top view whose top-left pixel corner is at `origin` [m]."""
+    """Draw into square `image` the top view whose top-left pixel corner is at `origin` [m].
+
+    `colours` are (ground, road, markings): RGB for the camera, class ids for the cue mask (drawn
+    with `line_type` LINE_8 so that no blended values appear, and markings 2 px wider to cover
+    the anti-aliased fringe that the camera draws around them).
+    """
     side_px = image.shape[0]
+    ground, road, marking = colours
     # cv2 fills 3-channel images ~50x faster than numpy broadcasting a colour.
-    cv2.rectangle(image, (0, 0), (side_px, side_px), GROUND_RGB, cv2.FILLED)
+    cv2.rectangle(image, (0, 0), (side_px, side_px), ground, cv2.FILLED)
     margin = 2.0  # [m] so that edges straddling the border are drawn
     lo = origin - margin
     hi = origin + side_px / px_per_m + margin
@@ -229,10 +244,11 @@ def _draw_map(
             markings += _marking_polylines(s, right_px, shape.line_types[1])
     # One call per polygon: a single fillPoly over overlapping polygons XORs them into holes.
     for polygon in surfaces:
-        cv2.fillPoly(image, [polygon], ROAD_RGB, cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(image, [polygon], road, cv2.LINE_8, _SHIFT)
     if markings:
         thickness = max(1, round(_MARKING_WIDTH_M * px_per_m))
-        cv2.polylines(image, markings, False, MARKING_RGB, thickness, cv2.LINE_AA, _SHIFT)
+        thickness += 0 if line_type == cv2.LINE_AA else 2
+        cv2.polylines(image, markings, False, marking, thickness, line_type, _SHIFT)
 
 
 class Camera:
@@ -261,6 +277,8 @@ class Camera:
         self._map = np.empty((self._map_side, self._map_side, 3), np.uint8)
         self._map_valid = False  # False until drawn for the current road
         self._map_origin = np.zeros(2)  # world point of the map's top-left corner [m]
+        self._mask_map: np.ndarray | None = None  # class ids, drawn on demand by render_mask
+        self._mask_origin: np.ndarray | None = None  # the map origin the mask map was drawn at
 
     def reset(self, road: Road) -> None:
         """Precompute the static road drawing for a new episode (call after env.reset).
@@ -281,6 +299,7 @@ class Camera:
         self._shapes = [shape for shape in map(_shape_lane, lanes) if shape is not None]
         self._road = road
         self._map_valid = False
+        self._mask_origin = None
 
     def render(self, road: Road, ego: Vehicle) -> np.ndarray:
         """Draw the frame: the ego points up, centred laterally.
@@ -321,6 +340,50 @@ class Camera:
         _fill_vehicle(frame, ego, world_to_frame, EGO_RGB)
         return frame
 
+    def render_mask(self, road: Road, ego: Vehicle) -> np.ndarray:
+        """Where the road cues are in the frame `render` draws for the same pose.
+
+        Drawn from the geometry, not from the frame's colours, pixel-aligned with `render`:
+        `MASK_MARKING` for the painted lane markings and a band about 2 px wide along the road's
+        edges, `MASK_VEHICLE` for other vehicles, `MASK_EGO` for the ego, `MASK_ROAD` for the
+        rest of the road surface and `MASK_GROUND` elsewhere.
+
+        Returns:
+            (height, width) uint8 class ids.
+        """
+        if road is not self._road:
+            self.reset(road)
+        position = np.asarray(ego.position, dtype=float)
+        heading = float(ego.heading)
+        self._ensure_map(position, heading)
+        if self._mask_origin is None or not np.array_equal(self._mask_origin, self._map_origin):
+            if self._mask_map is None:
+                self._mask_map = np.empty(self._map.shape[:2], np.uint8)
+            classes = ((MASK_GROUND,), (MASK_ROAD,), (MASK_MARKING,))
+            origin, k = self._map_origin, self._map_px_per_m
+            _draw_map(self._mask_map, self._shapes, origin, k, classes, cv2.LINE_8)
+            self._mask_origin = self._map_origin.copy()
+        cfg = self.config
+        mask = cv2.warpAffine(
+            self._mask_map,
+            self._frame_to_map(position, heading),
+            (cfg.width, cfg.height),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=MASK_GROUND,
+        )
+        # Road edges: the pixels on either side of the road/ground boundary.
+        on_road = (mask != MASK_GROUND).astype(np.uint8)
+        kernel = np.ones((3, 3), np.uint8)
+        edge = cv2.dilate(on_road, kernel) != cv2.erode(on_road, kernel)
+        mask[edge] = MASK_MARKING
+        world_to_frame = self._world_to_frame(position, heading)
+        for vehicle in road.vehicles:
+            if vehicle is not ego:
+                _fill_vehicle(mask, vehicle, world_to_frame, (MASK_VEHICLE,), cv2.LINE_8)
+        _fill_vehicle(mask, ego, world_to_frame, (MASK_EGO,), cv2.LINE_8)
+        return mask
+
     def _ensure_map(self, position: np.ndarray, heading: float) -> None:
         """Redraw the local map when the view would leave it."""
         half = self._map_side / self._map_px_per_m / 2  # [m]
@@ -355,7 +418,11 @@ class Camera:
 
 
 def _fill_vehicle(
-    frame: np.ndarray, vehicle: Vehicle, world_to_frame: np.ndarray, colour: tuple[int, int, int]
+    frame: np.ndarray,
+    vehicle: Vehicle,
+    world_to_frame: np.ndarray,
+    colour: tuple,
+    line_type: int = cv2.LINE_AA,
 ) -> None:
     """Draw a vehicle as a plain filled rotated rectangle (no wheels: nothing action-dependent)."""
     c, s = math.cos(vehicle.heading), math.sin(vehicle.heading)
@@ -365,4 +432,4 @@ def _fill_vehicle(
         [forward + right, forward - right, -forward - right, -forward + right]
     )
     px = corners @ world_to_frame[:, :2].T + world_to_frame[:, 2]
-    cv2.fillConvexPoly(frame, np.round(px * _ONE).astype(np.int32), colour, cv2.LINE_AA, _SHIFT)
+    cv2.fillConvexPoly(frame, np.round(px * _ONE).astype(np.int32), colour, line_type, _SHIFT)

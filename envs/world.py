@@ -6,7 +6,7 @@
 
 `info` carries the per-step ground truth the metrics need: lateral_offset [m],
 heading_error [rad], on_road, crashed, distance [m] travelled, progress [m] along the road,
-speed [m/s], speed_limit [m/s].
+speed [m/s], speed_limit [m/s], curvature [1/m] of the ego's lane.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.road.lane import AbstractLane, CircularLane, StraightLane
 from highway_env.road.road import Road as HighwayRoad
 from highway_env.utils import wrap_to_pi
 
@@ -132,6 +133,21 @@ class WindingRoadEnv(AbstractEnv):
         return info
 
 
+def lane_curvature(lane: AbstractLane, longitudinal: float) -> float:
+    """Signed curvature of a lane's centre line at `longitudinal` [1/m]: d heading / d s.
+
+    1 / radius on a `CircularLane`, positive when it turns right (heading grows, clockwise on
+    screen), 0 on a `StraightLane`; any other lane by a finite difference of its heading.
+    """
+    if isinstance(lane, CircularLane):
+        return lane.direction / lane.radius
+    if type(lane) is StraightLane:  # exact type: SineLane subclasses it but bends
+        return 0.0
+    step = 0.5  # [m]
+    s = min(max(longitudinal, step), max(float(lane.length) - step, step))
+    return float(wrap_to_pi(lane.heading_at(s + step) - lane.heading_at(s - step)) / (2 * step))
+
+
 def ground_truth(env: AbstractEnv) -> dict[str, Any]:
     """Per-step ground truth of any highway-env scenario, read from the ego and its lane."""
     ego = env.vehicle
@@ -145,6 +161,7 @@ def ground_truth(env: AbstractEnv) -> dict[str, Any]:
         "speed": float(ego.speed),
         "speed_limit": float(lane.speed_limit),
         "heading": float(ego.heading),
+        "curvature": float(lane_curvature(lane, longitudinal)),
     }
 
 

@@ -119,7 +119,8 @@ def test_installed_command_reports_errors_without_traceback(tmp_path):
 
 
 def test_every_verb_has_help(capsys):
-    for verb in ("collect", "info", "train", "evaluate", "dagger", "demo", "export"):
+    verbs = ("collect", "info", "view", "train", "evaluate", "watch", "saliency", "dagger")
+    for verb in (*verbs, "demo", "export"):
         with pytest.raises(SystemExit) as exit_:
             main([verb, "--help"])
         assert exit_.value.code == 0

@@ -1,10 +1,14 @@
 """Closed-loop evaluation tells a good driver from a bad one, and writes its report."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from driving.clips import CLIPS_PER_ROAD
 from driving.evaluate import evaluate, rollout
+from driving.video import read_mp4
 from envs import eval_seeds
 from envs.expert import Expert
 from envs.world import make_env
@@ -54,3 +58,54 @@ def test_a_rerun_reuses_finished_episodes(tmp_path):
     report = evaluate("expert", episodes=3, out=tmp_path, workers=1, video=0)
     assert report["episodes"][0]["mean_speed"] == 123.0
     assert report["episodes"][2]["mean_speed"] < 20  # the new road was driven
+
+
+def test_a_forced_intervention_writes_a_clip_from_3_s_before_to_1_s_after(tmp_path):
+    # Given a driver that never steers, on a winding road: it must be taken over
+    env = make_env(terminate_off_road=False)
+    seed = eval_seeds(1)[0]
+    result = rollout(env, AlwaysStraight(), Expert(env), seed, clips=tmp_path)
+    assert result["interventions"] > 0
+    # Then one clip per intervention, up to the cap, named after the road and the time
+    assert len(result["clips"]) == min(result["interventions"], CLIPS_PER_ROAD)
+    first = Path(result["clips"][0])
+    assert first.parent == tmp_path and first.name.startswith(f"road_{seed}_t")
+    event_time = float(first.stem.split("_t")[1])
+    event_step = round(event_time / 0.1)
+    frames, fps = read_mp4(first)
+    # 3 s before (30 steps, or fewer at the start of the road), the event step, 1 s after
+    assert fps == 10
+    assert len(frames) == min(30, event_step) + 1 + 10
+    # The clip is drawn like the videos: enlarged frame over the action panel
+    assert frames[0].shape == (3 * 66 + 72, 3 * 200, 3)
+
+
+def test_evaluate_breaks_interventions_down_and_plots_them(tmp_path):
+    report = evaluate("expert", episodes=1, out=tmp_path, workers=1, video=0)
+    by_curvature = report["breakdown"]["curvature"]
+    assert [row["bin"].split()[0] for row in by_curvature] == ["straight", "gentle", "tight"]
+    driven_km = sum(row["km"] for row in by_curvature)
+    assert driven_km == pytest.approx(report["overall"]["distance_km"], rel=0.01)
+    assert sum(row["km"] for row in report["breakdown"]["speed"]) == pytest.approx(driven_km)
+    assert by_curvature[0]["km"] > 0 and by_curvature[1]["km"] + by_curvature[2]["km"] > 0
+    assert (tmp_path / "breakdown.png").stat().st_size > 5_000
+    assert report["clips"] == [] and not (tmp_path / "clips").exists()  # the expert never fails
+
+
+@pytest.mark.slow
+def test_videos_go_to_tensorboard_as_animated_gifs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from driving.evaluate import log_to_tensorboard
+
+    report = evaluate("expert", episodes=1, out=tmp_path / "eval", workers=1, video=1)
+    with SummaryWriter(str(tmp_path / "tb")) as writer:
+        log_to_tensorboard(writer, report, step=7)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tag = f"eval/video/road_{eval_seeds(1)[0]}"
+    assert tag in events.Tags()["images"]
+    (image,) = events.Images(tag)
+    assert image.step == 7 and image.encoded_image_string.startswith(b"GIF89a")
+    assert (image.width, image.height) == (300, 135)

@@ -25,7 +25,13 @@ from highway_env.vehicle.kinematics import Vehicle
 from envs.camera import (
     EGO_RGB,
     GROUND_RGB,
+    MASK_EGO,
+    MASK_GROUND,
+    MASK_MARKING,
+    MASK_ROAD,
+    MASK_VEHICLE,
     ROAD_RGB,
+    VEHICLE_RGB,
     Camera,
     CameraConfig,
 )
@@ -281,3 +287,53 @@ def test_every_lane_type_is_drawn_where_the_lane_is():
             frame = camera.render(road, ego)
             n_road, _ = check_road_matches_lanes(frame, road, ego)
             assert n_road > 20, f"{type(lane).__name__} at s={s:.0f} m drew little road"
+
+
+def test_cue_mask_marks_markings_edges_vehicles_where_the_frame_draws_them():
+    # Given a straight 2-lane road (solid edges, dashed centre line) and a car ahead
+    network = RoadNetwork()
+    for i, types in enumerate(
+        [(LineType.CONTINUOUS_LINE, LineType.STRIPED), (LineType.NONE, LineType.CONTINUOUS_LINE)]
+    ):
+        lane = StraightLane([0, 4.0 * i], [2000, 4.0 * i], width=4.0, line_types=types)
+        network.add_lane("a", "b", lane)
+    road = Road(network=network, np_random=np.random.default_rng(0))
+    ego = Vehicle(road, [100.0, 0.0], heading=0.0, speed=10.0)
+    other = Vehicle(road, [120.0, 4.0], heading=0.0, speed=10.0)
+    road.vehicles += [ego, other]
+    camera = Camera()
+    # When the frame and the cue mask are rendered
+    frame = camera.render(road, ego)
+    mask = camera.render_mask(road, ego)
+    # Then the mask has the frame's size and the classes sit where the frame shows them
+    assert mask.shape == frame.shape[:2] and mask.dtype == np.uint8
+    white = frame.min(axis=-1) > 150
+    assert white.sum() > 100
+    assert (mask[white] == MASK_MARKING).mean() > 0.95
+    assert (mask[colour_mask(frame, VEHICLE_RGB)] == MASK_VEHICLE).all()
+    assert (mask[colour_mask(frame, EGO_RGB)] == MASK_EGO).all()
+    assert (mask[colour_mask(frame, ROAD_RGB)] == MASK_ROAD).all()
+    ground = colour_mask(frame, GROUND_RGB)
+    assert (mask[ground] == MASK_GROUND).mean() > 0.97  # the rest: the edge band's outer pixel
+    # The road's outer edges are a band of 1-3 px per row on each side, also where no line is
+    # painted (the right lane's right edge is solid, the left lane's left edge too; no gap).
+    row = mask[10]
+    cues = np.flatnonzero(row == MASK_MARKING)
+    road_cols = np.flatnonzero(row != MASK_GROUND)
+    assert cues.min() == road_cols.min() and cues.max() == road_cols.max()
+    # The frame does not change when the mask is rendered in between
+    assert np.array_equal(camera.render(road, ego), frame)
+
+
+def test_cue_mask_has_road_edges_where_no_marking_is_painted():
+    network = RoadNetwork()
+    nothing = (LineType.NONE, LineType.NONE)
+    network.add_lane("a", "b", StraightLane([0, 0], [2000, 0], width=4.0, line_types=nothing))
+    road = Road(network=network, np_random=np.random.default_rng(0))
+    ego = Vehicle(road, [100.0, 0.0], heading=0.0, speed=10.0)
+    road.vehicles.append(ego)
+    mask = Camera().render_mask(road, ego)
+    for row in mask[:40]:  # ahead of the ego
+        band = np.flatnonzero(row == MASK_MARKING)
+        assert 2 <= len(band) <= 6  # two edges, 1-3 px each
+        assert (row == MASK_ROAD).sum() > 15  # 4 m lane = 26.7 px, less the edges

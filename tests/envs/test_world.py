@@ -130,3 +130,38 @@ def test_unknown_scenario_is_one_clear_error():
 
 def test_package_states_the_seed_rule_once():
     assert envs.EVAL_SEED_START == 1_000_000
+
+
+def test_curvature_in_info_is_the_ego_lanes_signed_inverse_radius():
+    # Given a known road: drive it with the expert and compare with the lane the ego is on
+    from envs.expert import Expert
+
+    env = make_env(terminate_off_road=False)
+    expert = Expert(env)
+    obs, info = env.reset(seed=4)
+    seen = {"straight": 0, "right": 0, "left": 0}
+    for _ in range(600):
+        lane = env.unwrapped.vehicle.lane
+        if isinstance(lane, CircularLane):
+            expected = (1 if lane.clockwise else -1) / lane.radius
+            seen["right" if lane.clockwise else "left"] += 1
+        else:
+            expected = 0.0
+            seen["straight"] += 1
+        assert info["curvature"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        if terminated or truncated:
+            break
+    assert seen["straight"] > 0 and seen["right"] + seen["left"] > 0
+
+
+def test_curvature_sign_follows_the_heading_rate():
+    # On a right-hand arc (clockwise on screen) the heading grows along the lane: curvature > 0.
+    from envs.world import lane_curvature
+
+    right = CircularLane([0, 0], 50.0, 0.0, 1.0, clockwise=True)
+    left = CircularLane([0, 0], 80.0, 1.0, 0.0, clockwise=False)
+    assert lane_curvature(right, 10.0) == pytest.approx(1 / 50)
+    assert lane_curvature(left, 10.0) == pytest.approx(-1 / 80)
+    assert right.heading_at(11.0) - right.heading_at(10.0) == pytest.approx(1 / 50)
+    assert lane_curvature(StraightLane([0, 0], [10, 0]), 3.0) == 0.0
