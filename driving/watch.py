@@ -27,6 +27,7 @@ from tqdm import tqdm
 from driving.evaluate import EXPERT, Step, drive
 from driving.parallel import init_worker
 from driving.policy import NetPolicy
+from driving.saliency import VisualBackProp, saliency_overlay
 from driving.video import GREY, WHITE, overlay, write_mp4
 from driving.window import Window, WindowError
 from envs import eval_seeds
@@ -57,6 +58,8 @@ class WatchConfig:
     """folder for the mp4 files (used when there is no window)"""
     max_steps: int | None = None
     """stop each road after this many steps (default: drive it to the end)"""
+    saliency: bool = False
+    """blend the net's VisualBackProp saliency (where it looks) onto the camera frame"""
 
     def validate(self) -> NetPolicy | None:
         """Check the settings once; return the net (None for the expert)."""
@@ -67,6 +70,8 @@ class WatchConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
         if self.policy == EXPERT:
+            if self.saliency:
+                raise ValueError("--saliency needs a network policy (a checkpoint), not the expert")
             return None
         if not Path(self.policy).is_file():
             raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
@@ -164,11 +169,17 @@ def watch_frame(
 
 
 def watch_road(
-    env, policy, expert: Expert, metrics: RunningMetrics, max_steps: int | None = None
+    env,
+    policy,
+    expert: Expert,
+    metrics: RunningMetrics,
+    max_steps: int | None = None,
+    saliency=None,
 ) -> Iterator[np.ndarray]:
     """Drive road `metrics.seed` as the evaluator does; yield each watch frame.
 
     `metrics` is updated in place, so it holds the episode's figures when the stream ends.
+    `saliency`: a `driving.saliency.VisualBackProp` of the policy, blended onto the camera frame.
     """
     base = env.unwrapped
     top = Camera(OVERVIEW)
@@ -178,7 +189,10 @@ def watch_road(
         metrics.update(step)
         # While the expert drives, still show what the policy would do (PilotNet has no state).
         predicted = step.action if step.autonomous else policy.act(step.obs)
-        yield watch_frame(step, _overview(top, base), metrics, predicted)
+        image = step.obs["image"]
+        if saliency is not None:
+            image = saliency_overlay(image, saliency(image[None])[0])
+        yield watch_frame(step, _overview(top, base), metrics, predicted, camera=image)
         if max_steps is not None and metrics.steps >= max_steps:
             return
 
@@ -243,6 +257,7 @@ def watch(cfg: WatchConfig) -> dict:
     env = make_env(SCENARIO, camera, terminate_off_road=False)
     expert = Expert(env)
     policy = net or expert
+    saliency = VisualBackProp(net.model) if cfg.saliency else None
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     size = frame_size(camera.height, camera.width)
     window = open_window(cfg.display, size)
@@ -250,7 +265,7 @@ def watch(cfg: WatchConfig) -> dict:
     try:
         for seed in seeds:
             metrics = RunningMetrics(seed)
-            frames = watch_road(env, policy, expert, metrics, cfg.max_steps)
+            frames = watch_road(env, policy, expert, metrics, cfg.max_steps, saliency)
             if window is not None:
                 quit_ = play(frames, window)
             else:

@@ -157,3 +157,29 @@ def test_a_display_that_cannot_be_reached_falls_back_to_mp4(monkeypatch, capsys)
     monkeypatch.setattr("sys.platform", "linux")
     assert open_window("auto", (920, 320)) is None
     assert "writing mp4 files instead" in capsys.readouterr().out
+
+
+def test_watch_blends_the_nets_saliency_onto_the_camera_frame(tmp_path, no_display):
+    import torch
+
+    from driving.checkpoint import save_checkpoint
+    from driving.model import ModelConfig, PilotNet
+
+    torch.manual_seed(0)
+    path = tmp_path / "net.pt"
+    save_checkpoint(
+        path, model=PilotNet(), model_config=ModelConfig(), optimizer=None, step=0, epoch=0,
+        best_val=None, config={},
+    )  # fmt: skip
+    plain = watch(WatchConfig(str(path), out=tmp_path / "plain", max_steps=3))
+    salient = watch(WatchConfig(str(path), out=tmp_path / "salient", max_steps=3, saliency=True))
+    a, b = read_mp4(plain["videos"][0])[-1], read_mp4(salient["videos"][0])[-1]
+    left = OVERVIEW.width  # the overview is the same; the camera panel on the right differs
+    assert np.abs(a[:, :left].astype(int) - b[:, :left]).mean() < 2
+    assert np.abs(a[:, left:].astype(int) - b[:, left:]).mean() > 2
+    assert plain["roads"] == salient["roads"]  # the overlay does not change the driving
+
+
+def test_saliency_needs_a_network_policy(no_display):
+    with pytest.raises(ValueError, match="saliency"):
+        WatchConfig("expert", saliency=True).validate()
