@@ -1,0 +1,150 @@
+"""Training batches straight from memory: the dataset as one uint8 tensor where the model runs.
+
+`load_split` gives numpy arrays; `to_device` turns them into torch tensors once (no copy on the
+CPU, one upload on a GPU), and every batch is then a `index_select` with a tensor of indices on
+the same device. Frames stay uint8 until the network's own normalisation, so a GPU holds 40 KB per
+66x200 frame and no batch ever crosses PCIe. When the frames do not fit in GPU memory they stay in
+host memory and each batch is gathered into a pinned buffer and copied asynchronously.
+
+    tensors = to_device(train_set, torch.device("cuda"))
+    order = epoch_order(len(tensors), weights, seed=0, epoch=0, device=tensors.device)
+    image, speed, label = tensors.batch(order[:128])
+
+The CUDA branches are written to the same code path the CPU runs (tested), but are untested on a
+GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from driving.dataset import Frames
+
+GPU_HEADROOM = 0.8
+"""Share of the GPU's free memory the dataset may take; the rest is for the model and batches."""
+
+
+@dataclass(eq=False)
+class DeviceFrames:
+    """A training or validation set as tensors, ready to be indexed into batches."""
+
+    images: torch.Tensor  # (N, H, W, 3) uint8, on `device` (or in host memory, see `to_device`)
+    speed: torch.Tensor  # (N,) float32 [m/s], next to `images`
+    labels: torch.Tensor  # (N, 2) float32 [steering, throttle], next to `images`
+    device: torch.device  # where the batches are used
+    _staging: torch.Tensor | None = None  # pinned host buffer when `images` is not on `device`
+    _copied: torch.cuda.Event | None = None  # marks when the last upload from `_staging` ended
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the frames live where the model runs (always true on the CPU)."""
+        return self.images.device == self.device
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image uint8 (B, H, W, 3), speed [m/s] (B,), label (B, 2)) of the frames `idx`.
+
+        Args:
+            idx: (B,) int64 frame indices, on the same device as the frames (`index_device`).
+        """
+        if self.on_device:
+            return self.images[idx], self.speed[idx], self.labels[idx]
+        return self._upload(idx)
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where index tensors for `batch` must live (next to the frames)."""
+        return self.images.device
+
+    def _upload(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gather on the host into the pinned buffer, then copy without blocking the CPU."""
+        count = len(idx)
+        if self._staging is None or len(self._staging) < count:
+            self._staging = torch.empty((count, *self.images.shape[1:]), dtype=torch.uint8)
+            self._staging = self._staging.pin_memory()
+            self._copied = torch.cuda.Event()
+        else:
+            self._copied.synchronize()  # the previous upload must finish before we overwrite
+        staging = self._staging[:count]
+        torch.index_select(self.images, 0, idx, out=staging)
+        image = staging.to(self.device, non_blocking=True)
+        self._copied.record()
+        speed, labels = self.speed[idx].to(self.device), self.labels[idx].to(self.device)
+        return image, speed, labels
+
+
+def to_device(frames: Frames, device: torch.device, verbose: bool = True) -> DeviceFrames:
+    """Wrap `frames` as tensors on `device`: shared with numpy on the CPU, uploaded once on a GPU.
+
+    On CUDA the frames go to GPU memory if they take at most `GPU_HEADROOM` of what is free;
+    otherwise they stay in host memory (a line says so) and batches are uploaded one by one.
+
+    Args:
+        frames: arrays from `load_split`.
+        device: where the model runs.
+        verbose: print where the frames went (CUDA only).
+    """
+    images = torch.from_numpy(frames.frames)  # no copy
+    speed, labels = torch.from_numpy(frames.speed), torch.from_numpy(frames.labels)
+    if device.type != "cuda":
+        return DeviceFrames(images.to(device), speed.to(device), labels.to(device), device)
+    size = images.nbytes + speed.nbytes + labels.nbytes
+    free, _ = torch.cuda.mem_get_info(device)
+    if size <= GPU_HEADROOM * free:
+        if verbose:
+            print(f"{len(frames)} frames on {device} as uint8: {size / 1e9:.2f} GB")
+        return DeviceFrames(images.to(device), speed.to(device), labels.to(device), device)
+    if verbose:
+        print(
+            f"{len(frames)} frames ({size / 1e9:.1f} GB) do not fit in the {free / 1e9:.1f} GB "
+            f"free on {device}: batches are gathered in pinned host memory and uploaded one by one"
+        )
+    return DeviceFrames(images, speed, labels, device)
+
+
+def epoch_order(
+    n: int, weights: np.ndarray | None, seed: int, epoch: int, device: torch.device
+) -> torch.Tensor:
+    """Frame indices of one epoch as an int64 tensor on `device`.
+
+    A generator seeded by (seed, epoch) makes resuming exact and gives every DDP rank the same
+    global order. With `weights` (see `curve_weights`), frames are drawn with replacement.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if weights is None:
+        order = rng.permutation(n)
+    else:
+        order = rng.choice(n, size=n, replace=True, p=weights)
+    return torch.from_numpy(order.astype(np.int64)).to(device)
+
+
+def curve_weights(steering: np.ndarray, bins: int = 15, cap: float = 10.0) -> np.ndarray:
+    """Sampling probabilities that over-represent curves.
+
+    Demonstrations are mostly straight driving, so a net trained on them learns to go straight.
+    Each frame is weighted by the inverse frequency of its |steering| bin (`bins` equal bins over
+    [0, max |steering|]), which makes every bin about equally likely. The weight is capped at
+    `cap` times the weight of the most common bin, so that a bin holding a handful of frames is
+    not repeated hundreds of times per epoch (that would overfit those few frames).
+
+    Args:
+        steering: (N,) steering labels in [-1, 1].
+        bins: number of |steering| bins.
+        cap: largest weight, relative to the most common bin's.
+
+    Returns:
+        (N,) float64 probabilities summing to 1.
+    """
+    magnitude = np.abs(np.asarray(steering, dtype=np.float64))
+    top = magnitude.max(initial=0.0)
+    if top == 0.0:
+        return np.full(len(magnitude), 1.0 / len(magnitude))
+    counts, edges = np.histogram(magnitude, bins=bins, range=(0.0, top))
+    which = np.digitize(magnitude, edges[1:-1])  # bin index 0..bins-1 of every frame
+    weight = np.minimum(1.0 / counts[which], cap / counts.max())
+    return weight / weight.sum()
