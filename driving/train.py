@@ -344,11 +344,9 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
     for epoch in range(state.epoch, cfg.epochs):
         state.model.train()
         order = epoch_order(len(train_set), weights, cfg.seed, epoch, train_set.index_device)
+        quiet = {} if state.ranks.is_main else {"disable": True}  # one bar, rank 0's
         bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            disable=not state.ranks.is_main,
+            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, **quiet
         )
         tick, tick_seen = time.perf_counter(), seen
         for i in bar:
