@@ -52,8 +52,9 @@ class DeviceFrames:
         Args:
             idx: (B,) int64 frame indices, on the same device as the frames (`index_device`).
         """
-        if self.on_device:
-            return self.images[idx], self.speed[idx], self.labels[idx]
+        if self.on_device:  # index_select: 2-3x faster than images[idx] for uint8 on the CPU
+            arrays = (self.images, self.speed, self.labels)
+            return tuple(torch.index_select(a, 0, idx) for a in arrays)
         return self._upload(idx)
 
     @property

@@ -196,7 +196,7 @@ def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
     return model, optimizer, step, epoch, best_val
 
 
-def _mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
     """bf16 autocast where the GPU has it, else fp16 with loss scaling; full fp32 on the CPU."""
     if device.type != "cuda":
         return None, torch.amp.GradScaler("cpu", enabled=False)
@@ -399,7 +399,7 @@ def train(cfg: TrainConfig) -> dict:
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
     model, optimizer, step, epoch, best_val = _build(cfg, train_set, device)
-    amp, scaler = _mixed_precision(device)
+    amp, scaler = mixed_precision(device)
     writer = None
     if ranks.is_main:
         cfg.run.mkdir(parents=True, exist_ok=True)
