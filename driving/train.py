@@ -32,12 +32,9 @@ from driving.checkpoint import build_model, jsonable, load_checkpoint, save_chec
 from driving.dataset import Frames, load_split, read_episode, scan
 from driving.distributed import Ranks
 from driving.model import ModelConfig, PilotNet
-from driving.validation import draw_steering, prediction_grid, validation_losses
+from driving.monitor import draw_steering, log_data, log_train, prediction_grid, validation_losses
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
-
-CURVE_THRESHOLD = 0.05
-"""|steering| above which a frame counts as 'in a curve' for the logged shares."""
 
 
 class TrainingError(ValueError):
@@ -146,24 +143,6 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> flo
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def _log_data(writer: SummaryWriter, cfg: TrainConfig, train_set: Frames, val_set: Frames, weights):
-    """Log the label histograms, the config and the curve shares of the sampling `weights`."""
-    steering = train_set.labels[:, 0]
-    writer.add_histogram("data/steering", steering, 0)
-    writer.add_histogram("data/throttle", train_set.labels[:, 1], 0)
-    rows = "\n".join(f"| {k} | {v} |" for k, v in jsonable(asdict(cfg)).items())
-    writer.add_text("hparams", "| setting | value |\n|---|---|\n" + rows, 0)
-    in_curve = np.abs(steering) > CURVE_THRESHOLD
-    before = float(in_curve.mean())
-    after = float(weights[in_curve].sum()) if weights is not None else before
-    writer.add_scalar("data/curve_share_before", before, 0)
-    writer.add_scalar("data/curve_share_after", after, 0)
-    print(
-        f"train {len(steering)} frames, val {len(val_set.labels)} frames; share with "
-        f"|steering| > {CURVE_THRESHOLD}: {before:.0%} in the data, {after:.0%} as sampled"
-    )
 
 
 def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
@@ -319,22 +298,6 @@ def train_step(
     return per_output
 
 
-def _log_train(state: TrainState, per_output: torch.Tensor, lr: float, samples_per_s: float):
-    """Write the training scalars (rank 0); return the total loss."""
-    steering, throttle = per_output.cpu().tolist()
-    scalars = {
-        "train/loss_steering": steering,
-        "train/loss_throttle": throttle,
-        "train/loss": steering + throttle,
-        "train/lr": lr,
-        "perf/samples_per_s": samples_per_s,
-    }
-    for tag, value in scalars.items():
-        if state.writer is not None:
-            state.writer.add_scalar(tag, value, state.step)
-    return steering + throttle
-
-
 def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights, train_mean):
     """The training loop proper; returns (samples seen, seconds spent on training steps)."""
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
@@ -361,7 +324,7 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
                 now = time.perf_counter()
                 rate = (seen - tick_seen) / (now - tick)
                 train_time, tick, tick_seen = train_time + now - tick, now, seen
-                loss = _log_train(state, per_output, lr, rate)
+                loss = log_train(state.writer, state.step, per_output, lr, rate)
                 bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{rate:.0f}")
         state.epoch = epoch + 1
         if state.ranks.is_main:
@@ -411,7 +374,7 @@ def train(cfg: TrainConfig) -> dict:
     weights = curve_weights(train_set.labels[:, 0]) if cfg.curve_weighting else None
     try:
         if writer is not None:
-            _log_data(writer, cfg, train_set, val_set, weights)
+            log_data(writer, asdict(cfg), train_set, val_set, weights)
         train_mean = train_set.labels.mean(0)
         tensors = to_device(train_set, device, verbose=ranks.is_main)
         val_tensors = to_device(val_set, device, verbose=False)

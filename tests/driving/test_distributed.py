@@ -80,8 +80,9 @@ def test_two_processes_train_the_same_weights_as_one_and_resume(data, tmp_path):
     difference = max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"])
     assert difference < TOLERANCE
     assert b["best_val"] == pytest.approx(single["best_val"], rel=TOLERANCE)
-    # and only rank 0 printed its summary
+    # and only rank 0 printed its summary and wrote TensorBoard events (one file per launch)
     assert resumed.stdout.count('"steps": "12"') == 1
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 2
 
 
 def test_each_rank_takes_a_disjoint_share_of_the_global_batch():

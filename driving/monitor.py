@@ -9,9 +9,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 from driving.batches import DeviceFrames
+from driving.checkpoint import jsonable
+from driving.dataset import Frames
 from driving.model import PilotNet
+
+CURVE_THRESHOLD = 0.05
+"""|steering| above which a frame counts as 'in a curve' for the logged shares."""
 
 
 @torch.inference_mode()
@@ -82,3 +88,43 @@ def draw_steering(frames: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.
             cv2.line(image, (centre, y), (end, y), colour, 4)
         cv2.line(image, (centre, height), (centre, height + 13), (255, 255, 255), 1)
     return out
+
+
+def log_data(writer: SummaryWriter, config: dict, train_set: Frames, val_set: Frames, weights):
+    """Log the label histograms, the settings and the curve shares of the sampling `weights`."""
+    steering = train_set.labels[:, 0]
+    writer.add_histogram("data/steering", steering, 0)
+    writer.add_histogram("data/throttle", train_set.labels[:, 1], 0)
+    rows = "\n".join(f"| {k} | {v} |" for k, v in jsonable(config).items())
+    writer.add_text("hparams", "| setting | value |\n|---|---|\n" + rows, 0)
+    in_curve = np.abs(steering) > CURVE_THRESHOLD
+    before = float(in_curve.mean())
+    after = float(weights[in_curve].sum()) if weights is not None else before
+    writer.add_scalar("data/curve_share_before", before, 0)
+    writer.add_scalar("data/curve_share_after", after, 0)
+    print(
+        f"train {len(steering)} frames, val {len(val_set.labels)} frames; share with "
+        f"|steering| > {CURVE_THRESHOLD}: {before:.0%} in the data, {after:.0%} as sampled"
+    )
+
+
+def log_train(
+    writer: SummaryWriter | None,
+    step: int,
+    per_output: torch.Tensor,
+    lr: float,
+    samples_per_s: float,
+) -> float:
+    """Write the training scalars (if there is a writer: rank 0); return the total loss."""
+    steering, throttle = per_output.cpu().tolist()
+    scalars = {
+        "train/loss_steering": steering,
+        "train/loss_throttle": throttle,
+        "train/loss": steering + throttle,
+        "train/lr": lr,
+        "perf/samples_per_s": samples_per_s,
+    }
+    for tag, value in scalars.items():
+        if writer is not None:
+            writer.add_scalar(tag, value, step)
+    return steering + throttle
