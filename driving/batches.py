@@ -35,8 +35,6 @@ class DeviceFrames:
     speed: torch.Tensor  # (N,) float32 [m/s], next to `images`
     labels: torch.Tensor  # (N, 2) float32 [steering, throttle], next to `images`
     device: torch.device  # where the batches are used
-    _staging: torch.Tensor | None = None  # pinned host buffer when `images` is not on `device`
-    _copied: torch.cuda.Event | None = None  # marks when the last upload from `_staging` ended
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -63,18 +61,15 @@ class DeviceFrames:
         return self.images.device
 
     def _upload(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gather on the host into the pinned buffer, then copy without blocking the CPU."""
-        count = len(idx)
-        if self._staging is None or len(self._staging) < count:
-            self._staging = torch.empty((count, *self.images.shape[1:]), dtype=torch.uint8)
-            self._staging = self._staging.pin_memory()
-            self._copied = torch.cuda.Event()
-        else:
-            self._copied.synchronize()  # the previous upload must finish before we overwrite
-        staging = self._staging[:count]
+        """Gather on the host into pinned memory, then copy without blocking the CPU.
+
+        PyTorch's caching pinned allocator keeps a buffer until its copy has finished, so a fresh
+        buffer per batch is both cheap and safe.
+        """
+        shape = (len(idx), *self.images.shape[1:])
+        staging = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
         torch.index_select(self.images, 0, idx, out=staging)
         image = staging.to(self.device, non_blocking=True)
-        self._copied.record()
         speed, labels = self.speed[idx].to(self.device), self.labels[idx].to(self.device)
         return image, speed, labels
 
