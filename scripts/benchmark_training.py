@@ -196,7 +196,7 @@ def main(cfg: BenchmarkConfig) -> None:
     print("training input, samples/s (from the median step time, steps interleaved):")
     print(f"  ready tensors in memory                {speed['ready']:8.0f}")
     print(
-        f"  real data path (uint8 tensor index)    {speed['real']:8.0f}   ratio "
+        f"  real data path (DeviceFrames.batch)    {speed['real']:8.0f}   ratio "
         f"{speed['real_ratio']:.3f}  target >= {RATIO_TARGET:.2f}  "
         f"{_verdict(speed['real_ratio'] >= RATIO_TARGET)}"
     )
