@@ -95,7 +95,7 @@ def setup(ranks: Ranks, device: torch.device, batch_size: int) -> torch.device:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size)
     if not ranks.is_main:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (one copy of every line is enough)
+        sys.stdout = open(os.devnull, "w")  # one copy of every line is enough: rank 0s
     return device
 
 
