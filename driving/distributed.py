@@ -1,8 +1,10 @@
 """Multi-GPU and multi-node training: PyTorch DDP under `torchrun`, same `drive train` command.
 
-    torchrun --standalone --nproc_per_node 4 -m driving.cli train --data D --run R   # 4 GPUs
-    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d \\
-        --rdzv_endpoint HOST:29500 -m driving.cli train --data D --run R             # 2 nodes
+    torchrun --standalone --nproc_per_node 4 -m driving.cli -- train --data D --run R   # 4 GPUs
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
+        --rdzv_id R -m driving.cli -- train --data D --run R                # on each of 2 nodes
+
+The `--` keeps torchrun's own parser from taking `--run` for its `--run-path`.
 
 torchrun starts one process per GPU (a "rank") and tells it RANK, LOCAL_RANK and WORLD_SIZE in the
 environment; without them, training runs as one ordinary process. Every rank draws the same

@@ -7,7 +7,7 @@ model runs (`driving.batches`); under `torchrun` the same command trains with DD
 processes, GPUs or nodes (`driving.distributed`).
 
     drive train --data data/demos --run logs/run --epochs 10   # flags: TrainConfig's fields
-    torchrun --standalone --nproc_per_node 2 -m driving.cli train --data data/demos --run logs/run
+    torchrun --standalone --nproc_per_node 2 -m driving.cli -- train --data data/demos --run R
     tensorboard --logdir logs
 """
 
