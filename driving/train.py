@@ -2,9 +2,12 @@
 
 A flat loop, readable top to bottom: load the episodes, over-sample curves, AdamW with a cosine
 learning rate, validate every epoch, keep `last.pt` and `best.pt`, log everything to TensorBoard,
-and optionally run the closed-loop evaluation at the end.
+and optionally run the closed-loop evaluation at the end. The frames stay uint8 tensors where the
+model runs (`driving.batches`); under `torchrun` the same command trains with DDP on several
+processes, GPUs or nodes (`driving.distributed`).
 
     drive train --data data/demos --run logs/run --epochs 10   # flags: TrainConfig's fields
+    torchrun --standalone --nproc_per_node 2 -m driving.cli -- train --data data/demos --run R
     tensorboard --logdir logs
 """
 
@@ -18,18 +21,20 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from driving import distributed
+from driving.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.checkpoint import build_model, jsonable, load_checkpoint, save_checkpoint
 from driving.dataset import Frames, load_split, read_episode, scan
+from driving.distributed import Ranks
 from driving.model import ModelConfig, PilotNet
+from driving.monitor import draw_steering, log_data, log_train, prediction_grid, validation_losses
 
-CURVE_THRESHOLD = 0.05
-"""|steering| above which a frame counts as 'in a curve' for the logged shares."""
+__all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
 
 
 class TrainingError(ValueError):
@@ -137,131 +142,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def curve_weights(steering: np.ndarray, bins: int = 15, cap: float = 10.0) -> np.ndarray:
-    """Sampling probabilities that over-represent curves.
-
-    Demonstrations are mostly straight driving, so a net trained on them learns to go straight.
-    Each frame is weighted by the inverse frequency of its |steering| bin (`bins` equal bins over
-    [0, max |steering|]), which makes every bin about equally likely. The weight is capped at
-    `cap` times the weight of the most common bin, so that a bin holding a handful of frames is
-    not repeated hundreds of times per epoch (that would overfit those few frames).
-
-    Args:
-        steering: (N,) steering labels in [-1, 1].
-        bins: number of |steering| bins.
-        cap: largest weight, relative to the most common bin's.
-
-    Returns:
-        (N,) float64 probabilities summing to 1.
-    """
-    magnitude = np.abs(np.asarray(steering, dtype=np.float64))
-    top = magnitude.max(initial=0.0)
-    if top == 0.0:
-        return np.full(len(magnitude), 1.0 / len(magnitude))
-    counts, edges = np.histogram(magnitude, bins=bins, range=(0.0, top))
-    which = np.digitize(magnitude, edges[1:-1])  # bin index 0..bins-1 of every frame
-    weight = np.minimum(1.0 / counts[which], cap / counts.max())
-    return weight / weight.sum()
-
-
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
     """Learning rate: linear warmup, then cosine decay to base_lr / 10 at total_steps."""
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def _batch(data: Frames, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(image uint8, speed [m/s], label) tensors of the frames `idx`, on `device`."""
-    arrays = (data.frames[idx], data.speed[idx], data.labels[idx])
-    return tuple(torch.from_numpy(a).to(device, non_blocking=True) for a in arrays)
-
-
-@torch.inference_mode()
-def _predict(model: PilotNet, data: Frames, idx: np.ndarray, device, amp_dtype) -> torch.Tensor:
-    image, speed, _ = _batch(data, idx, device)
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        return model(image, speed).float()
-
-
-def validation_losses(
-    model: PilotNet,
-    data: Frames,
-    train_mean: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-    amp_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
-    """Mean squared error per output on `data`, and that of predicting the training mean.
-
-    The constant-mean baseline shows whether the net learned anything beyond the average command.
-    """
-    model.eval()
-    squared = np.zeros(2)
-    for start in range(0, len(data.labels), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data.labels)))
-        pred = _predict(model, data, idx, device, amp_dtype).cpu().numpy()
-        squared += ((pred - data.labels[idx]) ** 2).sum(0)
-    mse = squared / len(data.labels)
-    baseline = ((data.labels - train_mean) ** 2).mean(0)
-    return {
-        "loss_steering": float(mse[0]),
-        "loss_throttle": float(mse[1]),
-        "loss": float(mse.sum()),
-        "baseline_loss_steering": float(baseline[0]),
-        "baseline_loss_throttle": float(baseline[1]),
-        "baseline_loss": float(baseline.sum()),
-    }
-
-
-def draw_steering(frames: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Frames above a black strip showing true (green, upper) and predicted (red, lower) steering.
-
-    Each bar starts at the centre and reaches right for positive steering, left for negative, to
-    the edge at |steering| = 1. The strip is added below the frame so that nothing is hidden.
-
-    Returns:
-        (N, H + 14, W, 3) uint8 RGB images.
-    """
-    count, height, width = frames.shape[:3]
-    out = np.zeros((count, height + 14, width, 3), np.uint8)
-    out[:, :height] = frames
-    centre = width // 2
-    for image, t, p in zip(out, true, pred, strict=True):
-        for value, y, colour in ((t, height + 4, (0, 255, 0)), (p, height + 10, (255, 0, 0))):
-            end = int(round(centre + float(np.clip(value, -1, 1)) * (width // 2 - 1)))
-            cv2.line(image, (centre, y), (end, y), colour, 4)
-        cv2.line(image, (centre, height), (centre, height + 13), (255, 255, 255), 1)
-    return out
-
-
-def _log_data(writer: SummaryWriter, cfg: TrainConfig, train_set: Frames, val_set: Frames):
-    """Log the label histograms, the config and the curve shares; return sampling weights."""
-    steering = train_set.labels[:, 0]
-    writer.add_histogram("data/steering", steering, 0)
-    writer.add_histogram("data/throttle", train_set.labels[:, 1], 0)
-    rows = "\n".join(f"| {k} | {v} |" for k, v in jsonable(asdict(cfg)).items())
-    writer.add_text("hparams", "| setting | value |\n|---|---|\n" + rows, 0)
-    weights = curve_weights(steering) if cfg.curve_weighting else None
-    in_curve = np.abs(steering) > CURVE_THRESHOLD
-    before = float(in_curve.mean())
-    after = float(weights[in_curve].sum()) if weights is not None else before
-    writer.add_scalar("data/curve_share_before", before, 0)
-    writer.add_scalar("data/curve_share_after", after, 0)
-    print(
-        f"train {len(steering)} frames, val {len(val_set.labels)} frames; share with "
-        f"|steering| > {CURVE_THRESHOLD}: {before:.0%} in the data, {after:.0%} as sampled"
-    )
-    return weights
-
-
-def _epoch_order(n: int, weights: np.ndarray | None, seed: int, epoch: int) -> np.ndarray:
-    """Frame indices of one epoch; a generator seeded by (seed, epoch) makes resuming exact."""
-    rng = np.random.default_rng([seed, epoch])
-    if weights is None:
-        return rng.permutation(n)
-    return rng.choice(n, size=n, replace=True, p=weights)
 
 
 def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
@@ -302,7 +188,7 @@ def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
     return model, optimizer, step, epoch, best_val
 
 
-def _mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
     """bf16 autocast where the GPU has it, else fp16 with loss scaling; full fp32 on the CPU."""
     if device.type != "cuda":
         return None, torch.amp.GradScaler("cpu", enabled=False)
@@ -324,13 +210,13 @@ def _camera(data: Path, train_set: Frames) -> dict:
 
 
 @dataclass
-class _State:
+class TrainState:
     """What the loop carries from step to step (and what a checkpoint saves)."""
 
     model: PilotNet
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    writer: SummaryWriter
+    writer: SummaryWriter | None  # rank 0 only
     device: torch.device
     amp: torch.dtype | None
     step: int
@@ -338,9 +224,14 @@ class _State:
     best_val: float | None
     camera: dict
     last_val: dict | None = None
+    net: torch.nn.Module | None = None  # what trains: `model`, or its DDP wrapper
+    ranks: Ranks = Ranks()
+
+    def __post_init__(self) -> None:
+        self.net = self.model if self.net is None else self.net
 
 
-def _save(state: _State, cfg: TrainConfig, path: Path) -> None:
+def _save(state: TrainState, cfg: TrainConfig, path: Path) -> None:
     """Save a checkpoint, refusing weights that are no longer finite (never overwrite good ones)."""
     if not all(torch.isfinite(p).all() for p in state.model.parameters()):
         raise TrainingError(
@@ -360,21 +251,17 @@ def _save(state: _State, cfg: TrainConfig, path: Path) -> None:
     )
 
 
-def _end_of_epoch(state: _State, cfg: TrainConfig, val_set: Frames, train_mean: np.ndarray) -> None:
-    """Validate, log, and save last.pt (and best.pt when validation improved)."""
+def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, train_mean) -> None:
+    """Validate, log, and save last.pt (and best.pt when validation improved); rank 0 only."""
     improved = True  # without a validation set, best = last
-    if len(val_set.labels):
-        val = validation_losses(
-            state.model, val_set, train_mean, cfg.batch_size, state.device, state.amp
-        )
+    if len(val_set):
+        val = validation_losses(state.model, val_set, train_mean, cfg.batch_size, state.amp)
         for name, value in val.items():
             state.writer.add_scalar(f"val/{name}", value, state.step)
         improved = state.best_val is None or val["loss"] < state.best_val
         state.best_val = val["loss"] if improved else state.best_val
         state.last_val = val
-        idx = np.unique(np.linspace(0, len(val_set.labels) - 1, 16).astype(int))
-        pred = _predict(state.model, val_set, idx, state.device, state.amp).cpu().numpy()
-        grid = draw_steering(val_set.frames[idx], val_set.labels[idx, 0], pred[:, 0])
+        grid = prediction_grid(state.model, val_set, amp=state.amp)
         state.writer.add_images("val/predictions", grid, state.step, dataformats="NHWC")
         tqdm.write(
             f"epoch {state.epoch}/{cfg.epochs} step {state.step}: val loss {val['loss']:.4f} "
@@ -386,10 +273,17 @@ def _end_of_epoch(state: _State, cfg: TrainConfig, val_set: Frames, train_mean: 
     state.writer.flush()
 
 
-def _train_step(
-    state: _State, batch: tuple[torch.Tensor, ...], lr: float, run: Path
+def train_step(
+    state: TrainState, batch: tuple[torch.Tensor, ...], count: int, lr: float, run: Path
 ) -> torch.Tensor:
-    """One optimizer step; returns the per-output MSE [steering, throttle] (detached).
+    """One optimizer step; returns the per-output MSE [steering, throttle] of the global batch.
+
+    Args:
+        state: the model, optimizer and where this process sits among the ranks.
+        batch: (image, speed, label) of this rank's share of the global batch.
+        count: frames in the global batch (all ranks together).
+        lr: learning rate of this step.
+        run: the run folder, named in the error message.
 
     Raises:
         TrainingError: the loss is NaN or infinite; the step is not taken, so the weights in
@@ -399,53 +293,43 @@ def _train_step(
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
-        pred = state.model(image, speed)
-    per_output = ((pred.float() - target) ** 2).mean(0)  # (2,) MSE [steering, throttle]
-    loss = per_output.sum()
-    if not torch.isfinite(loss):
+        pred = state.net(image, speed)
+    squared = ((pred.float() - target) ** 2).sum(0)  # (2,) this rank's share [steering, throttle]
+    per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
+    if not torch.isfinite(per_output).all():
         last = run / "last.pt" if (run / "last.pt").exists() else "none yet"
         raise TrainingError(
-            f"loss became {loss.item()} at step {state.step}; last good checkpoint: {last} "
-            "(try a lower --lr)"
+            f"loss became {per_output.sum().item()} at step {state.step}; last good checkpoint: "
+            f"{last} (try a lower --lr)"
         )
+    # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean.
+    loss = squared.sum() * (state.ranks.world_size / count)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     state.scaler.step(state.optimizer)
     state.scaler.update()
-    return per_output.detach()
+    return per_output
 
 
-def _log_train(state: _State, per_output: torch.Tensor, lr: float, samples_per_s: float) -> float:
-    """Write the training scalars; return the total loss."""
-    steering, throttle = per_output.cpu().tolist()
-    scalars = {
-        "train/loss_steering": steering,
-        "train/loss_throttle": throttle,
-        "train/loss": steering + throttle,
-        "train/lr": lr,
-        "perf/samples_per_s": samples_per_s,
-    }
-    for tag, value in scalars.items():
-        state.writer.add_scalar(tag, value, state.step)
-    return steering + throttle
-
-
-def _run_epochs(cfg: TrainConfig, state: _State, train_set: Frames, val_set: Frames, weights):
+def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights, train_mean):
     """The training loop proper; returns (samples seen, seconds spent on training steps)."""
-    train_mean = train_set.labels.mean(0)
-    steps_per_epoch = math.ceil(len(train_set.labels) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = max(1, min(500, total_steps // 20))
     seen, train_time = 0, 0.0
     for epoch in range(state.epoch, cfg.epochs):
         state.model.train()
-        order = _epoch_order(len(train_set.labels), weights, cfg.seed, epoch)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        order = epoch_order(len(train_set), weights, cfg.seed, epoch, train_set.index_device)
+        quiet = {} if state.ranks.is_main else {"disable": True}  # one bar, rank 0's
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, **quiet
+        )
         tick, tick_seen = time.perf_counter(), seen
         for i in bar:
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch
+            batch = train_set.batch(distributed.shard(idx, state.ranks))
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
-            per_output = _train_step(state, _batch(train_set, idx, state.device), lr, cfg.run)
+            per_output = train_step(state, batch, len(idx), lr, cfg.run)
             state.step += 1
             seen += len(idx)
             is_log_step = state.step % cfg.log_every == 0 or i == steps_per_epoch - 1
@@ -453,53 +337,75 @@ def _run_epochs(cfg: TrainConfig, state: _State, train_set: Frames, val_set: Fra
                 now = time.perf_counter()
                 rate = (seen - tick_seen) / (now - tick)
                 train_time, tick, tick_seen = train_time + now - tick, now, seen
-                loss = _log_train(state, per_output, lr, rate)
+                loss = log_train(state.writer, state.step, per_output, lr, rate)
                 bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{rate:.0f}")
         state.epoch = epoch + 1
-        _end_of_epoch(state, cfg, val_set, train_mean)
+        if state.ranks.is_main:
+            _end_of_epoch(state, cfg, val_set, train_mean)
     return seen, train_time
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train PilotNet as `cfg` says; returns a summary.
-
-    Returns:
-        {"best_val", "last_val", "steps", "epochs", "samples_per_s", "last", "best", "run",
-        "eval"}; "eval" holds the evaluation's overall metrics (None unless eval_episodes > 0).
-
-    Raises:
-        TrainingError: bad settings, an unusable dataset, or a NaN loss.
-        KeyboardInterrupt: after saving last.pt, so that the run can be resumed.
-    """
+def _start(cfg: TrainConfig) -> tuple[Ranks, torch.device]:
+    """Check the settings, join the other ranks (under torchrun), seed everything."""
     cfg.validate()
-    device = resolve_device(cfg.device)
+    ranks = distributed.ranks_from_env()
+    device = distributed.setup(ranks, resolve_device(cfg.device), cfg.batch_size)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    return ranks, device
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train PilotNet as `cfg` says; returns a summary (on every rank under torchrun).
+
+    Returns:
+        {"best_val", "last_val", "steps", "epochs", "samples_per_s", "last", "best", "run",
+        "eval"}; "eval" holds the evaluation's overall metrics (None unless eval_episodes > 0).
+        "best_val" and "last_val" are known on rank 0 only.
+
+    Raises:
+        TrainingError: bad settings, an unusable dataset, or a NaN loss.
+        KeyboardInterrupt: after saving last.pt, so that the run can be resumed.
+    """
+    ranks, device = _start(cfg)
     train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
     model, optimizer, step, epoch, best_val = _build(cfg, train_set, device)
-    amp, scaler = _mixed_precision(device)
-    cfg.run.mkdir(parents=True, exist_ok=True)
-    (cfg.run / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2) + "\n")
-    writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
+    amp, scaler = mixed_precision(device)
+    writer = None
+    if ranks.is_main:
+        cfg.run.mkdir(parents=True, exist_ok=True)
+        (cfg.run / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2) + "\n")
+        writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
     camera = _camera(cfg.data, train_set)
-    state = _State(model, optimizer, scaler, writer, device, amp, step, epoch, best_val, camera)
+    state = TrainState(model, optimizer, scaler, writer, device, amp, step, epoch, best_val, camera)
+    state.net, state.ranks = distributed.wrap(model, ranks, device), ranks
+    weights = curve_weights(train_set.labels[:, 0]) if cfg.curve_weighting else None
     try:
-        weights = _log_data(writer, cfg, train_set, val_set)
-        seen, train_time = _run_epochs(cfg, state, train_set, val_set, weights)
-        evaluation = _evaluate(cfg, writer, state.step) if cfg.eval_episodes > 0 else None
+        if writer is not None:
+            log_data(writer, asdict(cfg), train_set, val_set, weights)
+        train_mean = train_set.labels.mean(0)
+        tensors = to_device(train_set, device, verbose=ranks.is_main)
+        val_tensors = to_device(val_set, device, verbose=False)
+        seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
+        distributed.finish(ranks)
+        evaluation = None
+        if cfg.eval_episodes > 0 and writer is not None:
+            evaluation = _evaluate(cfg, writer, state.step)
     except KeyboardInterrupt:
-        _save(state, cfg, cfg.run / "last.pt")
+        if ranks.is_main:
+            _save(state, cfg, cfg.run / "last.pt")
         raise KeyboardInterrupt(
             f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'}: "
             "re-run with --resume to continue"
         ) from None
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     return {
         "best_val": state.best_val,
         "last_val": state.last_val,
