@@ -51,7 +51,8 @@ def _centre_line_box(lane) -> np.ndarray:
     if type(lane) is CircularLane:
         sweep = abs(lane.end_phase - lane.start_phase)
         steps = max(2, math.ceil(sweep / _ARC_STEP) + 1)
-        points = np.array([lane.position(s, 0.0) for s in np.linspace(0.0, length, steps)])
+        phase = np.linspace(lane.start_phase, lane.end_phase, steps)  # as lane.position(s, 0)
+        points = lane.center + lane.radius * np.stack([np.cos(phase), np.sin(phase)], axis=1)
         # The chords between samples cut inside the arc by at most the sagitta.
         sagitta = abs(lane.radius) * (1.0 - math.cos(sweep / (steps - 1) / 2)) + _TOLERANCE
         return np.concatenate([points.min(axis=0) - sagitta, points.max(axis=0) + sagitta])
