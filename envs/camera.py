@@ -55,10 +55,14 @@ _DASH_PERIOD_M = 9.0  # [m] one painted part plus one gap
 _MARKING_WIDTH_M = 0.25  # [m]
 _MAP_MIN_RADIUS_M = 120.0  # [m] half side of the local map
 _MAP_MIN_PX_PER_M = 8.0  # [px/m]
-_MAP_MAX_SIDE_PX = 4096  # bounds memory (48 MiB) whatever the camera resolution
+_MAP_MAX_SIDE_PX = 4096  # bounds memory (64 MiB) whatever the camera resolution
 _SHIFT = 4  # fractional bits for OpenCV drawing: sub-pixel accurate geometry
 _ONE = 1 << _SHIFT
 _FRAME_MAX_SIDE_PX = 4096  # a frame side beyond this is a typo, not a camera
+
+
+def _rgba(rgb: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    return (*rgb, 255)
 
 
 class CameraError(ValueError):
@@ -211,7 +215,7 @@ def _draw_map(
     """Draw into square RGB `image` the top view whose top-left pixel corner is at `origin` [m]."""
     side_px = image.shape[0]
     # cv2 fills 3-channel images ~50x faster than numpy broadcasting a colour.
-    cv2.rectangle(image, (0, 0), (side_px, side_px), GROUND_RGB, cv2.FILLED)
+    cv2.rectangle(image, (0, 0), (side_px, side_px), _rgba(GROUND_RGB), cv2.FILLED)
     margin = 2.0  # [m] so that edges straddling the border are drawn
     lo = origin - margin
     hi = origin + side_px / px_per_m + margin
@@ -229,10 +233,10 @@ def _draw_map(
             markings += _marking_polylines(s, right_px, shape.line_types[1])
     # One call per polygon: a single fillPoly over overlapping polygons XORs them into holes.
     for polygon in surfaces:
-        cv2.fillPoly(image, [polygon], ROAD_RGB, cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(image, [polygon], _rgba(ROAD_RGB), cv2.LINE_8, _SHIFT)
     if markings:
         thickness = max(1, round(_MARKING_WIDTH_M * px_per_m))
-        cv2.polylines(image, markings, False, MARKING_RGB, thickness, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(image, markings, False, _rgba(MARKING_RGB), thickness, cv2.LINE_AA, _SHIFT)
 
 
 class Camera:
@@ -258,7 +262,9 @@ class Camera:
         self._map_side = int(math.ceil(2 * self._map_radius * self._map_px_per_m))
         self._road: Road | None = None
         self._shapes: list[_LaneShape] = []
-        self._map = np.empty((self._map_side, self._map_side, 3), np.uint8)
+        # RGBA although alpha is unused: OpenCV's bilinear warp of 4 channels is vectorised,
+        # of 3 it is not (measured 4.7x faster, the same pixels).
+        self._map = np.empty((self._map_side, self._map_side, 4), np.uint8)
         self._map_valid = False  # False until drawn for the current road
         self._map_origin = np.zeros(2)  # world point of the map's top-left corner [m]
 
@@ -299,19 +305,20 @@ class Camera:
             self.reset(road)
         position = np.asarray(ego.position, dtype=float)
         heading = float(ego.heading)
-        if not (np.isfinite(position).all() and math.isfinite(heading)):
+        if not all(map(math.isfinite, (*position.tolist(), heading))):
             raise CameraError(f"ego pose is not finite: position={position}, heading={heading}")
         self._ensure_map(position, heading)
         cfg = self.config
-        frame = cv2.warpAffine(
+        world_to_frame = self._world_to_frame(position, heading)
+        rgba = cv2.warpAffine(
             self._map,
-            self._frame_to_map(position, heading),
+            self._frame_to_map(world_to_frame),
             (cfg.width, cfg.height),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
-            borderValue=GROUND_RGB,
+            borderValue=_rgba(GROUND_RGB),
         )
-        world_to_frame = self._world_to_frame(position, heading)
+        frame = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
         reach = cfg.view_radius_m + 10.0  # [m] long vehicles straddling the edge stay visible
         ego_x, ego_y = position.tolist()
         for vehicle in road.vehicles:
@@ -325,8 +332,8 @@ class Camera:
         """Redraw the local map when the view would leave it."""
         half = self._map_side / self._map_px_per_m / 2  # [m]
         keep = half - self.config.view_radius_m  # [m] how far the ego may wander off centre
-        centre = self._map_origin + half
-        if self._map_valid and np.abs(position - centre).max() < keep:
+        (x, y), (ox, oy) = position.tolist(), self._map_origin.tolist()
+        if self._map_valid and max(abs(x - ox - half), abs(y - oy - half)) < keep:
             return
         # Centre ahead of the ego: it drives into the fresh map, which then lasts longer.
         ahead = 0.5 * keep * np.array([math.cos(heading), math.sin(heading)])
@@ -344,14 +351,19 @@ class Camera:
         v0 = sy * cfg.ahead_m - 0.5 + sy * (forward @ position)
         return np.array([[*(sx * right), u0], [*(-sy * forward), v0]])
 
-    def _frame_to_map(self, position: np.ndarray, heading: float) -> np.ndarray:
+    def _frame_to_map(self, world_to_frame: np.ndarray) -> np.ndarray:
         """(2, 3) affine matrix: frame pixel -> local map pixel, for WARP_INVERSE_MAP."""
-        world_to_frame = np.vstack([self._world_to_frame(position, heading), [0.0, 0.0, 1.0]])
+        # world_to_frame's 2x2 part is [sx * right; -sy * forward] with right, forward
+        # orthonormal, so its inverse is [right / sx, -forward / sy] as columns. Plain floats:
+        # numpy's per-call overhead on 2x3 matrices cost more than the arithmetic.
+        (a, b, u0), (c, d, v0) = world_to_frame.tolist()
+        sx2, sy2 = self._px_per_m_x**2, self._px_per_m_y**2
+        i00, i01, i10, i11 = a / sx2, c / sy2, b / sx2, d / sy2
         k = self._map_px_per_m
-        world_to_map = np.array(
-            [[k, 0.0, -k * self._map_origin[0] - 0.5], [0.0, k, -k * self._map_origin[1] - 0.5]]
-        )
-        return world_to_map @ np.linalg.inv(world_to_frame)
+        ox, oy = self._map_origin.tolist()
+        tx = k * (-(i00 * u0 + i01 * v0) - ox) - 0.5
+        ty = k * (-(i10 * u0 + i11 * v0) - oy) - 0.5
+        return np.array([[k * i00, k * i01, tx], [k * i10, k * i11, ty]])
 
 
 def _fill_vehicle(
@@ -360,9 +372,15 @@ def _fill_vehicle(
     """Draw a vehicle as a plain filled rotated rectangle (no wheels: nothing action-dependent)."""
     c, s = math.cos(vehicle.heading), math.sin(vehicle.heading)
     half_l, half_w = vehicle.LENGTH / 2, vehicle.WIDTH / 2
-    forward, right = np.array([c, s]) * half_l, np.array([-s, c]) * half_w
-    corners = vehicle.position + np.array(
-        [forward + right, forward - right, -forward - right, -forward + right]
+    fx, fy, rx, ry = c * half_l, s * half_l, -s * half_w, c * half_w
+    x, y = vehicle.position.tolist()
+    corners = np.array(
+        [
+            [x + fx + rx, y + fy + ry],
+            [x + fx - rx, y + fy - ry],
+            [x - fx - rx, y - fy - ry],
+            [x - fx + rx, y - fy + ry],
+        ]
     )
     px = corners @ world_to_frame[:, :2].T + world_to_frame[:, 2]
     cv2.fillConvexPoly(frame, np.round(px * _ONE).astype(np.int32), colour, cv2.LINE_AA, _SHIFT)
