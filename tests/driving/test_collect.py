@@ -120,3 +120,17 @@ def test_two_shards_one_with_two_workers_fill_one_readable_dataset(tmp_path):
     assert by_seed[1] == by_seed[3] == os.getpid()
     train, val = load_split(out, val_fraction=0.2)
     assert len(train) + len(val) == first["frames"] + second["frames"]
+
+
+def test_noise_drawn_in_blocks_is_the_same_stream_as_one_draw_per_step():
+    from driving.collect import CorrelatedNoise
+
+    cfg = NoiseConfig()
+    noise = CorrelatedNoise(cfg, seed=3)
+    rng = np.random.default_rng(3)
+    scale = np.array([cfg.steering, cfg.throttle])
+    value = rng.normal(0, 1, 2) * scale
+    for _ in range(600):  # past two blocks
+        innovation = rng.normal(0, 1, 2) * scale * np.sqrt(1 - cfg.correlation**2)
+        value = cfg.correlation * value + innovation
+        assert np.array_equal(noise.sample(), value)
