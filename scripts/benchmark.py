@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py            # about 3 min on a 2-core CPU
     python scripts/benchmark.py --quick    # smoke test, about 40 s
-    python scripts/benchmark.py --json logs/benchmark.json
+    python scripts/benchmark.py --json logs/benchmark.json --figure docs/camera_vs_references.png
 
 Prints one line per measured ratio with its target and PASS/FAIL:
 
@@ -56,6 +56,8 @@ class BenchConfig:
     """smoke test: fewer frames, episodes and repeats (the ratios get noisier)"""
     json: Path | None = None
     """also write the results to this JSON file"""
+    figure: Path | None = None
+    """also write a PNG of one pose seen by the camera, the reference and highway-env's renderer"""
 
 
 @dataclass
@@ -121,7 +123,9 @@ def bench_camera(sizes: Sizes) -> dict:
     frames = 0
     agreement = []
     for scenario in ("winding-road", "highway-v0"):
-        env = make_env(scenario)
+        # highway-v0 acts at 1 Hz by default (25 m between frames); a camera runs at 10 Hz.
+        rate = {} if scenario == "winding-road" else {"policy_frequency": 10}
+        env = make_env(scenario, **rate)
         expert, camera = Expert(env), Camera(config)
         obs, _ = env.reset(seed=1)
         base = env.unwrapped
@@ -146,6 +150,36 @@ def bench_camera(sizes: Sizes) -> dict:
         "reference_same_class_min": float(same),
         "reference_mean_abs_diff_max": float(mad),
     }
+
+
+def write_figure(path: Path, scale: int = 3) -> None:
+    """One highway-v0 pose with traffic: camera, reference rendering, highway-env's renderer."""
+    import cv2
+
+    config = CameraConfig()
+    env = make_env("highway-v0")
+    env.reset(seed=2)
+    base = env.unwrapped
+    ego = base.vehicle
+    other = min(
+        (v for v in base.road.vehicles if v is not ego),
+        key=lambda v: np.linalg.norm(v.position - ego.position),
+    )
+    s, _ = other.lane.local_coordinates(other.position)
+    ego.position, ego.heading = other.lane.position(s - 12.0, 1.0), other.lane.heading_at(s) - 0.1
+    rows = [
+        Camera(config).render(base.road, ego),
+        reference_frame(base.road, ego, config),
+        highway_env_view(base.road, ego, config, _world_surface(config)),
+    ]
+    gap = np.full((4, config.width, 3), 255, np.uint8)
+    image = np.concatenate([rows[0], gap, rows[1], gap, rows[2]])
+    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    os.replace(tmp, path)
+    env.close()
 
 
 # ---------------------------------------------------------------- road length
@@ -313,6 +347,8 @@ def main(cfg: BenchConfig) -> dict:
     results["checks"] = [
         dict(zip(("what", "measured", "target", "pass"), r, strict=True)) for r in rows
     ]
+    if cfg.figure is not None:
+        write_figure(cfg.figure)
     if cfg.json is not None:
         cfg.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = cfg.json.with_suffix(".tmp")
