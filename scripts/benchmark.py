@@ -124,7 +124,11 @@ def bench_camera(sizes: Sizes) -> dict:
     agreement = []
     for scenario in ("winding-road", "highway-v0"):
         # highway-v0 acts at 1 Hz by default (25 m between frames); a camera runs at 10 Hz.
-        rate = {} if scenario == "winding-road" else {"policy_frequency": 10}
+        rate = (
+            {}
+            if scenario == "winding-road"
+            else {"policy_frequency": 10, "simulation_frequency": 10}
+        )
         env = make_env(scenario, **rate)
         expert, camera = Expert(env), Camera(config)
         obs, _ = env.reset(seed=1)
