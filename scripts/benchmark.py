@@ -1,7 +1,7 @@
 """Speed and scale of the world, camera, collection and dataset, measured side by side in one run.
 
     python scripts/benchmark.py            # about 4 min on a 2-core CPU
-    python scripts/benchmark.py --quick    # smoke test, about 40 s
+    python scripts/benchmark.py --quick    # smoke test, about 15 s
     python scripts/benchmark.py --json logs/benchmark.json --figure docs/camera_vs_references.png
 
 Prints one line per measured ratio with its target and PASS/FAIL:
@@ -288,8 +288,8 @@ def checks(r: dict) -> list[tuple[str, str, str, bool]]:
             "camera vs reference rendering",
             f"{100 * r['reference_same_class_min']:.1f} % same class, "
             f"diff {r['reference_mean_abs_diff_max']:.1f}",
-            ">= 97 %, < 6",
-            r["reference_same_class_min"] >= 0.97 and r["reference_mean_abs_diff_max"] < 6,
+            ">= 95 %, < 6",
+            r["reference_same_class_min"] >= 0.95 and r["reference_mean_abs_diff_max"] < 6,
         ),
         (
             f"road 10x longer ({r['long_lanes']} vs {r['short_lanes']} lanes)",

@@ -286,11 +286,14 @@ def test_every_lane_type_is_drawn_where_the_lane_is():
 # ---------------------------------------------------------------- against a reference rendering
 
 # The tolerance of the fast camera (map cache + one bilinear warp) against the slow point-by-point
-# reference of envs/camera_reference.py (4x4 samples per pixel): measured 97.3 to 98.8 % of pixels
-# of the same class and a mean absolute difference of 1.9 to 5.1 grey levels. Most of the
-# difference: the camera's anti-aliased markings cover about 1.8x the reference's 0.25 m. Moving
-# the reference's viewpoint 0.2 m sideways or turning it 1 degree breaks these bounds on most roads.
-SAME_CLASS_MIN = 0.97
+# reference of envs/camera_reference.py (4x4 samples per pixel). Measured on 104 poses of expert
+# drives (winding roads, highway-v0 with traffic, racetrack-v1): 95.9 to 98.9 % of pixels of the
+# same class (median 97.5 to 98.2 %), mean absolute difference 1.9 to 5.5 grey levels. The two
+# causes: the camera's anti-aliased markings are about 1.8x wider than the nominal 0.25 m, and
+# it samples each pixel row at its centre where the reference averages the 0.7 m the row spans, so
+# markings crossing the view show up brighter or vanish. Moving the reference's viewpoint 0.2 m
+# sideways or turning it 1 degree breaks these bounds on most roads.
+SAME_CLASS_MIN = 0.95
 MEAN_ABS_DIFF_MAX = 6.0
 
 
