@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from highway_env.road.lane import AbstractLane, LineType, StraightLane
+from highway_env.road.lane import AbstractLane, CircularLane, LineType, StraightLane
 
 if TYPE_CHECKING:
     from highway_env.road.road import Road
@@ -141,6 +141,16 @@ def _straight_edges(lane: StraightLane, s: np.ndarray) -> tuple[np.ndarray, np.n
     return centre - half * lane.direction_lateral, centre + half * lane.direction_lateral
 
 
+def _arc_edges(lane: CircularLane, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised `CircularLane.position` of both edges at arc lengths s (same arithmetic)."""
+    phi = lane.direction * s / lane.radius + lane.start_phase
+    unit = np.stack([np.cos(phi), np.sin(phi)], axis=1)
+    half = lane.width / 2
+    left = lane.center + (lane.radius - -half * lane.direction) * unit
+    right = lane.center + (lane.radius - half * lane.direction) * unit
+    return left, right
+
+
 def _shape_lane(lane: AbstractLane) -> _LaneShape | None:
     """Sample one lane; None for a degenerate lane that draws nothing."""
     length = float(lane.length)
@@ -150,6 +160,9 @@ def _shape_lane(lane: AbstractLane) -> _LaneShape | None:
     if type(lane) is StraightLane:  # exact type: SineLane subclasses it but bends
         s = None
         left, right = _straight_edges(lane, np.array([0.0, length]))
+    elif type(lane) is CircularLane:
+        s = _s_grid(0.0, length)
+        left, right = _arc_edges(lane, s)
     else:
         s = _s_grid(0.0, length)
         # Lane classes only take scalar s (StraightLane would mis-broadcast an array of 2).
