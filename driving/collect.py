@@ -9,12 +9,19 @@ expert's clean action for the state the car is in, so the data teaches recoverie
 The command is idempotent: `--episodes N` asks for the seeds `first_seed .. first_seed + N - 1`,
 and seeds already in the dataset are skipped. Re-running after a kill completes the set; asking
 for more episodes extends it; nothing is overwritten.
+
+Scale: `--workers N` collects N roads at a time in N processes; `--shard i/N` takes only the
+seeds of the range whose position in it is i modulo N, so N machines given the same command with
+shards 0/N .. N-1/N collect disjoint roads that together cover the range, into one shared folder
+or into folders merged afterwards (each episode records the host and process that drove it).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +71,8 @@ class CollectConfig:
     """first road seed (training seeds are below 1,000,000; evaluation roads are never used)"""
     workers: int = 1
     """processes collecting in parallel"""
+    shard: str = "0/1"
+    """'i/N': only the seeds whose position in the range is i modulo N (one machine of N)"""
     scenario: str = SCENARIO
     """'winding-road' or a highway-env scenario id such as 'highway-v0'"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -81,6 +90,7 @@ class CollectConfig:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        index, count = parse_shard(self.shard)
         self.noise.validate()
         self.camera.validate()
         self.viewpoint.validate()
@@ -89,21 +99,36 @@ class CollectConfig:
                 "--viewpoint.views needs the expert to label the shifted views; "
                 "use it with --driver expert"
             )
-        return train_seeds(self.first_seed, self.episodes)
+        return train_seeds(self.first_seed, self.episodes)[index::count]
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """'i/N' -> (i, N) with 0 <= i < N; ValueError with one line otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+    if match is None or not 0 <= int(match[1]) < int(match[2]):
+        raise ValueError(f"--shard must be 'i/N' with 0 <= i < N (e.g. 0/4), got {shard!r}")
+    return int(match[1]), int(match[2])
 
 
 class CorrelatedNoise:
     """AR(1) noise with stationary standard deviation `scale`, per action component."""
+
+    _BLOCK = 256  # innovations drawn at once: the same stream as one draw per step, cheaper
 
     def __init__(self, cfg: NoiseConfig, seed: int) -> None:
         self.scale = np.array([cfg.steering, cfg.throttle])
         self.rho = cfg.correlation
         self.rng = np.random.default_rng(seed)
         self.value = self.rng.normal(0, 1, 2) * self.scale
+        self._innovations = np.empty((0, 2))
+        self._next = 0
 
     def sample(self) -> np.ndarray:
-        innovation = self.rng.normal(0, 1, 2) * self.scale * np.sqrt(1 - self.rho**2)
-        self.value = self.rho * self.value + innovation
+        if self._next == len(self._innovations):
+            block = self.rng.normal(0, 1, (self._BLOCK, 2))
+            self._innovations, self._next = block * self.scale * np.sqrt(1 - self.rho**2), 0
+        self.value = self.rho * self.value + self._innovations[self._next]
+        self._next += 1
         return self.value
 
 
@@ -160,6 +185,7 @@ def run_expert_episode(
         "scenario": env.unwrapped.__class__.__name__,
         "camera": asdict(env.camera_config),
         "noise": asdict(noise),
+        "collector": {"host": socket.gethostname(), "pid": os.getpid()},
         "outcome": {
             "on_road": info["on_road"],
             "crashed": info["crashed"],
@@ -257,7 +283,8 @@ def collect(cfg: CollectConfig) -> dict:
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted: {saved} new episodes saved in {cfg.out} "
-            f"({len(have) + saved} of {len(wanted)}); re-run the same command to finish"
+            f"({len(wanted) - len(todo) + saved} of {len(wanted)}); "
+            "re-run the same command to finish"
         ) from None
     finally:
         bar.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -17,12 +18,12 @@ from typing import Any
 
 def init_worker() -> None:
     """One process per core: keep numpy, OpenCV and torch from spawning threads that compete."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"  # torch imported later reads it: one thread too
     import cv2
-    import torch
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # importing torch only to limit it costs each worker seconds
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _init_pool_worker() -> None:

@@ -15,10 +15,12 @@ the frame and the speedometer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.road.lane import StraightLane
 from highway_env.utils import wrap_to_pi
 
 from envs.world import ACCELERATION_RANGE, STEERING_RANGE
@@ -50,6 +52,11 @@ def _lane_curvature(lane, longitudinal: float, ds: float = 1.0) -> float:
         wrap_to_pi(lane.heading_at(longitudinal + ds) - lane.heading_at(longitudinal - ds))
         / (2 * ds)
     )
+
+
+def _clip(value: float, limit: float) -> float:
+    """np.clip(value, -limit, limit) for one float, without numpy's per-call cost."""
+    return min(max(float(value), -limit), limit)
 
 
 class Expert:
@@ -99,12 +106,14 @@ class Expert:
         cruise = cfg.cruise_speed if cfg.cruise_speed is not None else ego.lane.speed_limit
         target = cruise
         for i, (lane, s) in enumerate(self._lanes_ahead(cfg.lookahead)):
+            if type(lane) is StraightLane:  # curvature exactly 0 (cheap skip, same result)
+                continue
             kappa = abs(_lane_curvature(lane, s))
             if kappa < 1e-6:
                 continue
-            bend_speed = min(cruise, np.sqrt(cfg.max_lateral_accel / kappa))
+            bend_speed = min(cruise, math.sqrt(cfg.max_lateral_accel / kappa))
             # Fastest speed from which the bend speed is reached braking gently over the gap.
-            target = min(target, np.sqrt(bend_speed**2 + 2 * cfg.comfort_decel * 2.0 * i))
+            target = min(target, math.sqrt(bend_speed**2 + 2 * cfg.comfort_decel * 2.0 * i))
         return float(target)
 
     def steering(self, offset: float = 0.0, offset_rate: float = 0.0) -> float:
@@ -122,21 +131,23 @@ class Expert:
         e -= offset
         v = max(abs(ego.speed), 2.0)
         # Direction of motion = heading + slip angle beta of the bicycle model.
-        beta = np.arctan(0.5 * np.tan(ego.action.get("steering", 0.0)))
-        psi_reference = np.arcsin(np.clip(offset_rate / v, -0.5, 0.5))
+        beta = math.atan(0.5 * math.tan(ego.action.get("steering", 0.0)))
+        psi_reference = math.asin(_clip(offset_rate / v, 0.5))
         psi = wrap_to_pi(ego.heading + beta - lane.heading_at(s) - psi_reference)
         # Feed-forward a little ahead: the command acts during the coming step.
         dt = 1.0 / self._base.config["policy_frequency"]
         kappa_lane = _lane_curvature(lane, s + 0.5 * v * dt)
-        kappa = kappa_lane - (2 * cfg.zeta * cfg.omega * v * np.sin(psi) + cfg.omega**2 * e) / v**2
+        kappa = (
+            kappa_lane - (2 * cfg.zeta * cfg.omega * v * math.sin(psi) + cfg.omega**2 * e) / v**2
+        )
         # Kinematic bicycle: yaw rate = v sin(beta) / (L/2), beta = atan(tan(delta) / 2).
-        sin_beta = np.clip(kappa * ego.LENGTH / 2, -0.99, 0.99)
-        return float(np.arctan(2 * np.tan(np.arcsin(sin_beta))))
+        sin_beta = _clip(kappa * ego.LENGTH / 2, 0.99)
+        return math.atan(2 * math.tan(math.asin(sin_beta)))
 
     def act(self, obs=None) -> np.ndarray:
         """[steering, throttle] in [-1, 1] for the current state (the observation is not used)."""
         ego = self._base.vehicle
-        steering = np.clip(self.steering() / STEERING_RANGE, -1, 1)
+        steering = _clip(self.steering() / STEERING_RANGE, 1.0)
         accel = self.config.speed_gain * (self.target_speed() - ego.speed)
-        throttle = np.clip(accel / ACCELERATION_RANGE, -1, 1)
+        throttle = _clip(accel / ACCELERATION_RANGE, 1.0)
         return np.array([steering, throttle], dtype=np.float32)

@@ -22,6 +22,7 @@ from highway_env.utils import wrap_to_pi
 
 from envs import EVAL_SEED_START
 from envs.camera import Camera, CameraConfig
+from envs.lane_lookup import use_fast_lane_lookup
 from envs.road import Road, RoadSettings, make_road
 
 SIMULATION_FREQUENCY = 10  # [Hz]; the policy acts every step (highway-env drifts below 5 Hz)
@@ -77,7 +78,8 @@ class WindingRoadEnv(AbstractEnv):
         settings: RoadSettings = self.config["road"]
         settings.validate()
         self.road_map: Road = make_road(self.road_seed, settings)
-        self.road = HighwayRoad(network=self.road_map.network, np_random=self.np_random)
+        network = use_fast_lane_lookup(self.road_map.network)  # long roads step as fast as short
+        self.road = HighwayRoad(network=network, np_random=self.np_random)
         rng = np.random.default_rng(self.road_seed + 7_919)  # start state, independent of the road
         lane = self.road_map.network.get_lane(("0", "1", int(rng.integers(self.road_map.lanes))))
         ego = self.action_type.vehicle_class(
@@ -196,6 +198,7 @@ class DrivingWrapper(gym.Wrapper):
         _, info = self.env.reset(seed=seed, options=options)
         self.distance = 0.0
         base = self.env.unwrapped
+        use_fast_lane_lookup(base.road.network)  # any scenario: same lanes found, found faster
         self.camera.reset(base.road)
         info.update(ground_truth(base), distance=0.0)
         info.setdefault("progress", 0.0)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from driving.collect import CollectConfig, NoiseConfig, collect
-from driving.dataset import read_episode, scan, used_seeds
+from driving.dataset import load_split, read_episode, scan, used_seeds
 
 
 def test_noise_changes_the_executed_action_and_leaves_the_label_clean(tmp_path):
@@ -83,3 +83,54 @@ def test_a_later_collection_with_other_camera_settings_uses_them(tmp_path):
     collect(CollectConfig(out=tmp_path / "a", episodes=1))
     collect(CollectConfig(out=tmp_path / "b", episodes=1, camera=CameraConfig(height=80, width=80)))
     assert read_episode(scan(tmp_path / "b")[0][0]).frames.shape[1:] == (80, 80, 3)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_shards_are_disjoint_and_cover_the_range(count):
+    shards = [
+        CollectConfig(out=Path("x"), episodes=11, first_seed=40, shard=f"{i}/{count}").validate()
+        for i in range(count)
+    ]
+    together = sorted(seed for shard in shards for seed in shard)
+    assert together == list(range(40, 51))  # every seed once: disjoint and covering
+    assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1  # balanced
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1", "a/3", "-1/3", "0/0", "1/2/3", ""])
+def test_a_bad_shard_is_refused_with_one_line(shard):
+    with pytest.raises(ValueError, match="--shard") as error:
+        CollectConfig(out=Path("x"), shard=shard).validate()
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_two_shards_one_with_two_workers_fill_one_readable_dataset(tmp_path):
+    # given two collections of the same range into one folder, as two machines would run them
+    out = tmp_path / "data"
+    first = collect(CollectConfig(out=out, episodes=5, shard="0/2", workers=2))
+    second = collect(CollectConfig(out=out, episodes=5, shard="1/2"))
+    # then they drove disjoint roads that together are the range, into one valid dataset
+    assert (first["episodes"], second["episodes"]) == (3, 2)
+    paths, warnings = scan(out)
+    episodes = [read_episode(p) for p in paths]
+    assert sorted(e.seed for e in episodes) == [0, 1, 2, 3, 4] and not warnings
+    by_seed = {e.seed: e.meta["collector"]["pid"] for e in episodes}
+    workers = {by_seed[s] for s in (0, 2, 4)}
+    assert os.getpid() not in workers and len(workers) <= 2  # collected in worker processes
+    assert by_seed[1] == by_seed[3] == os.getpid()
+    train, val = load_split(out, val_fraction=0.2)
+    assert len(train) + len(val) == first["frames"] + second["frames"]
+
+
+def test_noise_drawn_in_blocks_is_the_same_stream_as_one_draw_per_step():
+    from driving.collect import CorrelatedNoise
+
+    cfg = NoiseConfig()
+    noise = CorrelatedNoise(cfg, seed=3)
+    rng = np.random.default_rng(3)
+    scale = np.array([cfg.steering, cfg.throttle])
+    value = rng.normal(0, 1, 2) * scale
+    for _ in range(600):  # past two blocks
+        innovation = rng.normal(0, 1, 2) * scale * np.sqrt(1 - cfg.correlation**2)
+        value = cfg.correlation * value + innovation
+        assert np.array_equal(noise.sample(), value)

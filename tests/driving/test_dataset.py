@@ -25,6 +25,7 @@ from driving.dataset import (
     write_episode,
 )
 
+ZSTD_FILTER = "32015"  # HDF5's registered id of the Zstandard filter
 FIELDS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
 
 
@@ -75,9 +76,33 @@ def test_round_trip_keeps_every_field(tmp_path):
     # and the file is plain HDF5 laid out as documented
     with h5py.File(path, "r") as f:
         assert sorted(f.attrs) == ["format_version", "meta", "num_frames", "seed"]
-        assert (f.attrs["format_version"], f.attrs["seed"], f.attrs["num_frames"]) == (1, 7, 9)
+        assert (f.attrs["format_version"], f.attrs["seed"], f.attrs["num_frames"]) == (2, 7, 9)
         assert json.loads(f.attrs["meta"]) == episode.meta
-        assert f["frames"].chunks == (1, 4, 5, 3) and f["frames"].compression == "gzip"
+        assert f["frames"].chunks == (9, 4, 5, 3)  # up to 16 frames per chunk
+        assert ZSTD_FILTER in f["frames"]._filters  # Zstandard, registered by hdf5plugin
+
+
+def test_version_1_files_gzip_one_frame_per_chunk_are_still_read_beside_version_2(tmp_path):
+    # given a folder holding a version-1 episode (as the previous release wrote it) and a new one
+    new = make_episode(2, steps=40, size=(6, 8))
+    write_episode(tmp_path, new)
+    old = make_episode(1, steps=40, size=(6, 8))
+    with h5py.File(tmp_path / "episode_0000001_0123abcd.h5", "w") as f:
+        f.attrs.update(format_version=1, seed=1, num_frames=40, meta=json.dumps(old.meta))
+        f.create_dataset(
+            "frames", data=old.frames, chunks=(1, 6, 8, 3), compression="gzip", compression_opts=1
+        )
+        for name in FIELDS[1:]:
+            f.create_dataset(name, data=getattr(old, name))
+    # when the folder is read back episode by episode and for training
+    paths, warnings = scan(tmp_path)
+    with pytest.warns(UserWarning, match="not in manifest.json"):
+        train, _ = load_split(tmp_path, val_fraction=0.0)
+    # then both are intact (the hand-written file is not in the manifest: one warning)
+    assert len(paths) == 2 and len(warnings) == 1
+    assert np.array_equal(read_episode(paths[0]).frames, old.frames)
+    assert np.array_equal(read_episode(paths[1]).frames, new.frames)
+    assert np.array_equal(train.frames, np.concatenate([old.frames, new.frames]))
 
 
 def test_numpy_values_in_meta_are_stored_as_json(tmp_path):
@@ -91,7 +116,7 @@ def test_rerun_appends_never_overwrites(tmp_path):
     second = write_episode(tmp_path, make_episode(3, driver="dagger-1"))
     assert first != second and first.exists() and second.exists()
     data = manifest(tmp_path)
-    assert data["format"] == "pixels-to-pedals/demonstrations" and data["format_version"] == 1
+    assert data["format"] == "pixels-to-pedals/demonstrations" and data["format_version"] == 2
     assert data["episodes"] == [
         {"file": first.name, "seed": 3, "frames": 6, "driver": "expert"},
         {"file": second.name, "seed": 3, "frames": 6, "driver": "dagger-1"},

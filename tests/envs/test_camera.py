@@ -337,3 +337,74 @@ def test_cue_mask_has_road_edges_where_no_marking_is_painted():
         band = np.flatnonzero(row == MASK_MARKING)
         assert 2 <= len(band) <= 6  # two edges, 1-3 px each
         assert (row == MASK_ROAD).sum() > 15  # 4 m lane = 26.7 px, less the edges
+
+
+# ---------------------------------------------------------------- against a reference rendering
+
+# The tolerance of the fast camera (map cache + one bilinear warp) against the slow point-by-point
+# reference of envs/camera_reference.py (4x4 samples per pixel). Measured on 104 poses of expert
+# drives (winding roads, highway-v0 with traffic, racetrack-v1): 95.9 to 98.9 % of pixels of the
+# same class (median 97.5 to 98.2 %), mean absolute difference 1.9 to 5.5 grey levels. The two
+# causes: the camera's anti-aliased markings are about 1.8x wider than the nominal 0.25 m, and
+# it samples each pixel row at its centre where the reference averages the 0.7 m the row spans, so
+# markings crossing the view show up brighter or vanish. Moving the reference's viewpoint 0.2 m
+# sideways or turning it 1 degree breaks these bounds on most roads.
+SAME_CLASS_MIN = 0.95
+MEAN_ABS_DIFF_MAX = 6.0
+
+
+def poses_on_arcs(network, count: int):
+    """(position, heading) on the winding road's arcs, off centre and misaligned as in the data."""
+    arcs = [lane for lane in network.lanes_list() if isinstance(lane, CircularLane)]
+    for i, lane in enumerate(arcs[:count]):
+        s = lane.length * (0.3 + 0.4 * (i % 2))
+        yield lane.position(s, 0.6 * (-1) ** i), lane.heading_at(s) + 0.08 * (-1) ** i
+
+
+@pytest.mark.parametrize("seed", [0, 5, 11])
+def test_fast_frames_match_the_reference_rendering_on_curves(seed):
+    from envs.camera_reference import compare, reference_frame
+    from envs.road import make_road
+
+    road = Road(network=make_road(seed).network, np_random=np.random.default_rng(0))
+    ego = Vehicle(road, [0.0, 0.0])
+    road.vehicles.append(ego)
+    camera = Camera()
+    for position, heading in poses_on_arcs(road.network, 3):
+        ego.position, ego.heading = np.asarray(position), heading
+        same_class, mean_abs_diff = compare(camera.render(road, ego), reference_frame(road, ego))
+        assert same_class >= SAME_CLASS_MIN and mean_abs_diff < MEAN_ABS_DIFF_MAX, (position,)
+
+
+@pytest.mark.parametrize("name", ["highway-v0", "racetrack-v1"])
+def test_fast_frames_match_the_reference_rendering_with_traffic(name):
+    from envs.camera_reference import classes, compare, reference_frame
+
+    env = make_env(name)
+    road, ego = env.unwrapped.road, env.unwrapped.vehicle
+    camera = Camera()
+    vehicles_seen = 0
+    others = [v for v in road.vehicles if v is not ego][:3]
+    for i, other in enumerate(others):  # the ego placed behind each, a little off and turned
+        lane = other.lane
+        s, _ = lane.local_coordinates(other.position)
+        ego.position = lane.position(s - 8.0 - 4.0 * i, 0.8 - 0.8 * i)
+        ego.heading = lane.heading_at(s - 8.0) + 0.05 * (i - 1)
+        reference = reference_frame(road, ego)
+        same_class, mean_abs_diff = compare(camera.render(road, ego), reference)
+        assert same_class >= SAME_CLASS_MIN and mean_abs_diff < MEAN_ABS_DIFF_MAX
+        vehicles_seen += int((classes(reference) == 3).sum())
+    assert vehicles_seen > 100  # the comparison covered other vehicles too
+    env.close()
+
+
+def test_the_reference_comparison_catches_a_viewpoint_off_by_a_fraction_of_a_metre():
+    from envs.camera_reference import compare, reference_frame
+
+    env = make_env("highway-v0")
+    road, ego = env.unwrapped.road, env.unwrapped.vehicle
+    fast = Camera().render(road, ego)
+    ego.position = ego.position + np.array([0.0, 0.3])  # the reference looks 0.3 m to the side
+    same_class, mean_abs_diff = compare(fast, reference_frame(road, ego))
+    assert same_class < SAME_CLASS_MIN or mean_abs_diff >= MEAN_ABS_DIFF_MAX
+    env.close()
