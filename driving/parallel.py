@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
 
@@ -31,6 +32,24 @@ def _init_pool_worker() -> None:
     init_worker()
 
 
+@contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Spawned workers re-run the main script's imports (for `drive`: every verb, torch
+    included, ~3 s) although they only need the module of the function they call; hide the main
+    module's path while they start so that they skip it (the tasks name their functions by module,
+    never by `__main__`)."""
+    main = sys.modules.get("__main__")
+    spec, path = getattr(main, "__spec__", None), getattr(main, "__file__", None)
+    if main is None or spec is not None or path is None:  # `python -m ...` or interactive: as is
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def run_parallel(
     fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, on_result: Callable[[Any], None]
 ) -> None:
@@ -46,7 +65,9 @@ def run_parallel(
         workers, mp_context=get_context("spawn"), initializer=_init_pool_worker
     )
     try:
-        for future in as_completed([pool.submit(fn, *task) for task in tasks]):
+        with _main_not_reimported():  # the workers start at the first submit
+            futures = [pool.submit(fn, *task) for task in tasks]
+        for future in as_completed(futures):
             on_result(future.result())
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
