@@ -158,7 +158,9 @@ def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
     assert "Traceback" not in err
     saved = int(last.split()[1])
     paths, warnings = scan(out)
-    assert saved >= 2 and len(paths) >= saved
+    # The two files seen before Ctrl-C are kept; the summary counts the episodes whose worker had
+    # reported back, which may lag the files on disk by the ones finished meanwhile.
+    assert len(paths) >= 2 and len(paths) >= saved
     assert all("not in manifest.json" in w for w in warnings)
 
 
