@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from driving.model import ModelConfig, PilotNet
 from driving.policy import NetPolicy
+from driving.video import write_png
 from envs import eval_seeds
 from envs.camera import MASK_EGO, MASK_GROUND, MASK_MARKING, MASK_ROAD, MASK_VEHICLE, CameraConfig
 
@@ -215,18 +216,6 @@ def overlay_grid(
         top, left = (i // columns) * (height + 2), (i % columns) * (width + 2)
         grid[top : top + height, left : left + width] = cell
     return grid
-
-
-def write_png(path: Path, rgb: np.ndarray) -> Path:
-    """Write an RGB image as PNG atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"cannot encode {path}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path
 
 
 @dataclass(frozen=True)

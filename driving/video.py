@@ -138,3 +138,15 @@ def add_gif(writer, tag: str, path: Path, step: int, fps: float = 5.0, max_s: fl
     writer._get_file_writer().add_summary(
         Summary(value=[Summary.Value(tag=tag, image=image)]), step
     )
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    """Write an RGB image as PNG, atomically (a killed run leaves no half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.tobytes())
+    os.replace(tmp, path)
+    return path

@@ -27,7 +27,7 @@ import tyro
 from tqdm import tqdm
 
 from driving.dataset import DatasetError, Episode, read_episode, scan
-from driving.video import GREEN, RED, WHITE, overlay, write_mp4
+from driving.video import GREEN, RED, WHITE, overlay, write_mp4, write_png
 
 CELL_SCALE = 2  # camera pixels -> contact sheet pixels
 CAPTION = 20  # [px] text strip under each contact sheet frame
@@ -121,17 +121,6 @@ def contact_sheet(cells: list[np.ndarray], columns: int = COLUMNS) -> np.ndarray
         y, x = (i // columns) * (height + 2), (i % columns) * (width + 2)
         sheet[y : y + height, x : x + width] = cell
     return sheet
-
-
-def write_png(path: Path, image: np.ndarray) -> Path:
-    """Write an RGB image as PNG, atomically."""
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:
-        raise OSError(f"cannot encode {path} as PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path
 
 
 def plot_distributions(labels: np.ndarray, actions: np.ndarray, path: Path, title: str) -> Path:
