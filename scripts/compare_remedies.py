@@ -11,6 +11,7 @@ set carries a label from the expert, whether the car was really there or not):
                 sideways and turned, labelled to steer back (PilotNet's augmentation)
     dagger      DAgger: round 0 clean expert driving, then rounds where the policy drives
                 (beta = 0.5**round), every visited frame labelled by the expert
+    viewpoint+dart  both: the expert drives with DART noise, half of the budget is shifted views
 
 Every road contributes its first `--steps-per-road` labelled frames, so a budget of B frames is
 B / steps-per-road training roads (the same roads for every method; DAgger's later rounds drive
@@ -44,13 +45,14 @@ from driving.evaluate import evaluate  # noqa: E402
 from driving.train import TrainConfig, train  # noqa: E402
 from driving.viewpoint import ViewpointConfig  # noqa: E402
 
-METHODS = ("plain", "dart", "viewpoint", "dagger")
+METHODS = ("plain", "dart", "viewpoint", "dagger", "viewpoint+dart")
 METRICS = ("success_rate", "autonomy", "mean_abs_lateral_offset")
 CLEAN = NoiseConfig(0.0, 0.0, 0.0)
 POOLS = {  # method -> how its demonstrations are collected
     "plain": {"noise": CLEAN},
     "dart": {"noise": NoiseConfig()},
     "viewpoint": {"noise": CLEAN, "viewpoint": ViewpointConfig(views=1.0)},
+    "viewpoint+dart": {"noise": NoiseConfig(), "viewpoint": ViewpointConfig(views=1.0)},
 }
 
 
@@ -106,14 +108,14 @@ def _cut(episode: Episode, steps: int) -> Episode:
 
 def budget_dataset(cfg: CompareConfig, method: str, budget: int) -> Path:
     """A dataset of exactly `budget` labelled frames: the first roads of the method's pool, each
-    cut to its first steps (viewpoint: half real frames, half shifted views of those steps)."""
+    cut to its first steps (viewpoint*: half real frames, half shifted views of those steps)."""
     path = cfg.out / "budgets" / f"{method}-{budget}"
     if (path / "complete").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
     episodes = [read_episode(p) for p in scan(_pool(cfg, method))[0]]
     roads = sorted({e.seed for e in episodes})[: budget // cfg.steps_per_road]
-    real = cfg.steps_per_road // 2 if method == "viewpoint" else cfg.steps_per_road
+    real = cfg.steps_per_road // 2 if "viewpoint" in method else cfg.steps_per_road
     for episode in episodes:
         if episode.seed in roads:
             views = episode.meta["driver"] == "viewpoint"
