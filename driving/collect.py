@@ -36,7 +36,7 @@ from driving.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs import train_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
-from envs.world import SCENARIO, make_env
+from envs.world import SCENARIO, TRAFFIC_SCENARIOS, make_env, make_expert, scenario_config
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,10 @@ class CollectConfig:
     shard: str = "0/1"
     """'i/N': only the seeds whose position in the range is i modulo N (one machine of N)"""
     scenario: str = SCENARIO
-    """'winding-road' or a highway-env scenario id such as 'highway-v0'"""
+    """'winding-road', 'winding-traffic', 'highway-traffic' (other cars; the traffic expert
+    drives) or a highway-env scenario id such as 'highway-v0'"""
+    density: str = "default"
+    """traffic density of the traffic scenarios: light, default, dense or vehicles/km/lane"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """DART noise on the executed action (set both to 0 for clean demonstrations)"""
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -91,6 +94,7 @@ class CollectConfig:
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         index, count = parse_shard(self.shard)
+        scenario_config(self.scenario, self.density)
         self.noise.validate()
         self.camera.validate()
         self.viewpoint.validate()
@@ -186,6 +190,7 @@ def run_expert_episode(
         "camera": asdict(env.camera_config),
         "noise": asdict(noise),
         "collector": {"host": socket.gethostname(), "pid": os.getpid()},
+        **({"density": info["density"]} if "density" in info else {}),
         "outcome": {
             "on_road": info["on_road"],
             "crashed": info["crashed"],
@@ -197,6 +202,13 @@ def run_expert_episode(
         return driven, None
     view_meta = {**meta, "driver": "viewpoint", "viewpoint": asdict(viewpoint)}
     return driven, _episode(shifted, seed, view_meta)
+
+
+def scenario_meta(cfg: CollectConfig) -> dict:
+    """Episode meta naming the world it was recorded in (training copies it into checkpoints)."""
+    if cfg.scenario in TRAFFIC_SCENARIOS:
+        return {"scenario_name": cfg.scenario, "density_setting": cfg.density}
+    return {"scenario_name": cfg.scenario}
 
 
 _worker_state: dict = {}
@@ -238,15 +250,15 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
     if not claim_seed(cfg.out, seed):
         return seed, 0
     try:
-        key = (cfg.scenario, cfg.camera)  # one env per process, rebuilt if the settings change
+        key = (cfg.scenario, cfg.density, cfg.camera)  # one env per process, rebuilt on change
         if _worker_state.get("key") != key:
-            env = make_env(cfg.scenario, cfg.camera)
-            _worker_state.update(key=key, env=env, expert=Expert(env))
+            env = make_env(cfg.scenario, cfg.camera, **scenario_config(cfg.scenario, cfg.density))
+            _worker_state.update(key=key, env=env, expert=make_expert(env))
         episode, views = run_expert_episode(
             _worker_state["env"], _worker_state["expert"], seed, cfg.noise, cfg.viewpoint
         )
         for part in (episode, views) if views is not None else (episode,):
-            part.meta["scenario_name"] = cfg.scenario
+            part.meta.update(scenario_meta(cfg))
             write_episode(cfg.out, part)
     finally:
         (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)

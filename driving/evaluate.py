@@ -2,9 +2,12 @@
 
     drive evaluate --policy logs/demo/best.pt --episodes 50 --out logs/demo/eval
 
-Every episode runs on an evaluation seed (see `envs`), never seen in training. When the policy
-gets more than 1 m off the lane centre or leaves the road, the expert takes over until the car is
-back on the centre; each takeover counts as an intervention (metrics in `driving.metrics`).
+Every episode runs on an evaluation seed (see `envs`), never seen in training, in the scenario
+the policy was trained in (its checkpoint says which; `--scenario` and `--density` choose another).
+When the policy gets more than 1 m off the lane centre (in traffic: for more than 3 s, since a lane
+change crosses a lane line), leaves the road or crashes, the expert takes over until the car is
+back on the centre; each takeover counts as an intervention (metrics in `driving.metrics`; in
+traffic also `driving.traffic_metrics`: collisions/km, headway under 1 s, driving score).
 Writes `metrics.json` (overall and per episode, with the seeds, and the interventions broken down
 by road curvature and speed, also drawn in `breakdown.png`), mp4 videos of the first episodes, a
 short clip of every intervention and failure (`clips/`), and prints a table with the expert's
@@ -24,19 +27,23 @@ import numpy as np
 from tqdm import tqdm
 
 from driving import breakdown
+from driving.checkpoint import load_checkpoint
 from driving.clips import ClipRecorder
-from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
+from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, episode_metrics, summarize
 from driving.parallel import run_parallel
 from driving.policy import NetPolicy
+from driving.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, traffic_episode_metrics
 from driving.video import overlay, write_mp4
 from envs import eval_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
-from envs.world import SCENARIO, make_env
+from envs.traffic import TrafficEnv
+from envs.world import FINISH_MARGIN, SCENARIO, make_env, make_expert, scenario_config
 
 EXPERT = "expert"
 BACK_ON_CENTRE = 0.2  # [m] the expert hands back control this close to the centre
 BACK_ON_HEADING = 0.05  # [rad] ... and this well aligned
+LANE_CHANGE_S = 3.0  # [s] in traffic, off the lane centre this long before it counts
 MAX_CLIPS = 30  # clips of interventions and failures kept per run (the first roads')
 TENSORBOARD_CLIPS = 5  # of which this many go to TensorBoard too
 
@@ -63,6 +70,19 @@ class EvalConfig:
     """keep a clip of every intervention and failure (3 s before to 1 s after) in OUT/clips"""
     saliency: bool = False
     """draw where the network looks (VisualBackProp) on the videos (clips always show it)"""
+    scenario: str = ""
+    """world to drive in; empty: the policy's own (from its checkpoint; 'winding-road' for the
+    expert)"""
+    density: str = "default"
+    """traffic density in the traffic scenarios: light, default, dense or vehicles/km/lane"""
+
+    def world(self) -> tuple[str, str]:
+        """(scenario, density) to drive in."""
+        if self.scenario:
+            return self.scenario, self.density
+        if self.policy == EXPERT:
+            return SCENARIO, self.density
+        return load_checkpoint(self.policy)["extra"].get("scenario", SCENARIO), self.density
 
     def validate(self) -> None:
         if self.episodes < 1:
@@ -75,6 +95,8 @@ class EvalConfig:
             raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
         if self.policy != EXPERT:
             NetPolicy.from_checkpoint(self.policy)  # refuse a bad checkpoint before any work
+        scenario, density = self.world()
+        make_env(scenario, **scenario_config(scenario, density)).close()  # a bad name: one line
 
 
 @dataclass
@@ -105,24 +127,26 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     """Drive one road with `policy`, the expert taking over after each intervention; yields steps.
 
     An intervention begins when the policy is in control and the car gets more than
-    `INTERVENTION_OFFSET` from the lane centre, leaves the road or crashes; the expert then drives
-    until the car is back within `BACK_ON_CENTRE` of the centre and aligned.
+    `INTERVENTION_OFFSET` from the lane centre (in traffic: for more than `LANE_CHANGE_S`, so
+    that lane changes are allowed), leaves the road or crashes; the expert then drives until the
+    car is back within `BACK_ON_CENTRE` of the centre and aligned.
     """
     obs, info = env.reset(seed=seed)
     policy.reset()
     expert.reset()
-    autonomous, done, step = True, False, 0
+    autonomous, done, step, off_centre_s = True, False, 0, 0.0
     dt = 1.0 / env.unwrapped.config["policy_frequency"]
+    allowed_s = LANE_CHANGE_S if isinstance(env.unwrapped, TrafficEnv) else 0.0
     while not done:
         expert_action = expert.act(obs)
         action = policy.act(obs) if autonomous else expert_action
         state = info
         next_obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
+        off_centre = abs(info["lateral_offset"]) > INTERVENTION_OFFSET
+        off_centre_s = off_centre_s + dt if off_centre else 0.0
         started = autonomous and (
-            abs(info["lateral_offset"]) > INTERVENTION_OFFSET
-            or not info["on_road"]
-            or info["crashed"]
+            (off_centre and off_centre_s > allowed_s) or not info["on_road"] or info["crashed"]
         )
         yield Step(obs, state, action, expert_action, info, autonomous, started, step * dt, done)
         if started:
@@ -154,10 +178,12 @@ def rollout(
         saliency: a `driving.saliency.VisualBackProp` of the policy, drawn on the clips.
         video_saliency: draw it on the video too.
     """
-    record = {k: [] for k in RECORD_KEYS}
     frames, info, curvature = [], {}, []
     dt = 1.0 / env.unwrapped.config["policy_frequency"]
     recorder = None if clips is None else ClipRecorder(clips, seed, dt, saliency)
+    traffic = isinstance(env.unwrapped, TrafficEnv)
+    copied = tuple(dict.fromkeys((*INFO_KEYS, *TRAFFIC_KEYS))) if traffic else INFO_KEYS
+    record = {k: [] for k in (*copied, "autonomous", "intervention")}
     for step in drive(env, policy, expert, seed):
         if video is not None:
             note = "" if step.autonomous else "EXPERT DRIVING"
@@ -173,11 +199,14 @@ def rollout(
         curvature.append(info["curvature"])
         record["autonomous"].append(step.autonomous)
         record["intervention"].append(step.intervention)
-        for key in INFO_KEYS:
+        for key in copied:
             record[key].append(info[key])
-    metrics = episode_metrics(
-        {k: np.asarray(v) for k, v in record.items()}, dt, bool(info.get("reached_end", False))
-    )
+    arrays = {k: np.asarray(v) for k, v in record.items()}
+    reached_end = bool(info.get("reached_end", False))
+    metrics = episode_metrics(arrays, dt, reached_end)
+    if traffic:
+        route = env.unwrapped.road_map.length - FINISH_MARGIN
+        metrics["traffic"] = traffic_episode_metrics(arrays, info["progress"], route, reached_end)
     if video is not None:
         write_mp4(video, frames, fps=1.0 / dt)
     counts = breakdown.count(
@@ -190,29 +219,40 @@ def rollout(
 _worker: dict = {}
 
 
-def _run_seed(spec: str, seed: int, video: Path | None, clips: Path | None, saliency: bool) -> dict:
-    """Evaluate one seed in a worker process (the env and policy are built once per process)."""
-    if _worker.get("spec") != spec:
+def _run_seed(
+    spec: str,
+    world: tuple[str, str],
+    seed: int,
+    video: Path | None,
+    clips: Path | None,
+    saliency: bool,
+) -> dict:
+    """Evaluate one seed in a worker process (the env and policy are built once per process).
+
+    `world`: (scenario, traffic density setting)."""
+    if _worker.get("spec") != (spec, world):
         net = None if spec == EXPERT else NetPolicy.from_checkpoint(spec)
         # The camera must see the road as it did when the training data was recorded.
         camera = CameraConfig() if net is None else CameraConfig(**net.camera)
-        env = make_env(SCENARIO, camera, terminate_off_road=False)
-        expert = Expert(env)
+        scenario, density = world
+        config = scenario_config(scenario, density)
+        env = make_env(scenario, camera, terminate_off_road=False, **config)
+        expert = make_expert(env)
         vbp = None
         if net is not None:
             from driving.saliency import VisualBackProp
 
             vbp = VisualBackProp(net.model)
-        _worker.update(spec=spec, env=env, policy=net or expert, expert=expert, vbp=vbp)
+        _worker.update(spec=(spec, world), env=env, policy=net or expert, expert=expert, vbp=vbp)
     w = _worker  # clips show the saliency whenever the policy is a network
     return rollout(w["env"], w["policy"], w["expert"], seed, video, clips, w["vbp"], saliency)
 
 
-def policy_id(spec: str) -> str:
-    """Identity of a policy for the episode cache: 'expert' or the checkpoint's sha256."""
-    if spec == EXPERT:
-        return EXPERT
-    return hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+def policy_id(spec: str, world: tuple[str, str] = (SCENARIO, "default")) -> str:
+    """Identity of a policy in a world for the episode cache: 'expert' or the checkpoint's sha256,
+    followed by the scenario and density when they are not the lane-keeping defaults."""
+    name = EXPERT if spec == EXPERT else hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+    return name if world == (SCENARIO, "default") else f"{name}|{world[0]}|{world[1]}"
 
 
 def _cached(path: Path, identity: str) -> dict | None:
@@ -241,14 +281,16 @@ def run_episodes(
     cache: Path,
     clips: Path | None = None,
     saliency: bool = False,
+    world: tuple[str, str] = (SCENARIO, "default"),
 ) -> list[dict]:
     """Evaluate `spec` on `seeds` in `workers` processes, with a progress bar.
 
     Each finished episode is saved in `cache` at once; a re-run of the same policy skips them,
     so a killed evaluation loses at most the episodes in progress. `clips`: folder for the clips
-    of interventions and failures (None: no clips); `saliency`: draw it on the videos.
+    of interventions and failures (None: no clips); `saliency`: draw it on the videos; `world`:
+    (scenario, traffic density setting).
     """
-    identity = policy_id(spec)
+    identity = policy_id(spec, world)
     done = {}
     for seed in seeds:
         result = _cached(cache / f"{seed}.json", identity)
@@ -266,7 +308,7 @@ def run_episodes(
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
     try:
-        tasks = [(spec, s, videos.get(s), clips, saliency) for s in todo]
+        tasks = [(spec, world, s, videos.get(s), clips, saliency) for s in todo]
         run_parallel(_run_seed, tasks, workers, finished)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -278,8 +320,30 @@ def run_episodes(
     return [done[s] for s in seeds]
 
 
+def overall(episodes: list[dict]) -> dict:
+    """Overall metrics of a run (`driving.metrics.summarize`); in traffic also the fleet figures of
+    `driving.traffic_metrics` (clean_share, collisions_per_km, headway_under_share,
+    lane_changes_per_km, driving_score)."""
+    result = summarize(episodes)
+    if all("traffic" in e for e in episodes):
+        traffic = summarize_traffic([e["traffic"] for e in episodes])
+        shared = ("episodes", "mean_speed", "km")  # summarize has them already
+        result.update({k: v for k, v in traffic.items() if k not in shared})
+    return result
+
+
+TRAFFIC_ROWS = [
+    ("clean: no collision, on the road", "clean_share", "{:.1%}"),
+    ("collisions / km", "collisions_per_km", "{:.3f}"),
+    ("time headway < 1 s", "headway_under_share", "{:.2%}"),
+    ("lane changes / km", "lane_changes_per_km", "{:.2f}"),
+    ("driving score", "driving_score", "{:.3f}"),
+    ("mean speed / expert's", "speed_ratio_to_expert", "{:.3f}"),
+]
+
+
 def format_table(results: dict[str, dict]) -> str:
-    """Side-by-side table of overall metrics, one column per driver."""
+    """Side-by-side table of overall metrics, one column per driver ('-' where one has none)."""
     rows = [
         ("success rate", "success_rate", "{:.1%}"),
         ("autonomy", "autonomy", "{:.2f} %"),
@@ -291,13 +355,14 @@ def format_table(results: dict[str, dict]) -> str:
         ("speeding violations", "speeding_violations", "{:d}"),
         ("peak lateral accel", "peak_lateral_accel", "{:.2f} m/s^2"),
         ("mean peak lateral accel", "mean_peak_lateral_accel", "{:.2f} m/s^2"),
+        *TRAFFIC_ROWS,
     ]
     names = list(results)
     lines = [f"| metric | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
     for label, key, fmt in rows:
-        lines.append(
-            f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |"
-        )
+        if any(key in results[n] for n in names):
+            cells = [fmt.format(results[n][key]) if key in results[n] else "-" for n in names]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -311,12 +376,18 @@ def evaluate(
     seed_offset: int = 0,
     clips: bool = True,
     saliency: bool = False,
+    scenario: str = "",
+    density: str = "default",
 ) -> dict:
-    """Evaluate `policy` on held-out roads; writes `out/metrics.json` and videos; returns it all."""
+    """Evaluate `policy` on held-out roads; writes `out/metrics.json` and videos; returns it all.
+
+    `scenario` and `density` as in `EvalConfig`."""
     cfg = EvalConfig(
-        policy, episodes, Path(out), workers, video, compare_expert, seed_offset, clips, saliency
-    )
+        policy, episodes, Path(out), workers, video, compare_expert, seed_offset, clips, saliency,
+        scenario, density,
+    )  # fmt: skip
     cfg.validate()
+    world = cfg.world()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     report_config = {k: str(v) for k, v in asdict(cfg).items()}
     _save_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
@@ -331,14 +402,17 @@ def evaluate(
         cfg.out / "episodes" / "policy",
         clip_folder,
         cfg.saliency,
+        world,
     )
     table_by_bin = breakdown.merge([e["breakdown"] for e in per_episode])
     breakdown.plot(table_by_bin, cfg.out / "breakdown.png", f"interventions of {cfg.policy}")
     report = {
         "policy": cfg.policy,
         "config": report_config,
+        "scenario": world[0],
+        "density": world[1],
         "seeds": seeds,
-        "overall": summarize(per_episode),
+        "overall": overall(per_episode),
         "episodes": per_episode,
         "videos": [str(p) for p in videos.values()],
         "clips": _cap_clips(per_episode, MAX_CLIPS) if cfg.clips else [],
@@ -348,9 +422,9 @@ def evaluate(
     table = {"policy": report["overall"]}
     if cfg.compare_expert and cfg.policy != EXPERT:
         expert_episodes = run_episodes(
-            EXPERT, seeds, cfg.workers, {}, "expert", cfg.out / "episodes" / "expert"
+            EXPERT, seeds, cfg.workers, {}, "expert", cfg.out / "episodes" / "expert", world=world
         )
-        report["expert"] = {"overall": summarize(expert_episodes), "episodes": expert_episodes}
+        report["expert"] = {"overall": overall(expert_episodes), "episodes": expert_episodes}
         report["overall"]["speed_ratio_to_expert"] = (
             report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"]
         )

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from driving.collect import CollectConfig, claim_seed
+from driving.collect import CollectConfig, claim_seed, scenario_meta
 from driving.dataset import Episode, prepare_folder, used_seeds, write_episode
 from driving.video import overlay
 from driving.watch import FPS, OVERVIEW, compose, frame_size
 from driving.window import Window, WindowError, has_display
 from envs.camera import Camera
-from envs.expert import Expert
-from envs.world import make_env
+from envs.world import make_env, make_expert, scenario_config
 
 STEER_RAMP = 0.1  # per step towards full lock while an arrow is held (1 s to full lock at 10 Hz)
 STEER_RETURN = 0.25  # per step back towards 0 once released
@@ -130,7 +129,7 @@ def drive_road(
     import pygame
 
     base = env.unwrapped
-    expert, top = Expert(env), Camera(OVERVIEW)
+    expert, top = make_expert(env), Camera(OVERVIEW)
     obs, info = env.reset(seed=seed)
     driver.reset()
     top.reset(base.road)
@@ -196,7 +195,7 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
             "--driver keyboard needs a display to drive (neither DISPLAY nor WAYLAND_DISPLAY "
             "is set); use --driver expert here"
         )
-    env = make_env(cfg.scenario, cfg.camera)
+    env = make_env(cfg.scenario, cfg.camera, **scenario_config(cfg.scenario, cfg.density))
     prepare_folder(cfg.out)
     todo = [s for s in wanted if s not in used_seeds(cfg.out)]
     saved = frames = 0
@@ -241,7 +240,7 @@ def _drive_and_save(env, driver, seed, cfg, window, max_steps) -> Episode | None
         if outcome["crashed"] or not outcome["on_road"]:
             print(f"road {seed}: left the road after {outcome['steps']} steps, not saved")
             return None
-        episode.meta["scenario_name"] = cfg.scenario
+        episode.meta.update(scenario_meta(cfg))
         write_episode(cfg.out, episode)
         return episode
     finally:

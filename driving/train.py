@@ -198,15 +198,22 @@ def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-def _camera(data: Path, train_set: Frames) -> dict:
-    """Camera settings of the training frames (as collection wrote them into the episode meta).
+def _recording(data: Path, train_set: Frames) -> dict:
+    """How the training frames were recorded, from the episode meta written by collection: the
+    camera settings, the scenario and (in traffic) the density setting.
 
-    Saved in every checkpoint so that evaluation renders exactly the view the net learned from.
+    Saved in every checkpoint so that evaluation renders exactly the view the net learned from,
+    in the world it learned to drive in.
     """
     height, width = train_set.frames.shape[1:3]
     first = scan(data)[0][int(train_set.episode[0])]  # Frames.episode indexes scan's list
-    camera = read_episode(first).meta.get("camera")
-    return camera if isinstance(camera, dict) else {"height": height, "width": width}
+    meta = read_episode(first).meta
+    camera = meta.get("camera")
+    return {
+        "camera": camera if isinstance(camera, dict) else {"height": height, "width": width},
+        "scenario": str(meta.get("scenario_name", "winding-road")),
+        "density": str(meta.get("density_setting", "default")),
+    }
 
 
 @dataclass
@@ -222,7 +229,7 @@ class TrainState:
     step: int
     epoch: int
     best_val: float | None
-    camera: dict
+    recording: dict  # camera settings, scenario, density (see `_recording`)
     last_val: dict | None = None
     net: torch.nn.Module | None = None  # what trains: `model`, or its DDP wrapper
     ranks: Ranks = Ranks()
@@ -247,7 +254,7 @@ def _save(state: TrainState, cfg: TrainConfig, path: Path) -> None:
         epoch=state.epoch,
         best_val=state.best_val,
         config=asdict(cfg),
-        extra={"rng_torch": torch.get_rng_state(), "val": state.last_val, "camera": state.camera},
+        extra={"rng_torch": torch.get_rng_state(), "val": state.last_val, **state.recording},
     )
 
 
@@ -381,8 +388,10 @@ def train(cfg: TrainConfig) -> dict:
         cfg.run.mkdir(parents=True, exist_ok=True)
         (cfg.run / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2) + "\n")
         writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
-    camera = _camera(cfg.data, train_set)
-    state = TrainState(model, optimizer, scaler, writer, device, amp, step, epoch, best_val, camera)
+    recording = _recording(cfg.data, train_set)
+    state = TrainState(
+        model, optimizer, scaler, writer, device, amp, step, epoch, best_val, recording
+    )
     state.net, state.ranks = distributed.wrap(model, ranks, device), ranks
     weights = curve_weights(train_set.labels[:, 0]) if cfg.curve_weighting else None
     try:

@@ -74,6 +74,20 @@ def density_range(density: str | float) -> tuple[float, float]:
     return float(density), float(density)
 
 
+def parse_density(text: str) -> str | float:
+    """A density setting from the command line: a level name, or a number [vehicles/km/lane]."""
+    if text in DENSITIES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"traffic density must be one of {list(DENSITIES)} or vehicles/km/lane, got {text!r}"
+        ) from None
+    density_range(value)
+    return value
+
+
 @dataclass
 class RoadFrame:
     """Every vehicle's place on the road at one instant."""

@@ -220,6 +220,34 @@ SCENARIO = "winding-road"
 TRAFFIC_SCENARIOS = ("winding-traffic", "highway-traffic")
 
 
+def scenario_config(scenario: str, density: str = "default") -> dict[str, Any]:
+    """`make_env` config entries for a scenario: the traffic density where there is traffic.
+
+    Raises:
+        ValueError: a density other than the default for a scenario without traffic, or a
+            density that is neither a level name nor a number of vehicles/km/lane.
+    """
+    if scenario not in TRAFFIC_SCENARIOS:
+        if density != "default":
+            raise ValueError(
+                f"--density is for the traffic scenarios {list(TRAFFIC_SCENARIOS)}, "
+                f"not {scenario!r}"
+            )
+        return {}
+    from envs.traffic import parse_density
+
+    return {"density": parse_density(density)}
+
+
+def make_expert(env: gym.Env):
+    """The expert for `env`'s scenario: `TrafficExpert` among other cars, else the lane keeper."""
+    from envs.expert import Expert
+    from envs.traffic import TrafficEnv
+    from envs.traffic_expert import TrafficExpert
+
+    return TrafficExpert(env) if isinstance(env.unwrapped, TrafficEnv) else Expert(env)
+
+
 def make_env(
     scenario: str = SCENARIO, camera: CameraConfig = CameraConfig(), **config: Any
 ) -> DrivingWrapper:
