@@ -134,9 +134,9 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     obs, info = env.reset(seed=seed)
     policy.reset()
     expert.reset()
-    autonomous, done, step, off_centre_s = True, False, 0, 0.0
+    autonomous, done, step, off_centre_steps = True, False, 0, 0
     dt = 1.0 / env.unwrapped.config["policy_frequency"]
-    allowed_s = LANE_CHANGE_S if isinstance(env.unwrapped, TrafficEnv) else 0.0
+    allowed_steps = round(LANE_CHANGE_S / dt) if isinstance(env.unwrapped, TrafficEnv) else 0
     while not done:
         expert_action = expert.act(obs)
         action = policy.act(obs) if autonomous else expert_action
@@ -144,9 +144,9 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
         next_obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         off_centre = abs(info["lateral_offset"]) > INTERVENTION_OFFSET
-        off_centre_s = off_centre_s + dt if off_centre else 0.0
+        off_centre_steps = off_centre_steps + 1 if off_centre else 0
         started = autonomous and (
-            (off_centre and off_centre_s > allowed_s) or not info["on_road"] or info["crashed"]
+            off_centre_steps > allowed_steps or not info["on_road"] or info["crashed"]
         )
         yield Step(obs, state, action, expert_action, info, autonomous, started, step * dt, done)
         if started:
