@@ -130,6 +130,10 @@ class WindingRoadEnv(AbstractEnv):
                 "progress": self.progress(),
                 "road_length": self.road_map.length,
                 "reached_end": self.reached_end(),
+                # The traffic scenarios' keys, neutral on an empty road: no car ahead.
+                "gap_ahead": float("inf"),
+                "time_headway": float("inf"),
+                "lane_changes": 0,
             }
         )
         return info

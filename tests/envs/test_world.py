@@ -95,6 +95,8 @@ def test_info_carries_ground_truth():
         assert key in info
     assert info["lateral_offset"] == pytest.approx(0.0, abs=1e-6)
     assert info["on_road"] and not info["crashed"]
+    # The traffic scenarios' keys, neutral on an empty road.
+    assert info["gap_ahead"] == info["time_headway"] == np.inf and info["lane_changes"] == 0
     start = info["progress"]
     for _ in range(20):
         _, _, _, _, info = env.step([0.0, 0.0])
