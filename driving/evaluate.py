@@ -27,7 +27,7 @@ from driving import breakdown
 from driving.clips import ClipRecorder
 from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, RECORD_KEYS, episode_metrics, summarize
 from driving.parallel import run_parallel
-from driving.policy import NetPolicy
+from driving.policy import NetPolicy, observe
 from driving.video import overlay, write_mp4
 from envs import eval_seeds
 from envs.camera import CameraConfig
@@ -106,7 +106,9 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
 
     An intervention begins when the policy is in control and the car gets more than
     `INTERVENTION_OFFSET` from the lane centre, leaves the road or crashes; the expert then drives
-    until the car is back within `BACK_ON_CENTRE` of the centre and aligned.
+    until the car is back within `BACK_ON_CENTRE` of the centre and aligned. The policy is
+    shown the frames the expert drove (`driving.policy.observe`), so that a net stacking earlier
+    frames has them when it takes over again.
     """
     obs, info = env.reset(seed=seed)
     policy.reset()
@@ -115,7 +117,11 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     dt = 1.0 / env.unwrapped.config["policy_frequency"]
     while not done:
         expert_action = expert.act(obs)
-        action = policy.act(obs) if autonomous else expert_action
+        if autonomous:
+            action = policy.act(obs)
+        else:
+            action = expert_action
+            observe(policy, obs)
         state = info
         next_obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
@@ -165,7 +171,7 @@ def rollout(
             if saliency is not None and video_saliency:
                 from driving.saliency import saliency_overlay
 
-                image = saliency_overlay(image, saliency(image[None])[0])
+                image = saliency_overlay(image, saliency(policy.net_input)[0])
             frames.append(overlay(image, step.action, step.expert_action, speed, step.time_s, note))
         if recorder is not None:
             recorder.add(step)
