@@ -9,6 +9,9 @@ someone else can never run code. Layout (format_version 1):
 
     ckpt = load_checkpoint("logs/run/best.pt")
     model = build_model(ckpt)
+
+A model_config written before a ModelConfig field existed (e.g. `frames`) gets that field's
+default, which behaves as the code did then.
 """
 
 from __future__ import annotations
@@ -173,6 +176,21 @@ def _state_dict_mismatch(model: PilotNet, state: dict) -> str:
     return "; ".join(problems)
 
 
+def stored_model_config(ckpt: dict, source: str | Path = "(in memory)") -> ModelConfig:
+    """The ModelConfig of a checkpoint dict, validated.
+
+    Fields added to ModelConfig after a checkpoint was written take their defaults, which
+    behave as before they existed (a checkpoint without `frames` sees one frame).
+
+    Raises:
+        CheckpointError: the model config cannot build a PilotNet.
+    """
+    try:
+        return ModelConfig(**ckpt["model_config"]).validate()
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {source} has a bad model_config: {err}") from None
+
+
 def build_model(ckpt: dict, source: str | Path = "(in memory)") -> PilotNet:
     """Rebuild the PilotNet stored in a checkpoint dict, in eval mode on the CPU.
 
@@ -183,11 +201,7 @@ def build_model(ckpt: dict, source: str | Path = "(in memory)") -> PilotNet:
     Raises:
         CheckpointError: the model config or the weights do not fit a PilotNet.
     """
-    try:
-        config = ModelConfig(**ckpt["model_config"]).validate()
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {source} has a bad model_config: {err}") from None
-    model = PilotNet(config)
+    model = PilotNet(stored_model_config(ckpt, source))
     state = ckpt["model"]
     problem = _state_dict_mismatch(model, state) if isinstance(state, dict) else "not a dict"
     if problem:

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from driving.dataset import Episode, prepare_folder, used_seeds, write_episode
+from driving.dataset import VIEWPOINT_DRIVER, Episode, prepare_folder, used_seeds, write_episode
 from driving.parallel import run_parallel
 from driving.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs import train_seeds
@@ -200,7 +200,7 @@ def run_expert_episode(
     driven = _episode(rows, seed, meta)
     if not shifted["frames"]:
         return driven, None
-    view_meta = {**meta, "driver": "viewpoint", "viewpoint": asdict(viewpoint)}
+    view_meta = {**meta, "driver": VIEWPOINT_DRIVER, "viewpoint": asdict(viewpoint)}
     return driven, _episode(shifted, seed, view_meta)
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from driving.dataset import Episode, count_frames, prepare_folder, used_seeds, write_episode
 from driving.evaluate import EXPERT, drive, evaluate
 from driving.parallel import run_parallel
-from driving.policy import NetPolicy
+from driving.policy import NetPolicy, observe
 from envs import train_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
@@ -89,8 +89,12 @@ class MixedPolicy:
     def reset(self) -> None:
         self.policy.reset()
 
+    def observe(self, obs: dict) -> None:
+        observe(self.policy, obs)
+
     def act(self, obs: dict) -> np.ndarray:
         if self.rng.random() < self.beta:
+            observe(self.policy, obs)  # a net stacking frames needs this one later
             return self.expert.act(obs)
         return self.policy.act(obs)
 

@@ -94,6 +94,8 @@ _PAIRS = ("labels", "actions")  # (T, 2) [steering, throttle]; the other per-ste
 _ARRAYS = ("frames", *_STEP_ARRAYS)
 _NAME = re.compile(r"episode_(\d+)_[0-9a-f]{8}\.h5")
 _COLLECT_HINT = "create one with `drive collect --out DIR`"
+VIEWPOINT_DRIVER = "viewpoint"
+"""meta["driver"] of shifted-view episodes: each row is a view of its own, not a trajectory step."""
 
 
 class DatasetError(ValueError):
@@ -120,15 +122,46 @@ class Episode:
 
 @dataclass(eq=False)
 class Frames:
-    """Training arrays from several episodes; frames stay uint8."""
+    """Training arrays from several episodes; frames stay uint8.
+
+    The rows of one episode are consecutive and in time order.
+    """
 
     frames: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray  # (N, 2) float32
     speed: np.ndarray  # (N,) float32 [m/s]
     episode: np.ndarray  # (N,) int32 index into `scan(root)[0]` of each frame's episode
+    viewpoint: np.ndarray  # (N,) bool, row of a shifted-view episode (driver "viewpoint")
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def stack_indices(frames: Frames, k: int, stride: int) -> np.ndarray:
+    """Rows of the `k` frames a frame-stacking net sees for each row, oldest first.
+
+    Column k-1 is the row itself, column j the row (k-1-j) * `stride` steps earlier in the same
+    episode. Before an episode's first row there is no frame: its first row is repeated, as
+    `driving.policy.NetPolicy` does at the start of a drive. Rows of a shifted-view episode
+    (driver "viewpoint") are separate views, not steps of a trajectory, so their stack repeats
+    the row's own frame (a still scene).
+
+    Args:
+        frames: arrays from `load_split`.
+        k: frames per sample, >= 1.
+        stride: steps between two stacked frames, >= 1.
+
+    Returns:
+        (N, k) int64 row indices into `frames`.
+    """
+    rows = np.arange(len(frames), dtype=np.int64)
+    new_episode = np.ones(len(frames), bool)
+    new_episode[1:] = frames.episode[1:] != frames.episode[:-1]
+    first = np.maximum.accumulate(np.where(new_episode, rows, 0))  # first row of each row's episode
+    back = stride * np.arange(k - 1, -1, -1, dtype=np.int64)  # (k,) steps back, oldest first
+    out = np.maximum(rows[:, None] - back, first[:, None])  # (N, k)
+    out[frames.viewpoint] = rows[frames.viewpoint, None]
+    return out
 
 
 @dataclass
@@ -638,6 +671,7 @@ def _load_frames(headers: list[_Header], chosen: list[int], size: tuple[int, int
         labels=np.empty((total, 2), np.float32),
         speed=np.empty(total, np.float32),
         episode=np.empty(total, np.int32),
+        viewpoint=np.empty(total, bool),
     )
     start = 0
     for i in chosen:
@@ -653,6 +687,7 @@ def _load_frames(headers: list[_Header], chosen: list[int], size: tuple[int, int
             raise DatasetError(f"cannot load {header.path}: {error}") from None
         out.labels[start:end] = header.labels
         out.episode[start:end] = i
+        out.viewpoint[start:end] = header.driver == VIEWPOINT_DRIVER
         start = end
     return out
 

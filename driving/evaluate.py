@@ -31,7 +31,7 @@ from driving.checkpoint import load_checkpoint
 from driving.clips import ClipRecorder
 from driving.metrics import INFO_KEYS, INTERVENTION_OFFSET, episode_metrics, summarize
 from driving.parallel import run_parallel
-from driving.policy import NetPolicy
+from driving.policy import NetPolicy, observe
 from driving.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, traffic_episode_metrics
 from driving.video import overlay, write_mp4
 from envs import eval_seeds
@@ -129,7 +129,9 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     An intervention begins when the policy is in control and the car gets more than
     `INTERVENTION_OFFSET` from the lane centre (in traffic: for more than `LANE_CHANGE_S`, so
     that lane changes are allowed), leaves the road or crashes; the expert then drives until the
-    car is back within `BACK_ON_CENTRE` of the centre and aligned.
+    car is back within `BACK_ON_CENTRE` of the centre and aligned. The policy is shown the frames
+    the expert drove (`driving.policy.observe`), so that a net stacking earlier frames has them
+    when it takes over again.
     """
     obs, info = env.reset(seed=seed)
     policy.reset()
@@ -139,7 +141,11 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     allowed_steps = round(LANE_CHANGE_S / dt) if isinstance(env.unwrapped, TrafficEnv) else 0
     while not done:
         expert_action = expert.act(obs)
-        action = policy.act(obs) if autonomous else expert_action
+        if autonomous:
+            action = policy.act(obs)
+        else:
+            action = expert_action
+            observe(policy, obs)
         state = info
         next_obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
@@ -191,7 +197,7 @@ def rollout(
             if saliency is not None and video_saliency:
                 from driving.saliency import saliency_overlay
 
-                image = saliency_overlay(image, saliency(image[None])[0])
+                image = saliency_overlay(image, saliency(policy.net_input)[0])
             frames.append(overlay(image, step.action, step.expert_action, speed, step.time_s, note))
         if recorder is not None:
             recorder.add(step)

@@ -3,9 +3,10 @@
     drive export --policy logs/demo/run/best.pt            # writes logs/demo/run/best.onnx
 
 The preprocessing is inside the graph: inputs are the camera frames exactly as the camera gives
-them, `image` uint8 (B, H, W, 3) RGB, and `speed` float32 (B,) [m/s] (absent for a model trained
-without the speed input); the output `action` is float32 (B, 2) [steering, throttle], not yet
-clipped to [-1, 1]. The batch size is free.
+them, `image` uint8 (B, H, W, 3) RGB (for a model stacking K frames, (B, H, W, 3K): the K most
+recent frames side by side on the channel axis, oldest first, see `driving.model`), and `speed`
+float32 (B,) [m/s] (absent for a model trained without the speed input); the output `action` is
+float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size is free.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class ExportConfig:
 
 def _inputs(model, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     cfg = model.config
-    inputs = {"image": rng.integers(0, 256, (batch, cfg.height, cfg.width, 3), dtype=np.uint8)}
+    shape = (batch, cfg.height, cfg.width, cfg.channels)
+    inputs = {"image": rng.integers(0, 256, shape, dtype=np.uint8)}
     if cfg.speed_input:
         inputs["speed"] = rng.uniform(0, 20, batch).astype(np.float32)
     return inputs

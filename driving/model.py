@@ -5,6 +5,12 @@ in [-1, 1]. The layer sizes follow the paper; the speed input follows conditiona
 learning (Codevilla et al. 2018), which found that throttle cannot be learned from a single frame
 without knowing how fast the car already goes.
 
+Optionally the net sees the K most recent frames instead of one (`ModelConfig.frames`), stacked
+on the channel axis, oldest first: channels 3j..3j+2 hold the frame (K-1-j) * `frame_stride`
+policy steps old, so the last three are the current frame. From two frames a net can judge how
+fast the car ahead comes closer, which one frame cannot show. Only the first conv layer changes
+(3K input channels); the trunk is the paper's.
+
     model = PilotNet(ModelConfig(height=66, width=200, speed_input=True))
     action = model(image_uint8_nhwc, speed_m_s)  # (B, 2)
 """
@@ -18,6 +24,8 @@ from torch import nn
 
 SPEED_SCALE = 20.0
 """Speed is divided by this [m/s] so that the speed feature sits near the range of the others."""
+MAX_FRAMES = 8
+"""Most frames a PilotNet may stack (more only makes the first conv layer larger)."""
 
 
 class ModelConfigError(ValueError):
@@ -45,17 +53,31 @@ class ModelConfig:
     """Input frame width [px]."""
     speed_input: bool = True
     """Feed the current speed [m/s] to the first fully connected layer."""
+    frames: int = 1
+    """Frames stacked on the channel axis, oldest first, the current one last (1 = the paper)."""
+    frame_stride: int = 1
+    """Policy steps between two stacked frames."""
+
+    @property
+    def channels(self) -> int:
+        """Input channels: RGB of each stacked frame."""
+        return 3 * self.frames
 
     def validate(self) -> ModelConfig:
         """Check that the conv stack leaves at least one feature pixel; return self.
 
         Raises:
-            ModelConfigError: the frame is too small or a size is not a positive integer.
+            ModelConfigError: the frame is too small, a size or count is not a positive integer,
+                or more than `MAX_FRAMES` frames are stacked.
         """
-        for name in ("height", "width"):
+        for name in ("height", "width", "frames", "frame_stride"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ModelConfigError(f"model {name} must be a positive integer, got {value!r}")
+        if self.frames > MAX_FRAMES:
+            raise ModelConfigError(f"model frames must be at most {MAX_FRAMES}, got {self.frames}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
             if _feature_size(value) < 1:
                 raise ModelConfigError(
                     f"model {name}={value} px is too small for PilotNet's conv stack "
@@ -69,19 +91,20 @@ class ModelConfig:
 class PilotNet(nn.Module):
     """PilotNet with a fixed input normalisation and an optional speed input.
 
-    Shapes in the comments are for the paper's 66x200 input.
+    Shapes in the comments are for the paper's 66x200 input; K is the number of stacked frames.
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         """Build the network.
 
         Args:
-            config: input size and whether speed is an input; the defaults match the paper.
+            config: input size, stacked frames and whether speed is an input; the defaults match
+                the paper.
         """
         super().__init__()
         self.config = (config or ModelConfig()).validate()
         self.conv = nn.Sequential(
-            nn.Conv2d(3, 24, 5, stride=2),  # (B, 24, 31, 98)
+            nn.Conv2d(self.config.channels, 24, 5, stride=2),  # (B, 24, 31, 98)
             nn.ELU(),
             nn.Conv2d(24, 36, 5, stride=2),  # (B, 36, 14, 47)
             nn.ELU(),
@@ -94,7 +117,7 @@ class PilotNet(nn.Module):
         )
         # Asking the layers is simpler and safer than repeating their arithmetic for other sizes.
         with torch.no_grad():
-            dummy = torch.zeros(1, 3, self.config.height, self.config.width)
+            dummy = torch.zeros(1, self.config.channels, self.config.height, self.config.width)
             self.flat_features = self.conv(dummy).numel()  # 1152 for 66x200
         extra = 1 if self.config.speed_input else 0
         self.head = nn.Sequential(
@@ -118,22 +141,33 @@ class PilotNet(nn.Module):
     def normalize(image: torch.Tensor) -> torch.Tensor:
         """Fixed (untrained) normalisation: uint8 NHWC frames -> float NCHW in [-1, 1].
 
+        Stacked frames are channels like any others: (B, H, W, 3K) -> (B, 3K, H, W).
+
         The permuted view of an NHWC tensor is already channels_last in memory, so no copy is
         made before the float conversion.
         """
-        return image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, 66, 200)
+        return image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3K, 66, 200)
 
     def forward(self, image: torch.Tensor, speed: torch.Tensor | None = None) -> torch.Tensor:
         """Predict [steering, throttle].
 
         Args:
-            image: (B, H, W, 3) uint8 frames, exactly as stored in the dataset.
+            image: (B, H, W, 3K) uint8 frames as stored in the dataset, K = `config.frames`
+                stacked on the last axis, oldest first (K = 1: one frame, (B, H, W, 3)).
             speed: (B,) current speed [m/s]; required when the model has a speed input, ignored
                 otherwise.
 
         Returns:
             (B, 2) float [steering, throttle], not clipped.
+
+        Raises:
+            ValueError: the image does not have 3K channels, or the speed is missing.
         """
+        if image.shape[-1] != self.config.channels:
+            raise ValueError(
+                f"this PilotNet takes {self.config.frames} stacked RGB frames "
+                f"({self.config.channels} channels), got {image.shape[-1]} channels"
+            )
         x = self.conv(self.normalize(image))  # (B, 64, 1, 18)
         x = torch.flatten(x, 1)  # (B, 1152)
         if self.config.speed_input:

@@ -59,20 +59,29 @@ class VisualBackProp:
         """Saliency of each frame, at the frame's size.
 
         Args:
-            images: (B, H, W, 3) uint8 RGB frames, as the policy sees them.
+            images: (B, H, W, 3K) uint8 RGB frames as the policy sees them, K = the model's
+                `frames` stacked oldest first (`NetPolicy.net_input`). Single frames
+                (B, H, W, 3) are accepted for any K: each is repeated K times, the view of a still
+                scene, which is what the net sees at an episode's start.
             speed: ignored: the speed enters after the conv layers, so it cannot move the map;
                 accepted so that the call reads like the model's.
 
         Returns:
             (B, H, W) float32 maps in [0, 1], each divided by its maximum (all zeros when every
-            feature is zero).
+            feature is zero). One map covers all K stacked frames.
         """
         device = next(self.model.parameters()).device
         x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"VisualBackProp expects (B, H, W, 3) uint8 frames, got {x.dtype}")
+        channels = self.model.config.channels
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] not in (3, channels):
+            raise ValueError(
+                f"VisualBackProp expects (B, H, W, 3) or (B, H, W, {channels}) uint8 frames, "
+                f"got {tuple(x.shape)} {x.dtype}"
+            )
+        if x.shape[-1] != channels:
+            x = x.repeat(1, 1, 1, self.model.config.frames)  # (B, H, W, 3K)
         with torch.inference_mode():
-            x = self.model.normalize(x.to(device))  # (B, 3, H, W)
+            x = self.model.normalize(x.to(device))  # (B, 3K, H, W)
             sizes, averages = [tuple(x.shape[-2:])], []
             for layer in self.model.conv:
                 x = layer(x)

@@ -28,10 +28,16 @@ from tqdm import tqdm
 
 from driving import distributed
 from driving.batches import DeviceFrames, curve_weights, epoch_order, to_device
-from driving.checkpoint import build_model, jsonable, load_checkpoint, save_checkpoint
+from driving.checkpoint import (
+    build_model,
+    jsonable,
+    load_checkpoint,
+    save_checkpoint,
+    stored_model_config,
+)
 from driving.dataset import Frames, load_split, read_episode, scan
 from driving.distributed import Ranks
-from driving.model import ModelConfig, PilotNet
+from driving.model import MAX_FRAMES, ModelConfig, PilotNet
 from driving.monitor import draw_steering, log_data, log_train, prediction_grid, validation_losses
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
@@ -67,6 +73,12 @@ class TrainConfig:
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
     speed_input: bool = True
     """Feed the current speed [m/s] to the network (needed to learn throttle)."""
+    frames: int = 1
+    """Camera frames the network sees per step: the current one and frames-1 earlier ones,
+    stacked on the channel axis (1 = one frame, as in the PilotNet paper; 2 or more lets it judge
+    how fast the car ahead comes closer). At most 8."""
+    frame_stride: int = 1
+    """Policy steps between two stacked frames (with --frames above 1; 1 = consecutive steps)."""
     resume: bool = False
     """Continue the run in --run from its last.pt up to --epochs (start it if there is none yet),
     so re-running the same command after a kill picks up where it stopped."""
@@ -89,7 +101,7 @@ class TrainConfig:
             TrainingError: a bad value, with what to do about it.
         """
         self.data, self.run = Path(self.data), Path(self.run)
-        for name in ("epochs", "batch_size", "eval_workers", "log_every"):
+        for name in ("epochs", "batch_size", "eval_workers", "log_every", "frames", "frame_stride"):
             if getattr(self, name) < 1:
                 raise TrainingError(
                     f"--{_flag(name)} must be at least 1, got {getattr(self, name)}"
@@ -99,6 +111,8 @@ class TrainConfig:
                 raise TrainingError(
                     f"--{_flag(name)} must not be negative, got {getattr(self, name)}"
                 )
+        if self.frames > MAX_FRAMES:
+            raise TrainingError(f"--frames must be at most {MAX_FRAMES}, got {self.frames}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise TrainingError(f"--lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -152,25 +166,25 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> flo
 
 def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
     """Fresh or resumed model and optimizer; returns (model, optimizer, step, epoch, best_val)."""
-    height, width = train_set.frames.shape[1:3]
-    model_config = ModelConfig(height=height, width=width, speed_input=cfg.speed_input)
+    model_config = _model_config(cfg, train_set)
     model, step, epoch, best_val, ckpt = PilotNet(model_config), 0, 0, None, None
     last = cfg.run / "last.pt"
+    same_flags = "use the same --data, --speed-input, --frames and --frame-stride"
     if cfg.resume and last.exists():
         ckpt = load_checkpoint(last, device="cpu")
-        if ckpt["model_config"] != asdict(model_config):
+        if stored_model_config(ckpt, source=last) != model_config:
             raise TrainingError(
                 f"--resume: {last} was trained with {ckpt['model_config']} but the data and "
-                f"flags now give {asdict(model_config)}; use the same --data and --speed-input"
+                f"flags now give {asdict(model_config)}; {same_flags}"
             )
         model = build_model(ckpt, source=last)
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
     elif cfg.init is not None:
         start = load_checkpoint(cfg.init, device="cpu")
-        if start["model_config"] != asdict(model_config):
+        if stored_model_config(start, source=cfg.init) != model_config:
             raise TrainingError(
                 f"--init: {cfg.init} was trained with {start['model_config']} but the data and "
-                f"flags now give {asdict(model_config)}"
+                f"flags now give {asdict(model_config)}; {same_flags}"
             )
         model = build_model(start, source=cfg.init)
     model = model.to(device, memory_format=torch.channels_last)
@@ -186,6 +200,18 @@ def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
         if isinstance(rng := ckpt["extra"].get("rng_torch"), torch.Tensor):
             torch.set_rng_state(rng)
     return model, optimizer, step, epoch, best_val
+
+
+def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
+    """The network the settings and the data's frame size ask for."""
+    height, width = train_set.frames.shape[1:3]
+    return ModelConfig(
+        height=height,
+        width=width,
+        speed_input=cfg.speed_input,
+        frames=cfg.frames,
+        frame_stride=cfg.frame_stride,
+    )
 
 
 def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
@@ -398,8 +424,9 @@ def train(cfg: TrainConfig) -> dict:
         if writer is not None:
             log_data(writer, asdict(cfg), train_set, val_set, weights)
         train_mean = train_set.labels.mean(0)
-        tensors = to_device(train_set, device, verbose=ranks.is_main)
-        val_tensors = to_device(val_set, device, verbose=False)
+        stack = {"stack": cfg.frames, "stride": cfg.frame_stride}
+        tensors = to_device(train_set, device, verbose=ranks.is_main, **stack)
+        val_tensors = to_device(val_set, device, verbose=False, **stack)
         seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
         distributed.finish(ranks)
         evaluation = None

@@ -187,11 +187,14 @@ def watch_road(
         if metrics.steps == 0:
             top.reset(base.road)
         metrics.update(step)
-        # While the expert drives, still show what the policy would do (PilotNet has no state).
-        predicted = step.action if step.autonomous else policy.act(step.obs)
+        # While the expert drives, still show what the policy would do: `drive` has shown a net
+        # the frame already (`observe`), the expert policy has no history.
+        predicted = step.action
+        if not step.autonomous:
+            predicted = policy.predict() if isinstance(policy, NetPolicy) else policy.act(step.obs)
         image = step.obs["image"]
         if saliency is not None:
-            image = saliency_overlay(image, saliency(image[None])[0])
+            image = saliency_overlay(image, saliency(policy.net_input)[0])
         yield watch_frame(step, _overview(top, base), metrics, predicted, camera=image)
         if max_steps is not None and metrics.steps >= max_steps:
             return

@@ -127,6 +127,13 @@ def test_every_verb_has_help(capsys):
         assert "usage: drive " + verb in capsys.readouterr().out
 
 
+def test_train_help_shows_the_frame_stacking_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--frames INT" in out and "--frame-stride INT" in out
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
     out = tmp_path / "data"

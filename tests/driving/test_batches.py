@@ -23,6 +23,7 @@ def _frames(count: int = 50) -> Frames:
         labels=rng.uniform(-1, 1, (count, 2)).astype(np.float32),
         speed=rng.uniform(0, 20, count).astype(np.float32),
         episode=np.zeros(count, np.int32),
+        viewpoint=np.zeros(count, bool),
     )
 
 
@@ -35,6 +36,27 @@ def test_a_batch_holds_exactly_the_indexed_frames_labels_and_speeds():
     np.testing.assert_array_equal(image.numpy(), frames.frames[[7, 0, 7, 49]])
     np.testing.assert_array_equal(speed.numpy(), frames.speed[[7, 0, 7, 49]])
     np.testing.assert_array_equal(label.numpy(), frames.labels[[7, 0, 7, 49]])
+
+
+def test_a_stacked_batch_puts_the_earlier_frame_first_and_the_samples_own_last():
+    # given two episodes of 25 frames, stacked by 2 frames 3 steps apart
+    frames = _frames()
+    frames.episode[25:] = 1
+    tensors = to_device(frames, torch.device("cpu"), stack=2, stride=3)
+    idx = torch.tensor([7, 0, 25, 49])
+    image, speed, label = tensors.batch(idx)
+    assert image.dtype == torch.uint8 and image.shape == (4, 66, 200, 6)
+    # then channels 3:6 hold the sample's own frame, 0:3 the frame 3 steps earlier (clamped to
+    # the episode's first one); speed and label are the sample's own
+    np.testing.assert_array_equal(image[..., 3:].numpy(), frames.frames[[7, 0, 25, 49]])
+    np.testing.assert_array_equal(image[..., :3].numpy(), frames.frames[[4, 0, 25, 46]])
+    np.testing.assert_array_equal(speed.numpy(), frames.speed[[7, 0, 25, 49]])
+    np.testing.assert_array_equal(label.numpy(), frames.labels[[7, 0, 25, 49]])
+    # and the GPU gather (its torch ops run here too) and the pinned upload's gather agree
+    assert torch.equal(tensors._gather_cuda(idx), image)
+    staging = np.empty((4, 66, 200, 6), np.uint8)
+    tensors._gather_host(idx.numpy(), out=staging)
+    np.testing.assert_array_equal(staging, image.numpy())
 
 
 def test_on_the_cpu_the_set_is_shared_with_numpy_not_copied():

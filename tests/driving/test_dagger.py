@@ -9,9 +9,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from driving.dagger import DaggerConfig, MixedPolicy, dagger, record_episode
 from driving.dataset import read_episode, scan
+from driving.model import ModelConfig, PilotNet
+from driving.policy import NetPolicy
 from envs.expert import Expert
 from envs.world import make_env
 
@@ -44,6 +47,31 @@ def test_every_visited_frame_is_labelled_with_the_experts_action():
         assert np.array_equal(obs["image"], episode.frames[t])
         assert np.allclose(expert.act(obs), episode.labels[t], atol=1e-6)
         obs, *_ = env.step(episode.actions[t])
+
+
+class Recording(NetPolicy):
+    """A network policy that keeps every observation it takes in."""
+
+    def __init__(self, model: PilotNet) -> None:
+        super().__init__(model)
+        self.seen: list[dict] = []
+
+    def observe(self, obs: dict) -> None:
+        self.seen.append(obs)
+        super().observe(obs)
+
+
+def test_a_stacking_net_takes_in_the_frames_the_expert_drove_for_it():
+    # given a 2-frame net that the mixed policy overrides with the expert half of the time
+    env = make_env(terminate_off_road=False)
+    expert = Expert(env)
+    torch.manual_seed(0)
+    net = Recording(PilotNet(ModelConfig(frames=2)))
+    # when an episode is recorded
+    episode = record_episode(env, MixedPolicy(net, expert, beta=0.5, seed=1), expert, 5, 40)
+    # then the net took in every visited frame once, in order
+    assert len(net.seen) == len(episode.frames) == 40
+    assert all(np.array_equal(o["image"], f) for o, f in zip(net.seen, episode.frames, strict=True))
 
 
 def _digests(folder):

@@ -17,10 +17,12 @@ from driving.dataset import (
     FORMAT_VERSION,
     DatasetError,
     Episode,
+    Frames,
     info,
     load_split,
     read_episode,
     scan,
+    stack_indices,
     used_seeds,
     write_episode,
 )
@@ -350,3 +352,41 @@ def test_two_processes_writing_at_once_keep_the_dataset_consistent(tmp_path):
     assert sorted(e["file"] for e in entries) == [p.name for p in paths]
     assert sorted(e["seed"] for e in entries) == list(range(10))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# ---------------------------------------------------------------- frame stacking
+
+
+def _rows(episode: list[int], viewpoint: list[bool]) -> Frames:
+    """Frames whose pixels do not matter: only the episode of each row and its kind."""
+    count = len(episode)
+    return Frames(
+        frames=np.zeros((count, 1, 1, 3), np.uint8),
+        labels=np.zeros((count, 2), np.float32),
+        speed=np.zeros(count, np.float32),
+        episode=np.asarray(episode, np.int32),
+        viewpoint=np.asarray(viewpoint, bool),
+    )
+
+
+def test_stack_indices_look_back_within_the_episode_oldest_first():
+    # given episodes of 4 and 3 steps, then a shifted-view episode of 2 rows
+    frames = _rows([0, 0, 0, 0, 1, 1, 1, 2, 2], [False] * 7 + [True] * 2)
+    # then each row stacks earlier rows of its own episode, the first row repeated before it
+    stride_1 = [[0, 0, 0], [0, 0, 1], [0, 1, 2], [1, 2, 3], [4, 4, 4], [4, 4, 5], [4, 5, 6]]
+    stride_2 = [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 3], [4, 4, 4], [4, 4, 5], [4, 4, 6]]
+    views = [[7, 7, 7], [8, 8, 8]]  # separate views, not a trajectory: the row's own frame
+    for stride, expected in ((1, stride_1), (2, stride_2)):
+        got = stack_indices(frames, k=3, stride=stride)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expected + views)
+    np.testing.assert_array_equal(stack_indices(frames, k=1, stride=3), np.arange(9)[:, None])
+
+
+def test_loaded_rows_know_whether_they_are_shifted_views(tmp_path):
+    write_episode(tmp_path, make_episode(0, steps=3))
+    write_episode(tmp_path, make_episode(0, steps=2, driver="viewpoint"))
+    train, _ = load_split(tmp_path, val_fraction=0.0)
+    driver = [read_episode(p).meta["driver"] for p in scan(tmp_path)[0]]
+    expected = [driver[i] == "viewpoint" for i in train.episode]
+    assert train.viewpoint.tolist() == expected and sum(expected) == 2

@@ -1,13 +1,17 @@
 """Closed-loop evaluation tells a good driver from a bad one, and writes its report."""
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from driving.clips import CLIPS_PER_ROAD
-from driving.evaluate import evaluate, rollout
+from driving.evaluate import drive, evaluate, rollout
+from driving.model import ModelConfig, PilotNet
+from driving.policy import NetPolicy
 from driving.video import read_mp4
 from envs import eval_seeds
 from envs.expert import Expert
@@ -78,6 +82,34 @@ def test_a_forced_intervention_writes_a_clip_from_3_s_before_to_1_s_after(tmp_pa
     assert len(frames) == min(30, event_step) + 1 + 10
     # The clip is drawn like the videos: enlarged frame over the action panel
     assert frames[0].shape == (3 * 66 + 72, 3 * 200, 3)
+
+
+class Recording(NetPolicy):
+    """A network policy that keeps every observation it takes in."""
+
+    def __init__(self, model: PilotNet) -> None:
+        super().__init__(model)
+        self.seen: list[dict] = []
+
+    def observe(self, obs: dict) -> None:
+        self.seen.append(obs)
+        super().observe(obs)
+
+
+def test_a_stacking_net_takes_in_every_frame_also_those_the_expert_drove():
+    # given a 2-frame net that steers hard to one side: the expert must take over
+    torch.manual_seed(0)
+    model = PilotNet(ModelConfig(frames=2, frame_stride=2))
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.tensor([5.0, 0.0]))
+    policy = Recording(model)
+    env = make_env(terminate_off_road=False)
+    # when it drives 60 steps
+    steps = list(itertools.islice(drive(env, policy, Expert(env), eval_seeds(1)[0]), 60))
+    # then it was shown each step's observation once, in order, whoever drove
+    assert any(not step.autonomous for step in steps)
+    assert len(policy.seen) == len(steps)
+    assert all(seen is step.obs for seen, step in zip(policy.seen, steps, strict=True))
 
 
 def test_evaluate_breaks_interventions_down_and_plots_them(tmp_path):

@@ -10,10 +10,14 @@ from driving.export import TOLERANCE, ExportConfig, export_onnx
 from driving.model import ModelConfig, PilotNet
 
 
-@pytest.mark.parametrize("speed_input", [True, False])
-def test_onnx_matches_pytorch_for_any_batch(tmp_path, speed_input):
+@pytest.mark.parametrize(
+    "config",
+    [ModelConfig(), ModelConfig(speed_input=False), ModelConfig(frames=2, frame_stride=3)],
+    ids=["speed", "no-speed", "2-frames"],
+)
+def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     torch.manual_seed(0)
-    config = ModelConfig(speed_input=speed_input)
+    speed_input = config.speed_input
     model = PilotNet(config)
     ckpt = tmp_path / "best.pt"
     save_checkpoint(
@@ -30,7 +34,8 @@ def test_onnx_matches_pytorch_for_any_batch(tmp_path, speed_input):
     assert summary["max_abs_error"] <= TOLERANCE
     session = onnxruntime.InferenceSession(summary["onnx"], providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (5, 66, 200, 3), dtype=np.uint8)  # a batch size never exported
+    shape = (5, 66, 200, config.channels)  # a batch size never exported
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
     speed = rng.uniform(0, 20, 5).astype(np.float32)
     feeds = {"image": image, **({"speed": speed} if speed_input else {})}
     got = session.run(None, feeds)[0]

@@ -17,6 +17,7 @@ from driving.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from driving.dataset import Frames, stack_indices
 from driving.model import ModelConfig, PilotNet, count_parameters
 from driving.policy import NetPolicy
 
@@ -101,6 +102,33 @@ def test_frames_too_small_for_the_conv_stack_are_refused(config):
         PilotNet(config)
 
 
+def test_stacked_frames_widen_only_the_first_conv_layer():
+    one, two = PilotNet(ModelConfig(frames=1)), PilotNet(ModelConfig(frames=2, frame_stride=3))
+    assert one.conv[0].in_channels == 3 and two.conv[0].in_channels == 6
+    assert two.flat_features == one.flat_features
+    # each extra frame adds 24 filters x 3 channels x 5 x 5 weights to the first layer
+    assert count_parameters(two) == count_parameters(one) + 1800 == 254_130
+    assert count_parameters(PilotNet(ModelConfig(frames=3))) == 255_930
+    stacked = torch.cat([_frames(2, seed=1), _frames(2, seed=2)], dim=-1)  # (2, 66, 200, 6)
+    assert two(stacked, torch.tensor([1.0, 2.0])).shape == (2, 2)
+    with pytest.raises(ValueError, match="2 stacked RGB frames.*got 3 channels"):
+        two(_frames(2), torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(frames=0),
+        ModelConfig(frames=9),
+        ModelConfig(frame_stride=0),
+        ModelConfig(frames=True),
+    ],
+)
+def test_bad_frame_stacks_are_refused(config):
+    with pytest.raises(ValueError, match="frames|frame_stride"):
+        PilotNet(config)
+
+
 # ---------------------------------------------------------------- checkpoint
 
 
@@ -119,6 +147,23 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path):
     assert (ckpt["step"], ckpt["epoch"], ckpt["best_val"]) == (7, 2, 0.5)
     assert ckpt["config"]["data"] == str(tmp_path / "run" / "data")  # Path -> str
     json.dumps(ckpt["config"])
+
+
+def test_a_checkpoint_from_before_frame_stacking_loads_as_one_frame(tmp_path):
+    # given a checkpoint whose model_config predates the frames and frame_stride fields
+    model = PilotNet()
+    path = tmp_path / "old.pt"
+    _save(path, model)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"] = {"height": 66, "width": 200, "speed_input": True}
+    torch.save(ckpt, path)
+    # when it is rebuilt, then it sees one frame and computes what it did
+    rebuilt = build_model(load_checkpoint(path))
+    assert (rebuilt.config.frames, rebuilt.config.frame_stride) == (1, 1)
+    frames, speed = _frames(2), torch.tensor([3.0, 15.0])
+    torch.testing.assert_close(rebuilt(frames, speed), model.eval()(frames, speed))
+    obs = {"image": frames[0].numpy(), "speed": np.array([3.0], np.float32)}
+    assert NetPolicy.from_checkpoint(path).act(obs).shape == (2,)
 
 
 def test_checkpoint_is_written_atomically(tmp_path):
@@ -239,3 +284,49 @@ def test_policy_matches_the_model_and_is_repeatable():
 def test_policy_explains_bad_observations(obs, message):
     with pytest.raises(ValueError, match=message):
         NetPolicy(PilotNet()).act(obs)
+
+
+def test_a_stacking_policy_sees_the_first_frame_repeated_then_its_history():
+    # given a net stacking 2 frames, 1 step apart
+    model = PilotNet(ModelConfig(frames=2)).eval()
+    policy = NetPolicy(model)
+    f = [_frames(1, seed=s)[0] for s in range(5)]
+
+    def expected(*frames):  # the model on the stack built by hand, oldest first
+        stacked = torch.cat(frames, dim=-1)[None]  # (1, 66, 200, 6)
+        return model(stacked, torch.tensor([5.0]))[0].detach().clamp(-1, 1).numpy()
+
+    def act(frame):
+        return policy.act({"image": frame.numpy(), "speed": np.array([5.0], np.float32)})
+
+    policy.reset()
+    np.testing.assert_allclose(act(f[0]), expected(f[0], f[0]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(act(f[1]), expected(f[0], f[1]), rtol=1e-4, atol=1e-5)
+    # a frame the expert drove is taken in without acting, and kept as history
+    policy.observe({"image": f[2].numpy(), "speed": np.array([5.0], np.float32)})
+    np.testing.assert_allclose(act(f[3]), expected(f[2], f[3]), rtol=1e-4, atol=1e-5)
+    assert torch.equal(policy.net_input[0], torch.cat([f[2], f[3]], dim=-1))
+    # a new episode forgets the old one
+    policy.reset()
+    np.testing.assert_allclose(act(f[4]), expected(f[4], f[4]), rtol=1e-4, atol=1e-5)
+
+
+def test_a_stacking_policy_looks_back_stride_steps():
+    policy = NetPolicy(PilotNet(ModelConfig(frames=3, frame_stride=2)))
+    f = [_frames(1, seed=s)[0] for s in range(6)]
+    seen = []
+    policy.reset()
+    for frame in f:
+        policy.act({"image": frame.numpy(), "speed": np.array([5.0], np.float32)})
+        slots = policy.net_input[0].split(3, dim=-1)  # the 3 stacked frames, oldest first
+        seen.append([next(i for i, g in enumerate(f) if torch.equal(slot, g)) for slot in slots])
+    # the same rows as training gathers for one 6-step episode
+    assert seen == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 3], [0, 2, 4], [1, 3, 5]]
+    episode = Frames(
+        frames=np.zeros((6, 1, 1, 3), np.uint8),
+        labels=np.zeros((6, 2), np.float32),
+        speed=np.zeros(6, np.float32),
+        episode=np.zeros(6, np.int32),
+        viewpoint=np.zeros(6, bool),
+    )
+    assert stack_indices(episode, k=3, stride=2).tolist() == seen

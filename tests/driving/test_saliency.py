@@ -66,6 +66,19 @@ def test_map_has_the_input_size_and_range_and_ignores_speed():
     assert np.allclose(maps[1], vbp(frames[1:])[0], atol=1e-6)  # frames are independent
 
 
+def test_a_stacking_net_has_one_map_per_stack_and_a_single_frame_counts_as_a_still_scene():
+    torch.manual_seed(0)
+    vbp = VisualBackProp(PilotNet(ModelConfig(frames=2)).eval())
+    frames = np.stack([road_frame([99]), road_frame([70, 128])])
+    stacked = np.concatenate([frames[[1, 0]], frames], axis=-1)  # (2, 66, 200, 6), oldest first
+    maps = vbp(stacked)
+    assert maps.shape == (2, 66, 200) and maps.max(axis=(1, 2)) == pytest.approx([1.0, 1.0])
+    still = np.concatenate([frames, frames], axis=-1)
+    np.testing.assert_array_equal(vbp(frames), vbp(still))
+    with pytest.raises(ValueError, match="6"):
+        vbp(stacked[..., :4])
+
+
 def test_saliency_is_on_the_lane_marking_not_on_empty_road_or_ground():
     vbp = VisualBackProp(contrast_net())
     with_marking, without = vbp(np.stack([road_frame([99]), road_frame([])]))

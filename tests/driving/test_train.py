@@ -129,6 +129,15 @@ def test_resume_continues_the_step_count(trained, tmp_path):
     assert (ckpt["step"], ckpt["epoch"]) == (resumed["steps"], EPOCHS + 2)
 
 
+def test_a_run_saved_before_frame_stacking_existed_resumes(trained, tmp_path):
+    cfg = _copy_run(trained[0], tmp_path)
+    ckpt = torch.load(cfg.run / "last.pt", weights_only=True)
+    del ckpt["model_config"]["frames"], ckpt["model_config"]["frame_stride"]
+    torch.save(ckpt, cfg.run / "last.pt")
+    resumed = train(replace(cfg, epochs=EPOCHS + 1, resume=True))
+    assert resumed["epochs"] == EPOCHS + 1
+
+
 def test_nan_loss_stops_without_touching_the_checkpoints(trained, tmp_path):
     cfg = _copy_run(trained[0], tmp_path)
     before = load_checkpoint(cfg.run / "last.pt")
@@ -176,6 +185,9 @@ def test_without_a_validation_set_best_is_last(data, tmp_path):
         {"device": "tpu"},
         {"device": "cuda:99"},
         {"data": Path("/nonexistent/demos")},
+        {"frames": 0},
+        {"frames": 9},
+        {"frame_stride": 0},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
@@ -225,3 +237,25 @@ def test_resume_without_a_checkpoint_starts_the_run(data, tmp_path):
     summary = train(cfg)
     assert summary["epochs"] == 1
     assert load_checkpoint(cfg.run / "last.pt")["epoch"] == 1
+
+
+def test_training_on_stacked_frames_saves_a_policy_that_stacks_them(data, tmp_path):
+    # given a run that feeds the net 2 frames, 3 steps apart
+    cfg = TrainConfig(
+        data=data, run=tmp_path / "run", frames=2, frame_stride=3, **(SETTINGS | {"epochs": 1})
+    )
+    summary = train(cfg)
+    assert summary["epochs"] == 1 and np.isfinite(summary["last_val"]["loss"])
+    # then the checkpoint rebuilds a 2-frame net, and its policy drives one frame at a time
+    ckpt = load_checkpoint(cfg.run / "best.pt")
+    assert ckpt["model_config"]["frames"] == 2 and ckpt["model_config"]["frame_stride"] == 3
+    policy = NetPolicy.from_checkpoint(cfg.run / "best.pt")
+    policy.reset()
+    episode = _episode(0, frames=2)
+    for image, speed in zip(episode.frames, episode.speed, strict=True):
+        action = policy.act({"image": image, "speed": speed[None]})
+        assert action.shape == (2,) and np.isfinite(action).all()
+    assert policy.net_input.shape == (1, 66, 200, 6)
+    # and resuming it with another stack is refused, naming the flags
+    with pytest.raises(TrainingError, match="--frames and --frame-stride"):
+        train(replace(cfg, epochs=2, resume=True, frames=3))

@@ -180,6 +180,20 @@ def test_watch_blends_the_nets_saliency_onto_the_camera_frame(tmp_path, no_displ
     assert plain["roads"] == salient["roads"]  # the overlay does not change the driving
 
 
+def test_watch_drives_a_net_that_stacks_frames_with_its_saliency(tmp_path, no_display):
+    from driving.checkpoint import save_checkpoint
+    from driving.model import ModelConfig, PilotNet
+
+    config = ModelConfig(frames=3, frame_stride=2)
+    path = tmp_path / "net.pt"
+    save_checkpoint(
+        path, model=PilotNet(config), model_config=config, optimizer=None, step=0, epoch=0,
+        best_val=None, config={},
+    )  # fmt: skip
+    result = watch(WatchConfig(str(path), out=tmp_path, max_steps=3, saliency=True))
+    assert len(read_mp4(result["videos"][0])) == 3 and result["roads"][0]["steps"] == 3
+
+
 def test_saliency_needs_a_network_policy(no_display):
     with pytest.raises(ValueError, match="saliency"):
         WatchConfig("expert", saliency=True).validate()
