@@ -62,25 +62,47 @@ class DemoConfig:
     """processes for collection and evaluation"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """DART noise while collecting"""
+    scenario: str = "winding-road"
+    """world: 'winding-road', or 'winding-traffic' / 'highway-traffic' (other cars)"""
+    density: str = "default"
+    """traffic density of the traffic scenarios (light, default, dense or vehicles/km/lane)"""
+    frames: int = 1
+    """camera frames stacked as the network's input (see `drive train --help`)"""
+    frame_stride: int = 1
+    """policy steps between stacked frames"""
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
     from driving.train import TrainConfig, train
 
+    from driving.model import ModelConfig
+    from envs.world import scenario_config
+
+    ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride).validate()  # before any work
+    scenario_config(cfg.scenario, cfg.density)
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
     print(f"[1/3] collecting {cfg.episodes} expert episodes into {data}")
-    collect(CollectConfig(out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise))
+    collect(
+        CollectConfig(
+            out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise,
+            scenario=cfg.scenario, density=cfg.density,
+        )
+    )  # fmt: skip
     print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
     resume = (run / "last.pt").exists()
     summary = train(
-        TrainConfig(data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0)
-    )
+        TrainConfig(
+            data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
+            frames=cfg.frames, frame_stride=cfg.frame_stride,
+        )
+    )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
     report = evaluate(
-        str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2
-    )
+        str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2,
+        density=cfg.density,
+    )  # fmt: skip
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(run)) as writer:
