@@ -74,9 +74,8 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
-    from driving.train import TrainConfig, train
-
     from driving.model import ModelConfig
+    from driving.train import TrainConfig, train
     from envs.world import scenario_config
 
     ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride).validate()  # before any work
