@@ -21,7 +21,8 @@ follower's IDM braking stays under `safe_decel`, so does the expert's own behind
 both gaps exceed `min_change_gap`, and no other car is moving into that lane nearby. No lane
 change while one is under way, within `change_cooldown` seconds of the last, below 5 m/s, near the
 road's end, or when a bend tighter than `min_change_radius` lies within the manoeuvre's length. If
-the target lane turns unsafe in the first half of a change, the expert steers back.
+the target lane turns unsafe in the first half of a change, the expert steers back along a
+minimum-jerk path that starts where the reference is, at its rate and acceleration (no jump).
 """
 
 from __future__ import annotations
@@ -67,24 +68,47 @@ class TrafficExpertConfig:
     """smallest bumper-to-bumper gap to the new leader and follower [m]"""
     change_duration: float = 4.0
     """time over which the lateral reference moves to the next lane [s]"""
+    steer_back_duration: float = 2.5
+    """time to return to the original lane when the target lane turns unsafe [s] (the path
+    starts at the reference's position, rate and acceleration, so it overshoots a little)"""
     change_cooldown: float = 3.0
     """no new lane change within this time after one ends [s]"""
     min_change_radius: float = 60.0
     """no lane change starts if a bend tighter than this lies within the manoeuvre [m]"""
 
 
-def _min_jerk(tau: float) -> tuple[float, float]:
-    """Minimum-jerk profile from 0 to 1 and its derivative, at normalised time tau in [0, 1]."""
-    tau = float(np.clip(tau, 0.0, 1.0))
-    return 10 * tau**3 - 15 * tau**4 + 6 * tau**5, 30 * tau**2 - 60 * tau**3 + 30 * tau**4
+def _quintic(start: tuple[float, float, float], end: float, duration: float) -> np.ndarray:
+    """Coefficients (t^0 .. t^5) of the minimum-jerk path from `start` = (position, rate,
+    acceleration) to rest at `end` after `duration` [s]."""
+    x0, v0, a0 = start
+    distance, t = end - x0, duration
+    return np.array([
+        x0,
+        v0,
+        a0 / 2,
+        (20 * distance - 12 * v0 * t - 3 * a0 * t**2) / (2 * t**3),
+        (-30 * distance + 16 * v0 * t + 3 * a0 * t**2) / (2 * t**4),
+        (12 * distance - 6 * v0 * t - a0 * t**2) / (2 * t**5),
+    ])  # fmt: skip
 
 
 @dataclass
 class _LaneChange:
     start: float  # [s] simulation time
-    origin: float  # [m] lateral reference at the start, from the leftmost lane's centre
+    path: np.ndarray  # quintic coefficients of the lateral reference [m from the leftmost lane]
     lane: int  # target lane
+    origin_lane: int  # the lane it left
+    duration: float  # [s]
     abortable: bool = True  # a change back to the original lane is not aborted again
+
+    def at(self, elapsed: float) -> tuple[float, float, float]:
+        """(position [m], rate [m/s], acceleration [m/s^2]) of the reference `elapsed` s in."""
+        t = min(max(elapsed, 0.0), self.duration)
+        c = self.path
+        position = c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * c[5]))))
+        rate = c[1] + t * (2 * c[2] + t * (3 * c[3] + t * (4 * c[4] + t * 5 * c[5])))
+        accel = 2 * c[2] + t * (6 * c[3] + t * (12 * c[4] + t * 20 * c[5]))
+        return position, rate, accel
 
 
 class TrafficExpert(Expert):
@@ -217,9 +241,14 @@ class TrafficExpert(Expert):
                 and elapsed < cfg.change_duration / 2
                 and not self._lane_is_safe(self.change.lane, progress)
             ):
-                back = road.lane_of(self.change.origin)
-                self.change = _LaneChange(env.time, self._reference()[0], back, abortable=False)
-            elif elapsed >= cfg.change_duration:
+                # Steer back from where the reference is, as fast as it moves: no steering jump.
+                now = self.change.at(elapsed)
+                back = self.change.origin_lane
+                path = _quintic(now, back * env.road_map.lane_width, cfg.steer_back_duration)
+                self.change = _LaneChange(
+                    env.time, path, back, back, cfg.steer_back_duration, abortable=False
+                )
+            elif elapsed >= self.change.duration:
                 self.lane, self.change = self.change.lane, None
                 self.last_change_end = env.time
             return
@@ -233,18 +262,17 @@ class TrafficExpert(Expert):
                 if incentive > best_incentive:
                     best, best_incentive = lane, incentive
         if best is not None:
-            self.change = _LaneChange(env.time, current * env.road_map.lane_width, best)
+            width = env.road_map.lane_width
+            path = _quintic((current * width, 0.0, 0.0), best * width, cfg.change_duration)
+            self.change = _LaneChange(env.time, path, best, current, cfg.change_duration)
 
     def _reference(self) -> tuple[float, float]:
         """Lateral reference from the leftmost lane's centre [m] and its rate [m/s]."""
-        width = self._env.road_map.lane_width
         if self.change is None:
-            return self.lane * width, 0.0
-        cfg = self.traffic
-        tau = (self._env.time - self.change.start) / cfg.change_duration
-        shape, rate = _min_jerk(tau)
-        distance = self.change.lane * width - self.change.origin
-        return self.change.origin + distance * shape, distance * rate / cfg.change_duration
+            return self.lane * self._env.road_map.lane_width, 0.0
+        elapsed = self._env.time - self.change.start
+        position, rate, _ = self.change.at(elapsed)
+        return position, rate
 
     # --- the command --------------------------------------------------------------------------
 

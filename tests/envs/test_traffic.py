@@ -12,7 +12,8 @@ from highway_env.vehicle.kinematics import Vehicle
 from envs import eval_seeds
 from envs.camera import VEHICLE_RGB, Camera, CameraConfig
 from envs.traffic import DENSITIES, HIGHWAY_ROAD, HighwayTrafficEnv, TrafficEnv
-from envs.traffic_expert import TrafficExpert
+from envs.traffic_expert import TrafficExpert, _LaneChange, _quintic
+from envs.world import STEERING_RANGE
 
 TWO_LANES = replace(HIGHWAY_ROAD, lanes=(2, 2))
 
@@ -166,3 +167,34 @@ def test_expert_does_not_change_lanes_into_an_occupied_gap(beside):
         assert expert.change is None
     else:
         assert log[-1]["lane_changes"] == 1
+
+
+def test_a_steer_back_starts_where_the_lane_change_was_at_its_rate_and_acceleration():
+    width, change = 3.5, 4.0
+    going = _LaneChange(0.0, _quintic((0.0, 0.0, 0.0), width, change), 1, 0, change)
+    assert going.at(0.0) == pytest.approx((0.0, 0.0, 0.0))
+    assert going.at(change) == pytest.approx((width, 0.0, 0.0), abs=1e-9)
+    now = going.at(1.6)  # 40 % of the way: moving out fast
+    back = _LaneChange(1.6, _quintic(now, 0.0, 2.5), 0, 0, 2.5)
+    assert back.at(0.0) == pytest.approx(now)  # no jump in position, rate or acceleration
+    assert back.at(2.5) == pytest.approx((0.0, 0.0, 0.0), abs=1e-9)
+
+
+def test_the_expert_steers_back_without_a_steering_spike():
+    # On this held-out road the expert aborts a lane change (the target lane turns unsafe).
+    # Reversing the lateral reference's rate at once made a 2.87 rad/s steering spike here.
+    env = TrafficEnv(config={"density": "default"})
+    expert = TrafficExpert(env)
+    env.reset(seed=eval_seeds(13)[12])
+    steering, steer_backs, crashed = [], 0, False
+    while True:
+        action = expert.act()
+        change = expert.change
+        steer_backs += change is not None and not change.abortable and change.start == env.time
+        steering.append(action[0] * STEERING_RANGE)
+        _, _, terminated, truncated, info = env.step(np.array([action[1], action[0]]))
+        crashed |= info["crashed"]
+        if terminated or truncated:
+            break
+    assert steer_backs >= 1 and not crashed
+    assert np.abs(np.diff(steering)).max() * env.config["policy_frequency"] < 1.2  # [rad/s]
