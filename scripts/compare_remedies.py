@@ -40,7 +40,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from driving.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
 from driving.dagger import DaggerConfig, dagger  # noqa: E402
-from driving.dataset import Episode, read_episode, scan, write_episode  # noqa: E402
+from driving.dataset import Episode, read_episode, scan, used_seeds, write_episode  # noqa: E402
 from driving.evaluate import evaluate  # noqa: E402
 from driving.train import TrainConfig, train  # noqa: E402
 from driving.viewpoint import ViewpointConfig  # noqa: E402
@@ -80,19 +80,22 @@ class CompareConfig:
     """processes for collection and evaluation"""
     quick: bool = False
     """a smoke test: one small budget, one seed, 2 held-out roads"""
+    stratify: bool = False
+    """choose the training roads so that every (lanes, starting lane) pair is as common as the
+    others, from a pool of 4x as many roads (default: the first roads)"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:
             return self
         return CompareConfig(
-            self.out, self.methods, [400], [0], 100, 2_000, 1, 2, self.workers, quick=False
+            self.out, self.methods, [400], [0], 100, 2_000, 1, 2, self.workers, False, self.stratify
         )
 
 
 def _pool(cfg: CompareConfig, method: str) -> Path:
     """Whole-road demonstrations of `method`, enough roads for the largest budget."""
     path = cfg.out / "pools" / method
-    roads = math.ceil(max(cfg.budgets) / cfg.steps_per_road)
+    roads = math.ceil(max(cfg.budgets) / cfg.steps_per_road) * (4 if cfg.stratify else 1)
     collect(CollectConfig(out=path, episodes=roads, workers=cfg.workers, **POOLS[method]))
     return path
 
@@ -106,17 +109,39 @@ def _cut(episode: Episode, steps: int) -> Episode:
     return Episode(seed=episode.seed, meta={**episode.meta, "cut_to": steps}, **arrays)
 
 
+def choose_roads(seeds: list[int], count: int, stratify: bool) -> list[int]:
+    """The first `count` seeds; stratified: taken in turn from each (lanes, starting lane) group."""
+    if not stratify:
+        return seeds[:count]
+    from envs.world import make_env
+
+    env, groups = make_env(), {}
+    for seed in seeds:
+        env.reset(seed=seed)
+        base = env.unwrapped
+        groups.setdefault((base.road_map.lanes, base.vehicle.lane_index[2]), []).append(seed)
+    queues = [groups[key] for key in sorted(groups)]
+    chosen = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return sorted(chosen)
+
+
 def budget_dataset(cfg: CompareConfig, method: str, budget: int) -> Path:
-    """A dataset of exactly `budget` labelled frames: the first roads of the method's pool, each
-    cut to its first steps (viewpoint*: half real frames, half shifted views of those steps)."""
+    """A dataset of exactly `budget` labelled frames: the first roads of the method's pool (or a
+    stratified choice, see `choose_roads`), each cut to its first steps (viewpoint*: half real
+    frames, half shifted views of those steps)."""
     path = cfg.out / "budgets" / f"{method}-{budget}"
     if (path / "complete").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
-    episodes = [read_episode(p) for p in scan(_pool(cfg, method))[0]]
-    roads = sorted({e.seed for e in episodes})[: budget // cfg.steps_per_road]
+    pool = _pool(cfg, method)
+    roads = set(choose_roads(sorted(used_seeds(pool)), budget // cfg.steps_per_road, cfg.stratify))
     real = cfg.steps_per_road // 2 if "viewpoint" in method else cfg.steps_per_road
-    for episode in episodes:
+    for episode_path in scan(pool)[0]:  # one episode in memory at a time
+        episode = read_episode(episode_path)
         if episode.seed in roads:
             views = episode.meta["driver"] == "viewpoint"
             write_episode(path, _cut(episode, cfg.steps_per_road - real if views else real))
