@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from recording import Recording
 
 from driving.dagger import DaggerConfig, MixedPolicy, dagger, record_episode
 from driving.dataset import read_episode, scan
 from driving.model import ModelConfig, PilotNet
-from driving.policy import NetPolicy
 from envs.expert import Expert
 from envs.world import make_env
 
@@ -47,18 +47,6 @@ def test_every_visited_frame_is_labelled_with_the_experts_action():
         assert np.array_equal(obs["image"], episode.frames[t])
         assert np.allclose(expert.act(obs), episode.labels[t], atol=1e-6)
         obs, *_ = env.step(episode.actions[t])
-
-
-class Recording(NetPolicy):
-    """A network policy that keeps every observation it takes in."""
-
-    def __init__(self, model: PilotNet) -> None:
-        super().__init__(model)
-        self.seen: list[dict] = []
-
-    def observe(self, obs: dict) -> None:
-        self.seen.append(obs)
-        super().observe(obs)
 
 
 def test_a_stacking_net_takes_in_the_frames_the_expert_drove_for_it():

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from recording import Recording
 
 from driving.clips import CLIPS_PER_ROAD
 from driving.evaluate import drive, evaluate, rollout
 from driving.model import ModelConfig, PilotNet
-from driving.policy import NetPolicy
 from driving.video import read_mp4
 from envs import eval_seeds
 from envs.expert import Expert
@@ -82,18 +82,6 @@ def test_a_forced_intervention_writes_a_clip_from_3_s_before_to_1_s_after(tmp_pa
     assert len(frames) == min(30, event_step) + 1 + 10
     # The clip is drawn like the videos: enlarged frame over the action panel
     assert frames[0].shape == (3 * 66 + 72, 3 * 200, 3)
-
-
-class Recording(NetPolicy):
-    """A network policy that keeps every observation it takes in."""
-
-    def __init__(self, model: PilotNet) -> None:
-        super().__init__(model)
-        self.seen: list[dict] = []
-
-    def observe(self, obs: dict) -> None:
-        self.seen.append(obs)
-        super().observe(obs)
 
 
 def test_a_stacking_net_takes_in_every_frame_also_those_the_expert_drove():
