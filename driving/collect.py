@@ -84,6 +84,9 @@ class CollectConfig:
     """camera settings"""
     viewpoint: ViewpointConfig = field(default_factory=ViewpointConfig)
     """extra views from a camera shifted sideways and rotated, labelled to steer back (PilotNet)"""
+    start: Literal["beginning", "anywhere"] = "beginning"
+    """where each road's drive starts: its beginning, or a point drawn along it (seeded by the
+    road; winding-road only): short drives of many roads then cover bends, not first straights"""
     driver: Literal["expert", "keyboard"] = "expert"
     """who drives: the expert, or you ('keyboard': arrow keys or gamepad, in a window, at 10 Hz)"""
 
@@ -98,6 +101,8 @@ class CollectConfig:
         self.noise.validate()
         self.camera.validate()
         self.viewpoint.validate()
+        if self.start == "anywhere" and self.scenario != SCENARIO:
+            raise ValueError(f"--start anywhere is for {SCENARIO!r}, not {self.scenario!r}")
         if self.driver == "keyboard" and self.viewpoint.views > 0:
             raise ValueError(
                 "--viewpoint.views needs the expert to label the shifted views; "
@@ -211,6 +216,12 @@ def scenario_meta(cfg: CollectConfig) -> dict:
     return {"scenario_name": cfg.scenario}
 
 
+def world_config(cfg: CollectConfig) -> dict:
+    """`make_env` config entries of a collection: traffic density, where drives start."""
+    config = scenario_config(cfg.scenario, cfg.density)
+    return {**config, "start_anywhere": True} if cfg.start == "anywhere" else config
+
+
 _worker_state: dict = {}
 
 
@@ -250,15 +261,15 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
     if not claim_seed(cfg.out, seed):
         return seed, 0
     try:
-        key = (cfg.scenario, cfg.density, cfg.camera)  # one env per process, rebuilt on change
+        key = (cfg.scenario, cfg.density, cfg.camera, cfg.start)  # one env per process
         if _worker_state.get("key") != key:
-            env = make_env(cfg.scenario, cfg.camera, **scenario_config(cfg.scenario, cfg.density))
+            env = make_env(cfg.scenario, cfg.camera, **world_config(cfg))
             _worker_state.update(key=key, env=env, expert=make_expert(env))
         episode, views = run_expert_episode(
             _worker_state["env"], _worker_state["expert"], seed, cfg.noise, cfg.viewpoint
         )
         for part in (episode, views) if views is not None else (episode,):
-            part.meta.update(scenario_meta(cfg))
+            part.meta.update(scenario_meta(cfg), start=cfg.start)
             write_episode(cfg.out, part)
     finally:
         (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)

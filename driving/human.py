@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from driving.collect import CollectConfig, claim_seed, scenario_meta
+from driving.collect import CollectConfig, claim_seed, scenario_meta, world_config
 from driving.dataset import Episode, prepare_folder, used_seeds, write_episode
 from driving.video import overlay
 from driving.watch import FPS, OVERVIEW, compose, frame_size
 from driving.window import Window, WindowError, has_display
 from envs.camera import Camera
-from envs.world import make_env, make_expert, scenario_config
+from envs.world import make_env, make_expert
 
 STEER_RAMP = 0.1  # per step towards full lock while an arrow is held (1 s to full lock at 10 Hz)
 STEER_RETURN = 0.25  # per step back towards 0 once released
@@ -195,7 +195,7 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
             "--driver keyboard needs a display to drive (neither DISPLAY nor WAYLAND_DISPLAY "
             "is set); use --driver expert here"
         )
-    env = make_env(cfg.scenario, cfg.camera, **scenario_config(cfg.scenario, cfg.density))
+    env = make_env(cfg.scenario, cfg.camera, **world_config(cfg))
     prepare_folder(cfg.out)
     todo = [s for s in wanted if s not in used_seeds(cfg.out)]
     saved = frames = 0

@@ -30,6 +30,7 @@ STEERING_RANGE = np.pi / 12  # [rad] at action +-1: 15 deg, so that labels use t
 ACCELERATION_RANGE = 5.0  # [m/s^2] at action +-1
 MAX_SPEED = 30.0  # [m/s]
 FINISH_MARGIN = 15.0  # the episode is finished this far before the road's end [m]
+START_ANYWHERE_LEFT_M = 400.0  # `start_anywhere` starts at least this far before the end [m]
 CHEAP_OBSERVATION = {"type": "AttributesObservation", "attributes": ["time"]}
 ACTION_CONFIG = {
     "type": "ContinuousAction",
@@ -62,6 +63,7 @@ class WindingRoadEnv(AbstractEnv):
                 "initial_speed": [8.0, 12.0],  # [m/s]
                 "duration": None,  # [s]; None: 2 x length / speed limit
                 "terminate_off_road": True,
+                "start_anywhere": False,  # start at a point drawn along the road, not its start
             }
         )
         return config
@@ -81,15 +83,26 @@ class WindingRoadEnv(AbstractEnv):
         network = use_fast_lane_lookup(self.road_map.network)  # long roads step as fast as short
         self.road = HighwayRoad(network=network, np_random=self.np_random)
         rng = np.random.default_rng(self.road_seed + 7_919)  # start state, independent of the road
-        lane = self.road_map.network.get_lane(("0", "1", int(rng.integers(self.road_map.lanes))))
+        lane_id = int(rng.integers(self.road_map.lanes))
+        speed = float(rng.uniform(*self.config["initial_speed"]))
+        lane, longitudinal = self.road_map.network.get_lane(("0", "1", lane_id)), 5.0
+        if self.config["start_anywhere"]:
+            last = max(self.road_map.length - START_ANYWHERE_LEFT_M, 0.0)  # leave a road to drive
+            lane, longitudinal = self._point_along(rng.uniform(0.0, last), lane_id)
         ego = self.action_type.vehicle_class(
-            self.road,
-            lane.position(5.0, 0.0),
-            lane.heading_at(5.0),
-            float(rng.uniform(*self.config["initial_speed"])),
+            self.road, lane.position(longitudinal, 0.0), lane.heading_at(longitudinal), speed
         )
         self.road.vehicles.append(ego)
         self.controlled_vehicles = [ego]
+
+    def _point_along(self, distance: float, lane_id: int):
+        """(lane, longitudinal) of lane `lane_id` at `distance` [m] along the road."""
+        road = self.road_map
+        segment = int(np.searchsorted(road.segment_starts, distance, side="right")) - 1
+        nodes = (str(segment), str(segment + 1))
+        lane = road.network.get_lane((*nodes, lane_id))
+        reference = road.network.get_lane((*nodes, 0))  # progress is measured on lane 0
+        return lane, (distance - road.segment_starts[segment]) * lane.length / reference.length
 
     @property
     def duration(self) -> float:

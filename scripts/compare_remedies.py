@@ -15,9 +15,10 @@ set carries a label from the expert, whether the car was really there or not):
 
 Every road contributes its first `--steps-per-road` labelled frames, so a budget of B frames is
 B / steps-per-road training roads (the same roads for every method; DAgger's later rounds drive
-further roads). Every policy trains for the same number of samples (`--samples`; DAgger: half of
-that per round, warm-started) with `--val-fraction 0` (no frame is spent on validation), and is
-evaluated on the same held-out roads. Everything is cached on disk: re-running continues.
+further roads); `--start anywhere` starts each of those drives at a point drawn along its road.
+Every policy trains for the same number of samples (`--samples`; DAgger: half of that per round,
+warm-started) with `--val-fraction 0` (no frame is spent on validation), and is evaluated on the
+same held-out roads. Everything is cached on disk: re-running continues.
 
 Writes OUT/remedies.md (table: mean and spread over training seeds of success rate, autonomy and
 mean |lateral offset| at each budget, and the fewest labelled frames with which each method
@@ -30,8 +31,9 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -83,20 +85,25 @@ class CompareConfig:
     stratify: bool = False
     """choose the training roads so that every (lanes, starting lane) pair is as common as the
     others, from a pool of 4x as many roads (default: the first roads)"""
+    start: Literal["beginning", "anywhere"] = "beginning"
+    """where each training road's drive starts (DAgger's roads: always the beginning):
+    'anywhere' is a point drawn along the road, so its first steps are not the first straight"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:
             return self
-        return CompareConfig(
-            self.out, self.methods, [400], [0], 100, 2_000, 1, 2, self.workers, False, self.stratify
-        )
+        return replace(
+            self, budgets=[400], seeds=[0], steps_per_road=100, samples=2_000, dagger_rounds=1,
+            eval_episodes=2, quick=False,
+        )  # fmt: skip
 
 
 def _pool(cfg: CompareConfig, method: str) -> Path:
     """Whole-road demonstrations of `method`, enough roads for the largest budget."""
     path = cfg.out / "pools" / method
     roads = math.ceil(max(cfg.budgets) / cfg.steps_per_road) * (4 if cfg.stratify else 1)
-    collect(CollectConfig(out=path, episodes=roads, workers=cfg.workers, **POOLS[method]))
+    setup = {"episodes": roads, "workers": cfg.workers, "start": cfg.start, **POOLS[method]}
+    collect(CollectConfig(out=path, **setup))
     return path
 
 
