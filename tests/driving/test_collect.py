@@ -28,6 +28,18 @@ def test_noise_changes_the_executed_action_and_leaves_the_label_clean(tmp_path):
     assert noisy.frames.shape[1:] == (66, 200, 3) and noisy.frames.dtype == np.uint8
 
 
+def test_start_anywhere_records_drives_from_points_along_the_road(tmp_path):
+    collect(CollectConfig(out=tmp_path / "any", episodes=2, start="anywhere"))
+    collect(CollectConfig(out=tmp_path / "whole", episodes=2))
+    for anywhere, whole in zip(scan(tmp_path / "any")[0], scan(tmp_path / "whole")[0], strict=True):
+        episode, full = read_episode(anywhere), read_episode(whole)
+        assert episode.seed == full.seed and episode.meta["start"] == "anywhere"
+        assert episode.meta["outcome"]["reached_end"] and not episode.meta["outcome"]["crashed"]
+        # Roads 0 and 1 start about half-way (tests/envs/test_world.py checks the range).
+        assert 400 / 20 * 10 < len(episode.labels) < 0.7 * len(full.labels)
+        assert episode.frames.std() > 10
+
+
 def test_rerun_completes_instead_of_duplicating(tmp_path):
     out = tmp_path / "data"
     collect(CollectConfig(out=out, episodes=2))
@@ -44,6 +56,8 @@ def test_bad_settings_are_refused():
         CollectConfig(out=Path("x"), workers=0).validate()
     with pytest.raises(ValueError, match="below 1,000,000"):
         CollectConfig(out=Path("x"), first_seed=999_999, episodes=2).validate()
+    with pytest.raises(ValueError, match="--start anywhere is for 'winding-road'"):
+        CollectConfig(out=Path("x"), scenario="highway-traffic", start="anywhere").validate()
 
 
 def _episodes_on_disk(out: Path) -> int:

@@ -105,6 +105,25 @@ def test_info_carries_ground_truth():
     assert info["progress"] - start == pytest.approx(travelled, rel=0.05)
 
 
+def test_start_anywhere_starts_on_the_lane_at_a_seeded_point_along_the_road():
+    beginning, anywhere = make_env(), make_env(start_anywhere=True)
+    starts = []
+    for seed in range(8):
+        _, first = beginning.reset(seed=seed)
+        _, info = anywhere.reset(seed=seed)
+        ego, lane = anywhere.unwrapped.vehicle, beginning.unwrapped.vehicle.lane_index[2]
+        assert first["progress"] == pytest.approx(5.0)
+        assert 0 <= info["progress"] <= info["road_length"] - 400 + 1e-6
+        # Same lane and speed as the beginning's start, on the lane's centre line, heading along.
+        assert ego.lane_index[2] == lane
+        assert ego.speed == beginning.unwrapped.vehicle.speed
+        assert info["lateral_offset"] == pytest.approx(0.0, abs=1e-6)
+        assert info["heading_error"] == pytest.approx(0.0, abs=1e-6)
+        assert anywhere.reset(seed=seed)[1]["progress"] == info["progress"]  # seeded by the road
+        starts.append(info["progress"])
+    assert np.std(starts) > 100  # spread along the roads, not piled up at one point
+
+
 def test_leaving_the_road_terminates():
     env = make_env()
     env.reset(seed=3)
