@@ -1,6 +1,7 @@
 """Run independent episodes in worker processes, shared by collection and evaluation.
 
-Workers ignore Ctrl-C: the main process stops handing out work and says what was saved, while
+The main process works too, beside `workers - 1` spawned processes. Workers ignore Ctrl-C: the
+main process drops the episode it is on, stops handing out work and says what was saved, while
 each worker finishes (and saves) the episode it is on. Nothing half-written is left behind
 because every result is written atomically.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
@@ -50,10 +52,29 @@ def _main_not_reimported() -> Iterator[None]:
         main.__file__ = path
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """This process runs tasks beside the workers: one thread for OpenCV and torch meanwhile."""
+    import cv2
+
+    torch = sys.modules.get("torch")
+    before = cv2.getNumThreads(), torch.get_num_threads() if torch else None
+    cv2.setNumThreads(1)
+    if torch:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before[0])
+        if torch:
+            torch.set_num_threads(before[1])
+
+
 def run_parallel(
     fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, on_result: Callable[[Any], None]
 ) -> None:
-    """Call `fn(*task)` for every task, in `workers` processes (in this one when 1).
+    """Call `fn(*task)` for every task, in `workers` processes: this one and `workers - 1`
+    spawned ones, which take about a second to start while this one is already working.
 
     `on_result` runs in this process as each task finishes, in completion order.
     """
@@ -61,14 +82,27 @@ def run_parallel(
         for task in tasks:
             on_result(fn(*task))
         return
+    queue, pending = deque(tasks), set()
+    ahead = 2 * (workers - 1)  # tasks queued for the workers: none idles while this one works
     pool = ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_init_pool_worker
+        workers - 1, mp_context=get_context("spawn"), initializer=_init_pool_worker
     )
     try:
         with _main_not_reimported():  # the workers start at the first submit
-            futures = [pool.submit(fn, *task) for task in tasks]
-        for future in as_completed(futures):
-            on_result(future.result())
+            while queue and len(pending) < ahead:
+                pending.add(pool.submit(fn, *queue.popleft()))
+        with _one_thread():
+            while queue or pending:
+                finished = {f for f in pending if f.done()}
+                if queue and not finished:
+                    on_result(fn(*queue.popleft()))
+                elif not finished:
+                    finished = wait(pending, return_when=FIRST_COMPLETED).done
+                for future in finished:
+                    pending.discard(future)
+                    on_result(future.result())
+                    if queue:
+                        pending.add(pool.submit(fn, *queue.popleft()))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
