@@ -101,7 +101,7 @@ def run_parallel(
                 for future in finished:
                     pending.discard(future)
                     on_result(future.result())
-                    if queue:
+                    if len(queue) > len(pending):  # near the end, keep the rest here
                         pending.add(pool.submit(fn, *queue.popleft()))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
