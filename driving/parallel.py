@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -29,8 +31,16 @@ def init_worker() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def _exit_with(parent: int) -> None:
+    """Exit once `parent` is gone (killed, say): no worker outlives the command it works for."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _init_pool_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     init_worker()
 
 

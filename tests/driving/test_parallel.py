@@ -1,7 +1,11 @@
-"""Worker processes: results come back, and a script's own imports are not re-run in each."""
+"""Worker processes: results come back, a script's own imports are not re-run in each, and no
+worker outlives its main process."""
 
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 SCRIPT = """
 import os, sys
@@ -27,3 +31,53 @@ def test_workers_do_not_rerun_the_main_script(tmp_path):
     assert int(done.stdout) == 2  # this process and one worker (2 workers in all)
     # Spawned workers would execute the script again as __mp_main__: only the parent ran it.
     assert log.read_text().splitlines() == ["__main__"]
+
+
+TASKS = """
+import os, time
+
+def record_and_wait(folder):
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    time.sleep(60)
+"""
+
+PARENT = """
+import sys
+from driving.parallel import run_parallel
+from tasks import record_and_wait
+
+if __name__ == "__main__":
+    run_parallel(record_and_wait, [(sys.argv[1],)] * 3, 2, print)
+"""
+
+
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    # given a run whose main process and worker are both busy
+    (tmp_path / "tasks.py").write_text(TASKS)
+    (tmp_path / "main.py").write_text(PARENT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    main = subprocess.Popen([sys.executable, str(tmp_path / "main.py"), str(pids)], env=env)
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = {int(p.name) for p in pids.iterdir()} - {main.pid}
+    assert len(workers) == 1, "the worker never started its task"
+    # when the main process is killed
+    main.kill()
+    main.wait()
+    # then its worker does not live on
+    deadline = time.monotonic() + 30
+    while _alive(*workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(*workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")  # a zombie (exited, not yet reaped) counts as gone
+    return not (state.exists() and state.read_text().split(")")[-1].split()[0] == "Z")
