@@ -210,10 +210,11 @@ def run_expert_episode(
 
 
 def scenario_meta(cfg: CollectConfig) -> dict:
-    """Episode meta naming the world it was recorded in (training copies it into checkpoints)."""
+    """Episode meta naming the world it was recorded in and where drives started (training copies
+    the world into checkpoints)."""
     if cfg.scenario in TRAFFIC_SCENARIOS:
-        return {"scenario_name": cfg.scenario, "density_setting": cfg.density}
-    return {"scenario_name": cfg.scenario}
+        return {"scenario_name": cfg.scenario, "density_setting": cfg.density, "start": cfg.start}
+    return {"scenario_name": cfg.scenario, "start": cfg.start}
 
 
 def world_config(cfg: CollectConfig) -> dict:
@@ -269,7 +270,7 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
             _worker_state["env"], _worker_state["expert"], seed, cfg.noise, cfg.viewpoint
         )
         for part in (episode, views) if views is not None else (episode,):
-            part.meta.update(scenario_meta(cfg), start=cfg.start)
+            part.meta.update(scenario_meta(cfg))
             write_episode(cfg.out, part)
     finally:
         (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)

@@ -81,6 +81,14 @@ class Road:
         # Outer lanes of an arc are longer than the reference lane: scale to the reference.
         return float(self.segment_starts[segment] + longitudinal * reference.length / lane.length)
 
+    def point_along(self, distance: float, lane_id: int) -> tuple[AbstractLane, float]:
+        """The inverse of `progress`: (lane, longitudinal) of lane `lane_id` at `distance` [m]."""
+        segment = int(np.searchsorted(self.segment_starts, distance, side="right")) - 1
+        nodes = (str(segment), str(segment + 1))
+        lane = self.network.get_lane((*nodes, lane_id))
+        reference = self.network.get_lane((*nodes, 0))
+        return lane, (distance - self.segment_starts[segment]) * lane.length / reference.length
+
 
 def _line_types(lane: int, lanes: int) -> tuple[int, int]:
     """Continuous road edges, dashed lines between lanes (drawn once, on the right lane's left)."""

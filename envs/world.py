@@ -88,21 +88,12 @@ class WindingRoadEnv(AbstractEnv):
         lane, longitudinal = self.road_map.network.get_lane(("0", "1", lane_id)), 5.0
         if self.config["start_anywhere"]:
             last = max(self.road_map.length - START_ANYWHERE_LEFT_M, 0.0)  # leave a road to drive
-            lane, longitudinal = self._point_along(rng.uniform(0.0, last), lane_id)
+            lane, longitudinal = self.road_map.point_along(rng.uniform(0.0, last), lane_id)
         ego = self.action_type.vehicle_class(
             self.road, lane.position(longitudinal, 0.0), lane.heading_at(longitudinal), speed
         )
         self.road.vehicles.append(ego)
         self.controlled_vehicles = [ego]
-
-    def _point_along(self, distance: float, lane_id: int):
-        """(lane, longitudinal) of lane `lane_id` at `distance` [m] along the road."""
-        road = self.road_map
-        segment = int(np.searchsorted(road.segment_starts, distance, side="right")) - 1
-        nodes = (str(segment), str(segment + 1))
-        lane = road.network.get_lane((*nodes, lane_id))
-        reference = road.network.get_lane((*nodes, 0))  # progress is measured on lane 0
-        return lane, (distance - road.segment_starts[segment]) * lane.length / reference.length
 
     @property
     def duration(self) -> float:
