@@ -84,9 +84,10 @@ class CollectConfig:
     """camera settings"""
     viewpoint: ViewpointConfig = field(default_factory=ViewpointConfig)
     """extra views from a camera shifted sideways and rotated, labelled to steer back (PilotNet)"""
-    start: Literal["beginning", "anywhere"] = "beginning"
-    """where each road's drive starts: its beginning, or a point drawn along it (seeded by the
-    road; winding-road only): short drives of many roads then cover bends, not first straights"""
+    start: Literal["beginning", "anywhere", "bend"] = "beginning"
+    """where each road's drive starts: its beginning, a point drawn along it, or 60 to 120 m
+    before its sharpest arc (both seeded by the road; winding-road only): short drives of many
+    roads then cover bends, not first straights"""
     driver: Literal["expert", "keyboard"] = "expert"
     """who drives: the expert, or you ('keyboard': arrow keys or gamepad, in a window, at 10 Hz)"""
 
@@ -101,8 +102,8 @@ class CollectConfig:
         self.noise.validate()
         self.camera.validate()
         self.viewpoint.validate()
-        if self.start == "anywhere" and self.scenario != SCENARIO:
-            raise ValueError(f"--start anywhere is for {SCENARIO!r}, not {self.scenario!r}")
+        if self.start != "beginning" and self.scenario != SCENARIO:
+            raise ValueError(f"--start {self.start} is for {SCENARIO!r}, not {self.scenario!r}")
         if self.driver == "keyboard" and self.viewpoint.views > 0:
             raise ValueError(
                 "--viewpoint.views needs the expert to label the shifted views; "
@@ -220,7 +221,7 @@ def scenario_meta(cfg: CollectConfig) -> dict:
 def world_config(cfg: CollectConfig) -> dict:
     """`make_env` config entries of a collection: traffic density, where drives start."""
     config = scenario_config(cfg.scenario, cfg.density)
-    return {**config, "start_anywhere": True} if cfg.start == "anywhere" else config
+    return {**config, "start": cfg.start} if cfg.start != "beginning" else config
 
 
 _worker_state: dict = {}

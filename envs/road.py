@@ -17,6 +17,7 @@ Ranges (stated once, here; `RoadSettings` holds them):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,17 @@ class Road:
         lane = self.network.get_lane((*nodes, lane_id))
         reference = self.network.get_lane((*nodes, 0))
         return lane, (distance - self.segment_starts[segment]) * lane.length / reference.length
+
+    def sharpest_arc(self) -> float:
+        """Distance along the road [m] where its tightest arc (smallest inner radius) begins; 0 on
+        a road without arcs."""
+        radii = [
+            min(self.network.get_lane((str(i), str(i + 1), j)).radius for j in range(self.lanes))
+            if isinstance(self.network.get_lane((str(i), str(i + 1), 0)), CircularLane)
+            else math.inf
+            for i in range(len(self.segment_starts))
+        ]
+        return float(self.segment_starts[int(np.argmin(radii))]) if min(radii) < math.inf else 0.0
 
 
 def _line_types(lane: int, lanes: int) -> tuple[int, int]:

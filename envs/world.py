@@ -30,7 +30,9 @@ STEERING_RANGE = np.pi / 12  # [rad] at action +-1: 15 deg, so that labels use t
 ACCELERATION_RANGE = 5.0  # [m/s^2] at action +-1
 MAX_SPEED = 30.0  # [m/s]
 FINISH_MARGIN = 15.0  # the episode is finished this far before the road's end [m]
-START_ANYWHERE_LEFT_M = 400.0  # `start_anywhere` starts at least this far before the end [m]
+START_ANYWHERE_LEFT_M = 400.0  # start "anywhere" starts at least this far before the end [m]
+BEND_LEAD_M = (60.0, 120.0)  # start "bend" starts this far before the sharpest arc [m]
+STARTS = ("beginning", "anywhere", "bend")
 CHEAP_OBSERVATION = {"type": "AttributesObservation", "attributes": ["time"]}
 ACTION_CONFIG = {
     "type": "ContinuousAction",
@@ -63,7 +65,9 @@ class WindingRoadEnv(AbstractEnv):
                 "initial_speed": [8.0, 12.0],  # [m/s]
                 "duration": None,  # [s]; None: 2 x length / speed limit
                 "terminate_off_road": True,
-                "start_anywhere": False,  # start at a point drawn along the road, not its start
+                # Where the drive starts: the road's beginning; "anywhere": a point drawn along
+                # it; "bend": a drawn distance (BEND_LEAD_M) before its sharpest arc.
+                "start": "beginning",
             }
         )
         return config
@@ -86,9 +90,15 @@ class WindingRoadEnv(AbstractEnv):
         lane_id = int(rng.integers(self.road_map.lanes))
         speed = float(rng.uniform(*self.config["initial_speed"]))
         lane, longitudinal = self.road_map.network.get_lane(("0", "1", lane_id)), 5.0
-        if self.config["start_anywhere"]:
+        start = self.config["start"]
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+        if start == "anywhere":
             last = max(self.road_map.length - START_ANYWHERE_LEFT_M, 0.0)  # leave a road to drive
             lane, longitudinal = self.road_map.point_along(rng.uniform(0.0, last), lane_id)
+        elif start == "bend":
+            distance = self.road_map.sharpest_arc() - rng.uniform(*BEND_LEAD_M)
+            lane, longitudinal = self.road_map.point_along(max(distance, 0.0), lane_id)
         ego = self.action_type.vehicle_class(
             self.road, lane.position(longitudinal, 0.0), lane.heading_at(longitudinal), speed
         )

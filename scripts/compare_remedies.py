@@ -15,7 +15,8 @@ set carries a label from the expert, whether the car was really there or not):
 
 Every road contributes its first `--steps-per-road` labelled frames, so a budget of B frames is
 B / steps-per-road training roads (the same roads for every method; DAgger's later rounds drive
-further roads); `--start anywhere` starts each of those drives at a point drawn along its road.
+further roads); `--start anywhere` starts each of those drives at a point drawn along its road,
+`--start bend` 60 to 120 m before its tightest arc.
 Every policy trains for the same number of samples (`--samples`; DAgger: half of that per round,
 warm-started) with `--val-fraction 0` (no frame is spent on validation), and is evaluated on the
 same held-out roads. Everything is cached on disk: re-running continues.
@@ -85,9 +86,10 @@ class CompareConfig:
     stratify: bool = False
     """choose the training roads so that every (lanes, starting lane) pair is as common as the
     others, from a pool of 4x as many roads (default: the first roads)"""
-    start: Literal["beginning", "anywhere"] = "beginning"
+    start: Literal["beginning", "anywhere", "bend"] = "beginning"
     """where each training road's drive starts (DAgger's roads: always the beginning):
-    'anywhere' is a point drawn along the road, so its first steps are not the first straight"""
+    'anywhere' is a point drawn along the road, so its first steps are not the first straight;
+    'bend' is 60 to 120 m before the road's tightest arc, so every drive brakes into one"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:

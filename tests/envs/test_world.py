@@ -106,7 +106,7 @@ def test_info_carries_ground_truth():
 
 
 def test_start_anywhere_starts_on_the_lane_at_a_seeded_point_along_the_road():
-    beginning, anywhere = make_env(), make_env(start_anywhere=True)
+    beginning, anywhere = make_env(), make_env(start="anywhere")
     starts = []
     for seed in range(8):
         _, first = beginning.reset(seed=seed)
@@ -122,6 +122,31 @@ def test_start_anywhere_starts_on_the_lane_at_a_seeded_point_along_the_road():
         assert anywhere.reset(seed=seed)[1]["progress"] == info["progress"]  # seeded by the road
         starts.append(info["progress"])
     assert np.std(starts) > 100  # spread along the roads, not piled up at one point
+
+
+def test_start_bend_starts_60_to_120_m_before_the_roads_tightest_arc():
+    beginning, bend = make_env(), make_env(start="bend")
+    for seed in range(8):
+        beginning.reset(seed=seed)
+        _, info = bend.reset(seed=seed)
+        road = bend.unwrapped.road_map
+        arcs = {  # inner radius of every arc -> where it starts
+            min(road.network.get_lane((str(i), str(i + 1), j)).radius for j in range(road.lanes)):
+            road.segment_starts[i]
+            for i in range(len(road.segment_starts))
+            if hasattr(road.network.get_lane((str(i), str(i + 1), 0)), "radius")
+        }
+        tightest = arcs[min(arcs)]
+        assert road.sharpest_arc() == pytest.approx(tightest)
+        lead = tightest - info["progress"]
+        assert 60 - 1e-6 <= lead <= 120 + 1e-6 or (info["progress"] == 0 and lead < 120)
+        assert bend.unwrapped.vehicle.lane_index[2] == beginning.unwrapped.vehicle.lane_index[2]
+        assert info["lateral_offset"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_unknown_start_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="start must be one of"):
+        make_env(start="middle").reset(seed=0)
 
 
 def test_leaving_the_road_terminates():
