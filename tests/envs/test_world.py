@@ -131,8 +131,9 @@ def test_start_bend_starts_60_to_120_m_before_the_roads_tightest_arc():
         _, info = bend.reset(seed=seed)
         road = bend.unwrapped.road_map
         arcs = {  # inner radius of every arc -> where it starts
-            min(road.network.get_lane((str(i), str(i + 1), j)).radius for j in range(road.lanes)):
-            road.segment_starts[i]
+            min(
+                road.network.get_lane((str(i), str(i + 1), j)).radius for j in range(road.lanes)
+            ): road.segment_starts[i]
             for i in range(len(road.segment_starts))
             if hasattr(road.network.get_lane((str(i), str(i + 1), 0)), "radius")
         }
