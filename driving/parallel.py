@@ -63,11 +63,13 @@ def _main_not_reimported() -> Iterator[None]:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
-    """This process runs tasks beside the workers: one thread for OpenCV and torch meanwhile."""
+def _one_thread(torch_too: bool = True) -> Iterator[None]:
+    """This process runs tasks: one thread for OpenCV meanwhile (its idle threads spin: a
+    one-process collection used 1.7 cores for the speed of one), and for torch if `torch_too`
+    (beside workers; alone, batch-1 inference gains from a second thread)."""
     import cv2
 
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch") if torch_too else None
     before = cv2.getNumThreads(), torch.get_num_threads() if torch else None
     cv2.setNumThreads(1)
     if torch:
@@ -89,8 +91,9 @@ def run_parallel(
     `on_result` runs in this process as each task finishes, in completion order.
     """
     if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            on_result(fn(*task))
+        with _one_thread(torch_too=False):
+            for task in tasks:
+                on_result(fn(*task))
         return
     queue, pending = deque(tasks), set()
     ahead = 2 * (workers - 1)  # tasks queued for the workers: none idles while this one works

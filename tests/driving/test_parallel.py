@@ -81,3 +81,18 @@ def _alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat")  # a zombie (exited, not yet reaped) counts as gone
     return not (state.exists() and state.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_one_process_runs_its_tasks_with_one_opencv_thread():
+    import cv2
+
+    from driving.parallel import run_parallel
+
+    before, seen = cv2.getNumThreads(), []
+    cv2.setNumThreads(2)  # OpenCV's own default on a 2-core machine; its idle threads spin
+    try:
+        run_parallel(cv2.getNumThreads, [()] * 3, 1, seen.append)
+        assert seen == [1, 1, 1]
+        assert cv2.getNumThreads() == 2  # given back afterwards
+    finally:
+        cv2.setNumThreads(before)
