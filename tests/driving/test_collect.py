@@ -40,6 +40,18 @@ def test_start_anywhere_records_drives_from_points_along_the_road(tmp_path):
         assert episode.frames.std() > 10
 
 
+def test_start_bend_records_drives_that_take_the_roads_tightest_bend_early(tmp_path):
+    clean = NoiseConfig(0.0, 0.0, 0.0)  # labels then steer only as the road bends
+    collect(CollectConfig(out=tmp_path / "bend", episodes=2, start="bend", noise=clean))
+    collect(CollectConfig(out=tmp_path / "whole", episodes=2, noise=clean))
+    for bend, whole in zip(scan(tmp_path / "bend")[0], scan(tmp_path / "whole")[0], strict=True):
+        episode, full = read_episode(bend), read_episode(whole)
+        assert episode.meta["start"] == "bend" and episode.meta["outcome"]["reached_end"]
+        # The road's hardest steering (its tightest bend) comes within the first 140 steps.
+        hardest = np.abs(full.labels[:, 0]).max()
+        assert np.abs(episode.labels[:140, 0]).max() > 0.9 * hardest
+
+
 def test_rerun_completes_instead_of_duplicating(tmp_path):
     out = tmp_path / "data"
     collect(CollectConfig(out=out, episodes=2))
