@@ -65,7 +65,7 @@ def _main_not_reimported() -> Iterator[None]:
 @contextmanager
 def _one_thread(torch_too: bool = True) -> Iterator[None]:
     """This process runs tasks: one thread for OpenCV meanwhile (its idle threads spin: a
-    one-process collection used 1.7 cores for the speed of one), and for torch if `torch_too`
+    one-process collection used 1.5 to 1.7 cores for the speed of one), and for torch if `torch_too`
     (beside workers; alone, batch-1 inference gains from a second thread)."""
     import cv2
 

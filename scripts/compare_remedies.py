@@ -89,7 +89,7 @@ class CompareConfig:
     start: Literal["beginning", "anywhere", "bend"] = "beginning"
     """where each training road's drive starts (DAgger's roads: always the beginning):
     'anywhere' is a point drawn along the road, so its first steps are not the first straight;
-    'bend' is 60 to 120 m before the road's tightest arc, so every drive brakes into one"""
+    'bend' is 60 to 120 m before the road's tightest arc, so every drive takes one"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:
