@@ -1,6 +1,6 @@
 """Speed and scale of the world, camera, collection and dataset, measured side by side in one run.
 
-    python scripts/benchmark.py            # about 4 min on a 2-core CPU
+    python scripts/benchmark.py            # about 75 s on a 2-core CPU
     python scripts/benchmark.py --quick    # smoke test, about 15 s
     python scripts/benchmark.py --json logs/benchmark.json --figure docs/camera_vs_references.png
 

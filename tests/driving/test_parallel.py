@@ -103,30 +103,47 @@ def test_one_process_runs_its_tasks_with_one_opencv_thread():
         cv2.setNumThreads(before)
 
 
-FORK_AFTER_OPENCV = """
+CONVOLVE = """
+import torch
+
+def convolve():
+    return float(torch.conv2d(torch.ones(8, 3, 66, 200), torch.ones(24, 3, 5, 5)).sum())
+"""
+
+FORK_AFTER_THREADS = """
 import math, sys
-import cv2, numpy as np
+import cv2, numpy as np, torch
 from driving.parallel import _start_method, run_parallel
+from tasks import convolve
 
 if __name__ == "__main__":
     assert _start_method() == "fork", _start_method()
     for _ in range(6):
         cv2.setNumThreads(2)  # OpenCV's default here: a blur starts its pool's second thread
         cv2.GaussianBlur(np.zeros((1000, 1000, 4), np.uint8), (9, 9), 0)
-        roots = []
+        torch.set_num_threads(2)  # as after training: torch's own threads are alive
+        convolve()
+        roots, sums = [], []
         run_parallel(math.sqrt, [(4.0,)] * 4, 2, roots.append)
-        assert roots == [2.0] * 4, roots
+        run_parallel(convolve, [()] * 4, 2, sums.append)
+        assert roots == [2.0] * 4 and sums == [8 * 24 * 62 * 196 * 75.0] * 4, (roots, sums)
     print("done")
 """
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
-def test_forked_workers_do_not_hang_on_opencvs_thread_pool(tmp_path):
+def test_forked_workers_do_not_hang_on_opencv_or_torch_threads(tmp_path):
     # A child forked while OpenCV's pool thread lives hangs when it sets OpenCV's threads (as
     # every worker does): forking with the pool alive hung 2 of 3 times here.
-    (tmp_path / "main.py").write_text(FORK_AFTER_OPENCV)
+    (tmp_path / "tasks.py").write_text(CONVOLVE)
+    (tmp_path / "main.py").write_text(FORK_AFTER_THREADS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "main.py")], capture_output=True, text=True, timeout=120
+        [sys.executable, str(tmp_path / "main.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["done"]
