@@ -45,9 +45,15 @@ def _init_pool_worker() -> None:
 
 
 def _start_method() -> str:
-    """'fork' where it is safe: a forked worker is ready in 20 ms, a spawned one first imports
-    highway-env again (1.2 s, as long as 4 roads). Not on macOS (its system libraries are not
-    fork-safe) and not once this process has used CUDA (a forked child cannot)."""
+    """How workers start: $DRIVE_START_METHOD ('fork' or 'spawn') if set, else 'fork' where it
+    is safe: a forked worker is ready in 20 ms, a spawned one first imports highway-env again
+    (1.2 s, as long as 4 roads). Not on macOS (its system libraries are not fork-safe) and not
+    once this process has used CUDA (a forked child cannot)."""
+    chosen = os.environ.get("DRIVE_START_METHOD", "")
+    if chosen:
+        if chosen not in ("fork", "spawn"):
+            raise ValueError(f"DRIVE_START_METHOD must be 'fork' or 'spawn', got {chosen!r}")
+        return chosen
     torch = sys.modules.get("torch")
     cuda = torch is not None and torch.cuda.is_initialized()
     return "fork" if sys.platform == "linux" and not cuda else "spawn"

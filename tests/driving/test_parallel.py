@@ -13,11 +13,9 @@ SCRIPT = """
 import os, sys
 with open(sys.argv[1], "a") as log:  # one line each time this file is executed
     log.write(f"{__name__}\\n")
-import driving.parallel
 from driving.parallel import run_parallel
 
 if __name__ == "__main__":
-    driving.parallel._start_method = lambda: sys.argv[2]
     pids = []
     run_parallel(os.getpid, [()] * 4, 2, pids.append)
     assert len(pids) == 4 and os.getpid() in pids, pids  # this process works too
@@ -29,13 +27,28 @@ if __name__ == "__main__":
 def test_workers_do_not_rerun_the_main_script(tmp_path, method):
     script, log = tmp_path / "main.py", tmp_path / "runs.txt"
     script.write_text(SCRIPT)
+    env = {**os.environ, "DRIVE_START_METHOD": method}
     done = subprocess.run(
-        [sys.executable, str(script), str(log), method], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout) == 2  # this process and one worker (2 workers in all)
     # Spawned workers would execute the script again as __mp_main__: only the parent ran it.
     assert log.read_text().splitlines() == ["__main__"]
+
+
+def test_a_bad_start_method_is_refused_in_one_line(monkeypatch):
+    from driving.parallel import run_parallel
+
+    monkeypatch.setenv("DRIVE_START_METHOD", "thread")
+    with pytest.raises(
+        ValueError, match="DRIVE_START_METHOD must be 'fork' or 'spawn', got 'thread'"
+    ):
+        run_parallel(abs, [(-1,)] * 2, 2, print)
 
 
 TASKS = """
@@ -138,6 +151,7 @@ def test_forked_workers_do_not_hang_on_opencv_or_torch_threads(tmp_path):
     (tmp_path / "tasks.py").write_text(CONVOLVE)
     (tmp_path / "main.py").write_text(FORK_AFTER_THREADS)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    env.pop("DRIVE_START_METHOD", None)
     done = subprocess.run(
         [sys.executable, str(tmp_path / "main.py")],
         capture_output=True,
