@@ -22,6 +22,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -66,6 +67,10 @@ class DaggerConfig:
     """training seed (initial weights, sampling) and seed of the beta coin"""
     first_seed: int = 0
     """first training road; round r uses the next `episodes` roads after round r-1's"""
+    start: Literal["beginning", "anywhere", "bend"] = "beginning"
+    """where each training road's drive starts (as `drive collect --start`): its beginning, a
+    point drawn along it, or 60 to 120 m before its tightest arc; evaluation always starts at
+    the beginning"""
 
     def validate(self) -> None:
         for name in ("episodes", "workers", "samples"):
@@ -129,17 +134,19 @@ def record_episode(env, policy, expert: Expert, seed: int, max_steps: int = 0) -
 _worker: dict = {}
 
 
-def _record_one(out: Path, spec: str, seed: int, round_: int, beta: float, max_steps: int) -> int:
+def _record_one(
+    out: Path, spec: str, seed: int, round_: int, beta: float, max_steps: int, start: str
+) -> int:
     """Record and write one road (in a worker process); returns the frames saved."""
-    if _worker.get("spec") != spec:
+    if _worker.get("key") != (spec, start):
         net = None if spec == EXPERT else NetPolicy.from_checkpoint(spec)
         camera = CameraConfig() if net is None else CameraConfig(**net.camera)
-        env = make_env(SCENARIO, camera, terminate_off_road=False)
-        _worker.update(spec=spec, env=env, net=net, expert=Expert(env))
+        env = make_env(SCENARIO, camera, terminate_off_road=False, start=start)
+        _worker.update(key=(spec, start), env=env, net=net, expert=Expert(env))
     env, net, expert = _worker["env"], _worker["net"], _worker["expert"]
     policy = expert if net is None else MixedPolicy(net, expert, beta, seed)
     episode = record_episode(env, policy, expert, seed, max_steps)
-    episode.meta.update(driver="dagger", round=round_, beta=beta, policy=spec)
+    episode.meta.update(driver="dagger", round=round_, beta=beta, policy=spec, start=start)
     write_episode(out, episode)
     return len(episode.frames)
 
@@ -153,7 +160,7 @@ def _gather(cfg: DaggerConfig, round_: int, spec: str) -> None:
     beta = cfg.beta**round_
     bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), unit="road")
     bar.set_description(f"round {round_}: rollouts (beta {beta:.3g})")
-    jobs = [(data, spec, s, round_, beta, cfg.max_steps) for s in todo]
+    jobs = [(data, spec, s, round_, beta, cfg.max_steps, cfg.start) for s in todo]
     try:
         run_parallel(_record_one, jobs, cfg.workers, lambda _: bar.update(1))
     finally:

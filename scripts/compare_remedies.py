@@ -87,7 +87,7 @@ class CompareConfig:
     """choose the training roads so that every (lanes, starting lane) pair is as common as the
     others, from a pool of 4x as many roads (default: the first roads)"""
     start: Literal["beginning", "anywhere", "bend"] = "beginning"
-    """where each training road's drive starts (DAgger's roads: always the beginning):
+    """where each training road's drive starts (DAgger's rollouts too):
     'anywhere' is a point drawn along the road, so its first steps are not the first straight;
     'bend' is 60 to 120 m before the road's tightest arc, so every drive takes one"""
 
@@ -174,6 +174,7 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
                 eval_episodes=0,
                 workers=cfg.workers,
                 seed=seed,
+                start=cfg.start,
             )
         )
         last = run / f"round_{cfg.dagger_rounds}"

@@ -12,6 +12,7 @@ import pytest
 import torch
 from recording import Recording
 
+from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.dagger import DaggerConfig, MixedPolicy, dagger, record_episode
 from driving.dataset import read_episode, scan
 from driving.model import ModelConfig, PilotNet
@@ -107,3 +108,17 @@ def test_a_killed_dagger_run_resumes(tmp_path):
     assert [r["labelled_frames"] for r in rows] == [120, 240, 360]
     seeds = [read_episode(p).seed for p in scan(tmp_path / "data")[0]]
     assert sorted(seeds) == [0, 1, 2, 3, 4, 5]  # no road recorded twice
+
+
+@pytest.mark.slow
+def test_start_bend_rolls_out_from_before_each_roads_tightest_bend(tmp_path):
+    small = dict(out=tmp_path / "dagger", episodes=2, max_steps=140, samples=200, eval_episodes=0)
+    dagger(DaggerConfig(rounds=0, workers=1, start="bend", **small))
+    clean = NoiseConfig(0.0, 0.0, 0.0)  # the whole roads as round 0's expert drives them
+    collect(CollectConfig(out=tmp_path / "whole", episodes=2, noise=clean))
+    bends = sorted(map(read_episode, scan(tmp_path / "dagger" / "data")[0]), key=lambda e: e.seed)
+    wholes = sorted(map(read_episode, scan(tmp_path / "whole")[0]), key=lambda e: e.seed)
+    for bend, whole in zip(bends, wholes, strict=True):
+        assert bend.seed == whole.seed and bend.meta["start"] == "bend"
+        # The road's hardest steering (its tightest bend) comes within the 140 recorded steps.
+        assert np.abs(bend.labels[:, 0]).max() > 0.9 * np.abs(whole.labels[:, 0]).max()
