@@ -348,8 +348,8 @@ def checks(r: dict) -> list[tuple[str, str, str, bool]]:
 
 def main(cfg: BenchConfig) -> dict:
     init_worker()  # one thread for OpenCV and numpy: per-core numbers
-    # Workers: starting a process and importing highway-env takes 1 to 3 s, as much as collecting
-    # 4 to 8 roads; 48 roads keep it a small share of the measured speed-up.
+    # Workers: a forked worker starts in 20 ms, a spawned one (macOS) imports highway-env for
+    # 1 to 3 s, as long as 4 to 8 roads; 48 roads keep that a small share of the speed-up.
     sizes = Sizes(60, 300, 4, 2, 1) if cfg.quick else Sizes(300, 600, 48, 5, 3)
     load = os.getloadavg()[0]
     results: dict = {"quick": cfg.quick, "load_average_start": load, "cpus": os.cpu_count()}
