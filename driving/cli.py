@@ -30,6 +30,7 @@ from driving.collect import CollectConfig, NoiseConfig, collect
 from driving.dagger import DaggerConfig, dagger, format_rounds
 from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
 from driving.export import ExportConfig, export_onnx
+from driving.helptext import reflow_field_docs
 from driving.saliency import SaliencyConfig, format_shares, run_saliency
 from driving.view import ViewConfig, view
 from driving.watch import WatchConfig, watch
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `drive`; returns the exit code."""
     from driving.train import TrainConfig
 
+    reflow_field_docs()
     cfg = tyro.extras.subcommand_cli_from_dict(
         {
             "collect": CollectConfig,

@@ -27,6 +27,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from driving.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
 from driving.evaluate import evaluate  # noqa: E402
+from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.train import TrainConfig, train  # noqa: E402
 
 VARIANTS = {
@@ -122,4 +123,5 @@ def main(cfg: AblationConfig) -> None:
 
 
 if __name__ == "__main__":
+    reflow_field_docs()
     main(tyro.cli(AblationConfig))

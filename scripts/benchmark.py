@@ -40,6 +40,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from driving.collect import CollectConfig, collect  # noqa: E402
 from driving.dataset import load_split, read_episode, scan  # noqa: E402
+from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.parallel import init_worker  # noqa: E402
 from envs.camera import Camera, CameraConfig  # noqa: E402
 from envs.camera_reference import compare, reference_frame  # noqa: E402
@@ -383,4 +384,5 @@ def main(cfg: BenchConfig) -> dict:
 
 
 if __name__ == "__main__":
+    reflow_field_docs()
     main(tyro.cli(BenchConfig))

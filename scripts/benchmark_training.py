@@ -35,6 +35,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from driving.batches import curve_weights, epoch_order, to_device  # noqa: E402
 from driving.dataset import Episode, Frames, load_split, write_episode  # noqa: E402
+from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.model import ModelConfig, PilotNet  # noqa: E402
 from driving.policy import NetPolicy  # noqa: E402
 from driving.train import TrainState, mixed_precision, resolve_device, train_step  # noqa: E402
@@ -217,4 +218,5 @@ def main(cfg: BenchmarkConfig) -> None:
 
 
 if __name__ == "__main__":
+    reflow_field_docs()
     main(tyro.cli(BenchmarkConfig))

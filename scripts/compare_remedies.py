@@ -45,6 +45,7 @@ from driving.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
 from driving.dagger import DaggerConfig, dagger  # noqa: E402
 from driving.dataset import Episode, read_episode, scan, used_seeds, write_episode  # noqa: E402
 from driving.evaluate import evaluate  # noqa: E402
+from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.train import TrainConfig, train  # noqa: E402
 from driving.viewpoint import ViewpointConfig  # noqa: E402
 
@@ -282,4 +283,5 @@ def main(cfg: CompareConfig) -> None:
 
 
 if __name__ == "__main__":
+    reflow_field_docs()
     main(tyro.cli(CompareConfig))

@@ -32,6 +32,7 @@ import tyro
 
 from driving.checkpoint import load_checkpoint
 from driving.dataset import read_episode, scan
+from driving.helptext import reflow_field_docs
 
 
 @dataclass(frozen=True)
@@ -171,4 +172,5 @@ def main(cfg: FaultConfig) -> None:
 
 
 if __name__ == "__main__":
+    reflow_field_docs()
     main(tyro.cli(FaultConfig))

@@ -25,6 +25,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from driving.helptext import reflow_field_docs
 from driving.parallel import run_parallel
 from driving.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, traffic_episode_metrics
 from envs import eval_seeds
@@ -195,4 +196,5 @@ def main(cfg: TrafficExpertBenchmark) -> None:
 
 
 if __name__ == "__main__":
+    reflow_field_docs()
     main(tyro.cli(TrafficExpertBenchmark))

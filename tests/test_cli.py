@@ -134,6 +134,16 @@ def test_train_help_shows_the_frame_stacking_flags(capsys):
     assert "--frames INT" in out and "--frame-stride INT" in out
 
 
+def test_help_text_flows_instead_of_breaking_where_the_docstring_did(monkeypatch, capsys):
+    # The docstring of `collect --start` spans 3 source lines; on a wide terminal it is one line.
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit):
+        main(["collect", "--help"])
+    out = capsys.readouterr().out
+    assert "a point drawn along it, or 60 to 120 m before its sharpest arc (both seeded" in out
+    assert "short drives of many roads then cover bends, not first straights" in out
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
     out = tmp_path / "data"
