@@ -26,14 +26,14 @@ from typing import Annotated
 
 import tyro
 
-from driving.collect import CollectConfig, NoiseConfig, collect
-from driving.dagger import DaggerConfig, dagger, format_rounds
-from driving.evaluate import EvalConfig, evaluate, log_to_tensorboard
-from driving.export import ExportConfig, export_onnx
+from driving.record.collect import CollectConfig, NoiseConfig, collect
+from driving.tools.dagger import DaggerConfig, dagger, format_rounds
+from driving.rollout.evaluate import EvalConfig, evaluate, log_to_tensorboard
+from driving.tools.export import ExportConfig, export_onnx
 from driving.helptext import reflow_field_docs
-from driving.saliency import SaliencyConfig, format_shares, run_saliency
-from driving.view import ViewConfig, view
-from driving.watch import WatchConfig, watch
+from driving.tools.saliency import SaliencyConfig, format_shares, run_saliency
+from driving.tools.view import ViewConfig, view
+from driving.tools.watch import WatchConfig, watch
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
-    from driving.model import ModelConfig
-    from driving.train import TrainConfig, train
+    from driving.learn.model import ModelConfig
+    from driving.learn.train import TrainConfig, train
     from envs.world import scenario_config
 
     ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride).validate()  # before any work
@@ -118,7 +118,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `drive`; returns the exit code."""
-    from driving.train import TrainConfig
+    from driving.learn.train import TrainConfig
 
     reflow_field_docs()
     cfg = tyro.extras.subcommand_cli_from_dict(
@@ -146,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}"
             )
         elif isinstance(cfg, InfoConfig):
-            from driving.dataset import info
+            from driving.data import info
 
             print(info(cfg.path))
         elif isinstance(cfg, TrainConfig):
-            from driving.train import train
+            from driving.learn.train import train
 
             summary = train(cfg)
             print(json.dumps({k: str(v) for k, v in summary.items()}, indent=2))

@@ -25,10 +25,10 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
-from driving.evaluate import evaluate  # noqa: E402
+from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
+from driving.rollout.evaluate import evaluate  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
-from driving.train import TrainConfig, train  # noqa: E402
+from driving.learn.train import TrainConfig, train  # noqa: E402
 
 VARIANTS = {
     "baseline": {},

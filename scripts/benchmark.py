@@ -38,8 +38,8 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.collect import CollectConfig, collect  # noqa: E402
-from driving.dataset import load_split, read_episode, scan  # noqa: E402
+from driving.record.collect import CollectConfig, collect  # noqa: E402
+from driving.data import load_split, read_episode, scan  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.parallel import init_worker  # noqa: E402
 from envs.camera import Camera, CameraConfig  # noqa: E402

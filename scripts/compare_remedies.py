@@ -41,13 +41,13 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
-from driving.dagger import DaggerConfig, dagger  # noqa: E402
-from driving.dataset import Episode, read_episode, scan, used_seeds, write_episode  # noqa: E402
-from driving.evaluate import evaluate  # noqa: E402
+from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
+from driving.tools.dagger import DaggerConfig, dagger  # noqa: E402
+from driving.data import Episode, read_episode, scan, used_seeds, write_episode  # noqa: E402
+from driving.rollout.evaluate import evaluate  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
-from driving.train import TrainConfig, train  # noqa: E402
-from driving.viewpoint import ViewpointConfig  # noqa: E402
+from driving.learn.train import TrainConfig, train  # noqa: E402
+from driving.record.viewpoint import ViewpointConfig  # noqa: E402
 
 METHODS = ("plain", "dart", "viewpoint", "dagger", "viewpoint+dart")
 METRICS = ("success_rate", "autonomy", "mean_abs_lateral_offset")

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from driving.checkpoint import load_checkpoint
-from driving.dataset import read_episode, scan
+from driving.learn.checkpoint import load_checkpoint
+from driving.data import read_episode, scan
 from driving.helptext import reflow_field_docs
 
 

@@ -11,7 +11,7 @@ headway < 1 s = share of time; speed / target = mean speed over the mean of the 
 bend-aware target speed (what it would drive on an empty road); lane changes/km; peak steering
 rate [rad/s] (largest over all episodes, and over the steps of lane changes: the rest is
 the lane keeper meeting the curvature jumps where a straight meets an arc); driving score
-(CARLA style, see driving/traffic_metrics.py).
+(CARLA style, see driving/rollout/traffic_metrics.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from driving.helptext import reflow_field_docs
 from driving.parallel import run_parallel
-from driving.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, traffic_episode_metrics
+from driving.rollout.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, traffic_episode_metrics
 from envs import eval_seeds
 from envs.traffic import DENSITIES, TRAFFIC_ENVS
 from envs.traffic_expert import TrafficExpert

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from driving.cli import main
-from driving.dataset import scan
+from driving.data import scan
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "zero-byte"])
 def test_training_on_damaged_episodes_is_one_clear_error(damage, tmp_path, capsys):
-    from driving.collect import CollectConfig, collect
+    from driving.record.collect import CollectConfig, collect
 
     data = tmp_path / "data"
     collect(CollectConfig(out=data, episodes=1))

@@ -1,0 +1,1 @@
+"""Drawing: mp4 and PNG writing, the live window, overlays."""

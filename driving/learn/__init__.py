@@ -1,0 +1,1 @@
+"""Learning: PilotNet, checkpoints, the network policy, batches, the training loop, saliency."""

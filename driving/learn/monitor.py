@@ -1,0 +1,130 @@
+"""Validation during training: losses against a constant baseline, and a picture of predictions.
+
+losses = validation_losses(model, val_tensors, train_mean, batch_size=128)
+grid = prediction_grid(model, val_tensors)  # (16, H + 14, W, 3) uint8 for TensorBoard
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from driving.learn.batches import DeviceFrames
+from driving.learn.checkpoint import jsonable
+from driving.data import Frames
+from driving.learn.model import PilotNet
+
+CURVE_THRESHOLD = 0.05
+"""|steering| above which a frame counts as 'in a curve' for the logged shares."""
+
+
+@torch.inference_mode()
+def predict(model: PilotNet, data: DeviceFrames, idx: torch.Tensor, amp: torch.dtype | None):
+    """(B, 2) float32 predictions for the frames `idx` (indices on `data.index_device`)."""
+    image, speed, _ = data.batch(idx)
+    with torch.autocast(data.device.type, dtype=amp, enabled=amp is not None):
+        return model(image, speed).float()
+
+
+def validation_losses(
+    model: PilotNet,
+    data: DeviceFrames,
+    train_mean: np.ndarray,
+    batch_size: int,
+    amp: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Mean squared error per output on `data`, and that of predicting the training mean.
+
+    The constant-mean baseline shows whether the net learned anything beyond the average command.
+    """
+    model.eval()
+    squared = torch.zeros(2, device=data.device)
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)), device=data.index_device)
+        target = data.labels[idx].to(data.device)
+        squared += ((predict(model, data, idx, amp) - target) ** 2).sum(0)
+    mse = (squared / len(data)).cpu().numpy()
+    labels = data.labels.cpu().numpy()
+    baseline = ((labels - train_mean) ** 2).mean(0)
+    return {
+        "loss_steering": float(mse[0]),
+        "loss_throttle": float(mse[1]),
+        "loss": float(mse.sum()),
+        "baseline_loss_steering": float(baseline[0]),
+        "baseline_loss_throttle": float(baseline[1]),
+        "baseline_loss": float(baseline.sum()),
+    }
+
+
+def prediction_grid(
+    model: PilotNet, data: DeviceFrames, count: int = 16, amp: torch.dtype | None = None
+) -> np.ndarray:
+    """`count` frames spread over `data`, with true and predicted steering drawn under each."""
+    idx = np.unique(np.linspace(0, len(data) - 1, count).astype(int))
+    idx = torch.from_numpy(idx).to(data.index_device)
+    pred = predict(model, data, idx, amp).cpu().numpy()
+    frames, labels = data.images[idx].cpu().numpy(), data.labels[idx].cpu().numpy()
+    return draw_steering(frames, labels[:, 0], pred[:, 0])
+
+
+def draw_steering(frames: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Frames above a black strip showing true (green, upper) and predicted (red, lower) steering.
+
+    Each bar starts at the centre and reaches right for positive steering, left for negative, to
+    the edge at |steering| = 1. The strip is added below the frame so that nothing is hidden.
+
+    Returns:
+        (N, H + 14, W, 3) uint8 RGB images.
+    """
+    count, height, width = frames.shape[:3]
+    out = np.zeros((count, height + 14, width, 3), np.uint8)
+    out[:, :height] = frames
+    centre = width // 2
+    for image, t, p in zip(out, true, pred, strict=True):
+        for value, y, colour in ((t, height + 4, (0, 255, 0)), (p, height + 10, (255, 0, 0))):
+            end = int(round(centre + float(np.clip(value, -1, 1)) * (width // 2 - 1)))
+            cv2.line(image, (centre, y), (end, y), colour, 4)
+        cv2.line(image, (centre, height), (centre, height + 13), (255, 255, 255), 1)
+    return out
+
+
+def log_data(writer: SummaryWriter, config: dict, train_set: Frames, val_set: Frames, weights):
+    """Log the label histograms, the settings and the curve shares of the sampling `weights`."""
+    steering = train_set.labels[:, 0]
+    writer.add_histogram("data/steering", steering, 0)
+    writer.add_histogram("data/throttle", train_set.labels[:, 1], 0)
+    rows = "\n".join(f"| {k} | {v} |" for k, v in jsonable(config).items())
+    writer.add_text("hparams", "| setting | value |\n|---|---|\n" + rows, 0)
+    in_curve = np.abs(steering) > CURVE_THRESHOLD
+    before = float(in_curve.mean())
+    after = float(weights[in_curve].sum()) if weights is not None else before
+    writer.add_scalar("data/curve_share_before", before, 0)
+    writer.add_scalar("data/curve_share_after", after, 0)
+    print(
+        f"train {len(steering)} frames, val {len(val_set.labels)} frames; share with "
+        f"|steering| > {CURVE_THRESHOLD}: {before:.0%} in the data, {after:.0%} as sampled"
+    )
+
+
+def log_train(
+    writer: SummaryWriter | None,
+    step: int,
+    per_output: torch.Tensor,
+    lr: float,
+    samples_per_s: float,
+) -> float:
+    """Write the training scalars (if there is a writer: rank 0); return the total loss."""
+    steering, throttle = per_output.cpu().tolist()
+    scalars = {
+        "train/loss_steering": steering,
+        "train/loss_throttle": throttle,
+        "train/loss": steering + throttle,
+        "train/lr": lr,
+        "perf/samples_per_s": samples_per_s,
+    }
+    for tag, value in scalars.items():
+        if writer is not None:
+            writer.add_scalar(tag, value, step)
+    return steering + throttle

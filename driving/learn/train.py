@@ -1,0 +1,471 @@
+"""Train PilotNet on recorded demonstrations (behaviour cloning).
+
+A flat loop, readable top to bottom: load the episodes, over-sample curves, AdamW with a cosine
+learning rate, validate every epoch, keep `last.pt` and `best.pt`, log everything to TensorBoard,
+and optionally run the closed-loop evaluation at the end. The frames stay uint8 tensors where the
+model runs (`driving.learn.batches`); under `torchrun` the same command trains with DDP on several
+processes, GPUs or nodes (`driving.learn.distributed`).
+
+    drive train --data data/demos --run logs/run --epochs 10   # flags: TrainConfig's fields
+    torchrun --standalone --nproc_per_node 2 -m driving.cli -- train --data data/demos --run R
+    tensorboard --logdir logs
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from driving.learn import distributed
+from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
+from driving.learn.checkpoint import (
+    build_model,
+    jsonable,
+    load_checkpoint,
+    save_checkpoint,
+    stored_model_config,
+)
+from driving.data import Frames, load_split, read_episode, scan
+from driving.learn.distributed import Ranks
+from driving.learn.model import MAX_FRAMES, ModelConfig, PilotNet
+from driving.learn.monitor import draw_steering, log_data, log_train, prediction_grid, validation_losses
+
+__all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
+
+
+class TrainingError(ValueError):
+    """Bad training settings, or training that cannot go on."""
+
+
+@dataclass
+class TrainConfig:
+    """Train PilotNet on a dataset; checkpoints and TensorBoard logs go to --run."""
+
+    data: Path
+    """Folder of recorded episodes."""
+    run: Path = Path("logs/run")
+    """Folder for checkpoints, config.json and TensorBoard logs."""
+    epochs: int = 10
+    """Passes over the training set (an epoch draws as many frames as the set holds)."""
+    batch_size: int = 128
+    """Frames per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW (after warmup, then cosine decay)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    val_fraction: float = 0.1
+    """Share of roads held out for validation (the split is by road, never by frame)."""
+    seed: int = 0
+    """Seed of the split, the initial weights and the sampling order."""
+    device: str = "auto"
+    """'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'."""
+    curve_weighting: bool = True
+    """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
+    speed_input: bool = True
+    """Feed the current speed [m/s] to the network (needed to learn throttle)."""
+    frames: int = 1
+    """Camera frames the network sees per step: the current one and frames-1 earlier ones,
+    stacked on the channel axis (1 = one frame, as in the PilotNet paper; 2 or more lets it judge
+    how fast the car ahead comes closer). At most 8."""
+    frame_stride: int = 1
+    """Policy steps between two stacked frames (with --frames above 1; 1 = consecutive steps)."""
+    resume: bool = False
+    """Continue the run in --run from its last.pt up to --epochs (start it if there is none yet),
+    so re-running the same command after a kill picks up where it stopped."""
+    init: Path | None = None
+    """Start from the weights of this checkpoint instead of random ones (warm start, as DAgger's
+    rounds do); the optimizer starts afresh. Ignored when --resume finds a last.pt."""
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default)."""
+    eval_episodes: int = 0
+    """Closed-loop evaluation episodes with best.pt after training (0 = skip)."""
+    eval_workers: int = 2
+    """Processes for that evaluation."""
+    log_every: int = 50
+    """Log training losses every this many steps."""
+
+    def validate(self) -> TrainConfig:
+        """Check every setting once, before any work; return self.
+
+        Raises:
+            TrainingError: a bad value, with what to do about it.
+        """
+        self.data, self.run = Path(self.data), Path(self.run)
+        for name in ("epochs", "batch_size", "eval_workers", "log_every", "frames", "frame_stride"):
+            if getattr(self, name) < 1:
+                raise TrainingError(
+                    f"--{_flag(name)} must be at least 1, got {getattr(self, name)}"
+                )
+        for name in ("threads", "eval_episodes", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise TrainingError(
+                    f"--{_flag(name)} must not be negative, got {getattr(self, name)}"
+                )
+        if self.frames > MAX_FRAMES:
+            raise TrainingError(f"--frames must be at most {MAX_FRAMES}, got {self.frames}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainingError(f"--lr must be a positive number, got {self.lr}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        resolve_device(self.device)
+        if self.init is not None and not Path(self.init).is_file():
+            raise TrainingError(f"--init {self.init} is not a file; give a checkpoint (.pt)")
+        if not self.data.is_dir():
+            raise TrainingError(f"--data {self.data} is not a folder; record demonstrations first")
+        has_checkpoints = (self.run / "last.pt").exists() or (self.run / "best.pt").exists()
+        if has_checkpoints and not self.resume:
+            raise TrainingError(
+                f"--run {self.run} already holds checkpoints; pass --resume to continue it "
+                "or choose another --run"
+            )
+        return self
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")  # how tyro spells the field on the command line
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn 'auto' | 'cpu' | 'cuda' | 'cuda:N' into a device that exists here.
+
+    Raises:
+        TrainingError: unknown name, or CUDA asked for but not available.
+    """
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise TrainingError(f"--device {name!r} is unknown; use auto, cpu, cuda or cuda:N")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"--device {name}: no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    return device
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
+    """Learning rate: linear warmup, then cosine decay to base_lr / 10 at total_steps."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
+    """Fresh or resumed model and optimizer; returns (model, optimizer, step, epoch, best_val)."""
+    model_config = _model_config(cfg, train_set)
+    model, step, epoch, best_val, ckpt = PilotNet(model_config), 0, 0, None, None
+    last = cfg.run / "last.pt"
+    same_flags = "use the same --data, --speed-input, --frames and --frame-stride"
+    if cfg.resume and last.exists():
+        ckpt = load_checkpoint(last, device="cpu")
+        if stored_model_config(ckpt, source=last) != model_config:
+            raise TrainingError(
+                f"--resume: {last} was trained with {ckpt['model_config']} but the data and "
+                f"flags now give {asdict(model_config)}; {same_flags}"
+            )
+        model = build_model(ckpt, source=last)
+        step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
+    elif cfg.init is not None:
+        start = load_checkpoint(cfg.init, device="cpu")
+        if stored_model_config(start, source=cfg.init) != model_config:
+            raise TrainingError(
+                f"--init: {cfg.init} was trained with {start['model_config']} but the data and "
+                f"flags now give {asdict(model_config)}; {same_flags}"
+            )
+        model = build_model(start, source=cfg.init)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if ckpt is not None:
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError):
+            raise TrainingError(
+                f"--resume: the optimizer state in {cfg.run / 'last.pt'} does not fit; "
+                "start a new --run"
+            ) from None
+        if isinstance(rng := ckpt["extra"].get("rng_torch"), torch.Tensor):
+            torch.set_rng_state(rng)
+    return model, optimizer, step, epoch, best_val
+
+
+def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
+    """The network the settings and the data's frame size ask for."""
+    height, width = train_set.frames.shape[1:3]
+    return ModelConfig(
+        height=height,
+        width=width,
+        speed_input=cfg.speed_input,
+        frames=cfg.frames,
+        frame_stride=cfg.frame_stride,
+    )
+
+
+def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """bf16 autocast where the GPU has it, else fp16 with loss scaling; full fp32 on the CPU."""
+    if device.type != "cuda":
+        return None, torch.amp.GradScaler("cpu", enabled=False)
+    torch.backends.cudnn.benchmark = True  # the input size never changes
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def _recording(data: Path, train_set: Frames) -> dict:
+    """How the training frames were recorded, from the episode meta written by collection: the
+    camera settings, the scenario and (in traffic) the density setting.
+
+    Saved in every checkpoint so that evaluation renders exactly the view the net learned from,
+    in the world it learned to drive in.
+    """
+    height, width = train_set.frames.shape[1:3]
+    first = scan(data)[0][int(train_set.episode[0])]  # Frames.episode indexes scan's list
+    meta = read_episode(first).meta
+    camera = meta.get("camera")
+    return {
+        "camera": camera if isinstance(camera, dict) else {"height": height, "width": width},
+        "scenario": str(meta.get("scenario_name", "winding-road")),
+        "density": str(meta.get("density_setting", "default")),
+    }
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from step to step (and what a checkpoint saves)."""
+
+    model: PilotNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    writer: SummaryWriter | None  # rank 0 only
+    device: torch.device
+    amp: torch.dtype | None
+    step: int
+    epoch: int
+    best_val: float | None
+    recording: dict  # camera settings, scenario, density (see `_recording`)
+    last_val: dict | None = None
+    net: torch.nn.Module | None = None  # what trains: `model`, or its DDP wrapper
+    ranks: Ranks = Ranks()
+
+    def __post_init__(self) -> None:
+        self.net = self.model if self.net is None else self.net
+
+
+def _save(state: TrainState, cfg: TrainConfig, path: Path) -> None:
+    """Save a checkpoint, refusing weights that are no longer finite (never overwrite good ones)."""
+    if not all(torch.isfinite(p).all() for p in state.model.parameters()):
+        raise TrainingError(
+            f"weights became NaN/inf by step {state.step}; not saving {path.name}, the last good "
+            f"checkpoint is in {cfg.run} (try a lower --lr)"
+        )
+    save_checkpoint(
+        path,
+        model=state.model,
+        model_config=state.model.config,
+        optimizer=state.optimizer,
+        step=state.step,
+        epoch=state.epoch,
+        best_val=state.best_val,
+        config=asdict(cfg),
+        extra={"rng_torch": torch.get_rng_state(), "val": state.last_val, **state.recording},
+    )
+
+
+def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, train_mean) -> None:
+    """Validate, log, and save last.pt (and best.pt when validation improved); rank 0 only."""
+    improved = True  # without a validation set, best = last
+    if len(val_set):
+        val = validation_losses(state.model, val_set, train_mean, cfg.batch_size, state.amp)
+        for name, value in val.items():
+            state.writer.add_scalar(f"val/{name}", value, state.step)
+        improved = state.best_val is None or val["loss"] < state.best_val
+        state.best_val = val["loss"] if improved else state.best_val
+        state.last_val = val
+        grid = prediction_grid(state.model, val_set, amp=state.amp)
+        state.writer.add_images("val/predictions", grid, state.step, dataformats="NHWC")
+        tqdm.write(
+            f"epoch {state.epoch}/{cfg.epochs} step {state.step}: val loss {val['loss']:.4f} "
+            f"(constant {val['baseline_loss']:.4f})" + (" new best" if improved else "")
+        )
+    _save(state, cfg, cfg.run / "last.pt")
+    if improved:
+        _save(state, cfg, cfg.run / "best.pt")
+    state.writer.flush()
+
+
+def train_step(
+    state: TrainState, batch: tuple[torch.Tensor, ...], count: int, lr: float, run: Path
+) -> torch.Tensor:
+    """One optimizer step; returns the per-output MSE [steering, throttle] of the global batch.
+
+    Args:
+        state: the model, optimizer and where this process sits among the ranks.
+        batch: (image, speed, label) of this rank's share of the global batch.
+        count: frames in the global batch (all ranks together).
+        lr: learning rate of this step.
+        run: the run folder, named in the error message.
+
+    Raises:
+        TrainingError: the loss is NaN or infinite; the step is not taken, so the weights in
+            memory and the checkpoints on disk stay finite.
+    """
+    image, speed, target = batch
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
+        pred = state.net(image, speed)
+    squared = ((pred.float() - target) ** 2).sum(0)  # (2,) this rank's share [steering, throttle]
+    per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
+    if not torch.isfinite(per_output).all():
+        last = run / "last.pt" if (run / "last.pt").exists() else "none yet"
+        raise TrainingError(
+            f"loss became {per_output.sum().item()} at step {state.step}; last good checkpoint: "
+            f"{last} (try a lower --lr)"
+        )
+    # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean.
+    loss = squared.sum() * (state.ranks.world_size / count)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    return per_output
+
+
+def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights, train_mean):
+    """The training loop proper; returns (samples seen, seconds spent on training steps)."""
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = max(1, min(500, total_steps // 20))
+    seen, train_time = 0, 0.0
+    for epoch in range(state.epoch, cfg.epochs):
+        state.model.train()
+        order = epoch_order(len(train_set), weights, cfg.seed, epoch, train_set.index_device)
+        quiet = {} if state.ranks.is_main else {"disable": True}  # one bar, rank 0's
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, **quiet
+        )
+        tick, tick_seen = time.perf_counter(), seen
+        for i in bar:
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch
+            batch = train_set.batch(distributed.shard(idx, state.ranks))
+            lr = lr_at(state.step, total_steps, cfg.lr, warmup)
+            per_output = train_step(state, batch, len(idx), lr, cfg.run)
+            state.step += 1
+            seen += len(idx)
+            is_log_step = state.step % cfg.log_every == 0 or i == steps_per_epoch - 1
+            if is_log_step:
+                now = time.perf_counter()
+                rate = (seen - tick_seen) / (now - tick)
+                train_time, tick, tick_seen = train_time + now - tick, now, seen
+                loss = log_train(state.writer, state.step, per_output, lr, rate)
+                bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{rate:.0f}")
+        state.epoch = epoch + 1
+        if state.ranks.is_main:
+            _end_of_epoch(state, cfg, val_set, train_mean)
+    return seen, train_time
+
+
+def _start(cfg: TrainConfig) -> tuple[Ranks, torch.device]:
+    """Check the settings, join the other ranks (under torchrun), seed everything."""
+    cfg.validate()
+    ranks = distributed.ranks_from_env()
+    device = distributed.setup(ranks, resolve_device(cfg.device), cfg.batch_size)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return ranks, device
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train PilotNet as `cfg` says; returns a summary (on every rank under torchrun).
+
+    Returns:
+        {"best_val", "last_val", "steps", "epochs", "samples_per_s", "last", "best", "run",
+        "eval"}; "eval" holds the evaluation's overall metrics (None unless eval_episodes > 0).
+        "best_val" and "last_val" are known on rank 0 only.
+
+    Raises:
+        TrainingError: bad settings, an unusable dataset, or a NaN loss.
+        KeyboardInterrupt: after saving last.pt, so that the run can be resumed.
+    """
+    ranks, device = _start(cfg)
+    train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    if len(train_set.labels) == 0:
+        raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
+    model, optimizer, step, epoch, best_val = _build(cfg, train_set, device)
+    amp, scaler = mixed_precision(device)
+    writer = None
+    if ranks.is_main:
+        cfg.run.mkdir(parents=True, exist_ok=True)
+        (cfg.run / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2) + "\n")
+        writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
+    recording = _recording(cfg.data, train_set)
+    state = TrainState(
+        model, optimizer, scaler, writer, device, amp, step, epoch, best_val, recording
+    )
+    state.net, state.ranks = distributed.wrap(model, ranks, device), ranks
+    weights = curve_weights(train_set.labels[:, 0]) if cfg.curve_weighting else None
+    try:
+        if writer is not None:
+            log_data(writer, asdict(cfg), train_set, val_set, weights)
+        train_mean = train_set.labels.mean(0)
+        stack = {"stack": cfg.frames, "stride": cfg.frame_stride}
+        tensors = to_device(train_set, device, verbose=ranks.is_main, **stack)
+        val_tensors = to_device(val_set, device, verbose=False, **stack)
+        seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
+        distributed.finish(ranks)
+        evaluation = None
+        if cfg.eval_episodes > 0 and writer is not None:
+            evaluation = _evaluate(cfg, writer, state.step)
+    except KeyboardInterrupt:
+        if ranks.is_main:
+            _save(state, cfg, cfg.run / "last.pt")
+        raise KeyboardInterrupt(
+            f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'}: "
+            "re-run with --resume to continue"
+        ) from None
+    finally:
+        if writer is not None:
+            writer.close()
+    return {
+        "best_val": state.best_val,
+        "last_val": state.last_val,
+        "steps": state.step,
+        "epochs": state.epoch,
+        "samples_per_s": seen / train_time if train_time > 0 else 0.0,
+        "last": str(cfg.run / "last.pt"),
+        "best": str(cfg.run / "best.pt"),
+        "run": str(cfg.run),
+        "eval": evaluation,
+    }
+
+
+def _evaluate(cfg: TrainConfig, writer: SummaryWriter, step: int) -> dict:
+    """Closed-loop evaluation of best.pt; numeric overall metrics go to TensorBoard as eval/*."""
+    from driving.rollout.evaluate import evaluate, log_to_tensorboard  # keeps training importable alone
+
+    result = evaluate(
+        str(cfg.run / "best.pt"),
+        episodes=cfg.eval_episodes,
+        out=cfg.run / "eval",
+        workers=cfg.eval_workers,
+        video=1,
+    )
+    log_to_tensorboard(writer, result, step)
+    overall = result["overall"]
+    return overall

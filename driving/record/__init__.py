@@ -1,0 +1,1 @@
+"""Recording demonstrations: the expert with DART noise, shifted views, keyboard driving."""

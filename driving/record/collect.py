@@ -1,0 +1,324 @@
+"""Collect expert demonstrations: camera frames labelled with the expert's [steering, throttle].
+
+    drive collect --out data/demo --episodes 60 --workers 2
+
+Noise injection (DART, Laskey et al. 2017): the executed action is the expert's plus temporally
+correlated noise, so the car really drifts off the lane centre; the stored label is always the
+expert's clean action for the state the car is in, so the data teaches recoveries.
+
+The command is idempotent: `--episodes N` asks for the seeds `first_seed .. first_seed + N - 1`,
+and seeds already in the dataset are skipped. Re-running after a kill completes the set; asking
+for more episodes extends it; nothing is overwritten.
+
+Scale: `--workers N` collects N roads at a time in N processes; `--shard i/N` takes only the
+seeds of the range whose position in it is i modulo N, so N machines given the same command with
+shards 0/N .. N-1/N collect disjoint roads that together cover the range, into one shared folder
+or into folders merged afterwards (each episode records the host and process that drove it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from driving.data import VIEWPOINT_DRIVER, Episode, prepare_folder, used_seeds, write_episode
+from driving.parallel import run_parallel
+from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
+from envs import train_seeds
+from envs.camera import CameraConfig
+from envs.expert import Expert
+from envs.world import SCENARIO, TRAFFIC_SCENARIOS, make_env, make_expert, scenario_config
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Temporally correlated (AR(1)) noise added to the executed action, never to the label."""
+
+    steering: float = 0.07
+    """std of the steering noise (action units; 0.07 drifts the car up to ~1 m off centre)"""
+    throttle: float = 0.15
+    """standard deviation of the throttle noise (action units)"""
+    correlation: float = 0.9
+    """AR(1) coefficient per step: 0 = white noise, 0.9 = about 1 s memory at 10 Hz"""
+
+    def validate(self) -> None:
+        if self.steering < 0 or self.throttle < 0:
+            raise ValueError(
+                f"noise must be >= 0, got steering={self.steering}, throttle={self.throttle}"
+            )
+        if not 0 <= self.correlation < 1:
+            raise ValueError(f"noise correlation must be in [0, 1), got {self.correlation}")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Record expert demonstrations into a dataset folder."""
+
+    out: Path
+    """dataset folder (created if missing; an existing dataset is extended, never overwritten)"""
+    episodes: int = 60
+    """number of roads: the seeds first_seed .. first_seed + episodes - 1"""
+    first_seed: int = 0
+    """first road seed (training seeds are below 1,000,000; evaluation roads are never used)"""
+    workers: int = 1
+    """processes collecting in parallel"""
+    shard: str = "0/1"
+    """'i/N': only the seeds whose position in the range is i modulo N (one machine of N)"""
+    scenario: str = SCENARIO
+    """'winding-road', 'winding-traffic', 'highway-traffic' (other cars; the traffic expert
+    drives) or a highway-env scenario id such as 'highway-v0'"""
+    density: str = "default"
+    """traffic density of the traffic scenarios: light, default, dense or vehicles/km/lane"""
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """DART noise on the executed action (set both to 0 for clean demonstrations)"""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """camera settings"""
+    viewpoint: ViewpointConfig = field(default_factory=ViewpointConfig)
+    """extra views from a camera shifted sideways and rotated, labelled to steer back (PilotNet)"""
+    start: Literal["beginning", "anywhere", "bend"] = "beginning"
+    """where each road's drive starts: its beginning, a point drawn along it, or 60 to 120 m
+    before its sharpest arc (both seeded by the road; winding-road only): short drives of many
+    roads then cover bends, not first straights"""
+    driver: Literal["expert", "keyboard"] = "expert"
+    """who drives: the expert, or you ('keyboard': arrow keys or gamepad, in a window, at 10 Hz)"""
+
+    def validate(self) -> list[int]:
+        """Check the settings once; return the seeds to collect."""
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        index, count = parse_shard(self.shard)
+        scenario_config(self.scenario, self.density)
+        self.noise.validate()
+        self.camera.validate()
+        self.viewpoint.validate()
+        if self.start != "beginning" and self.scenario != SCENARIO:
+            raise ValueError(f"--start {self.start} is for {SCENARIO!r}, not {self.scenario!r}")
+        if self.driver == "keyboard" and self.viewpoint.views > 0:
+            raise ValueError(
+                "--viewpoint.views needs the expert to label the shifted views; "
+                "use it with --driver expert"
+            )
+        return train_seeds(self.first_seed, self.episodes)[index::count]
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """'i/N' -> (i, N) with 0 <= i < N; ValueError with one line otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+    if match is None or not 0 <= int(match[1]) < int(match[2]):
+        raise ValueError(f"--shard must be 'i/N' with 0 <= i < N (e.g. 0/4), got {shard!r}")
+    return int(match[1]), int(match[2])
+
+
+class CorrelatedNoise:
+    """AR(1) noise with stationary standard deviation `scale`, per action component."""
+
+    _BLOCK = 256  # innovations drawn at once: the same stream as one draw per step, cheaper
+
+    def __init__(self, cfg: NoiseConfig, seed: int) -> None:
+        self.scale = np.array([cfg.steering, cfg.throttle])
+        self.rho = cfg.correlation
+        self.rng = np.random.default_rng(seed)
+        self.value = self.rng.normal(0, 1, 2) * self.scale
+        self._innovations = np.empty((0, 2))
+        self._next = 0
+
+    def sample(self) -> np.ndarray:
+        if self._next == len(self._innovations):
+            block = self.rng.normal(0, 1, (self._BLOCK, 2))
+            self._innovations, self._next = block * self.scale * np.sqrt(1 - self.rho**2), 0
+        self.value = self.rho * self.value + self._innovations[self._next]
+        self._next += 1
+        return self.value
+
+
+_COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
+
+
+def _append(rows: dict[str, list], *values) -> None:
+    """Add one step's values, in `_COLUMNS` order."""
+    for name, value in zip(_COLUMNS, values, strict=True):
+        rows[name].append(value)
+
+
+def _episode(rows: dict[str, list], seed: int, meta: dict) -> Episode:
+    """An Episode from per-step rows (lists named as the Episode's arrays)."""
+    arrays = {
+        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
+    }
+    return Episode(seed=seed, meta=meta, **arrays)
+
+
+def run_expert_episode(
+    env,
+    expert: Expert,
+    seed: int,
+    noise: NoiseConfig,
+    viewpoint: ViewpointConfig = ViewpointConfig(),
+) -> tuple[Episode, Episode | None]:
+    """Drive one road with the (noisy) expert; every frame is labelled with its clean action.
+
+    Returns:
+        (the driven episode, the shifted views rendered along it or None when
+        `viewpoint.views` is 0; see `driving.record.viewpoint`).
+    """
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    perturb = CorrelatedNoise(noise, seed)
+    views = ViewSampler(viewpoint, seed)
+    rows: dict[str, list] = {k: [] for k in _COLUMNS}
+    shifted: dict[str, list] = {k: [] for k in _COLUMNS}
+    done = False
+    while not done:
+        label = expert.act(obs)
+        action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
+        row = (obs["image"], label, action, info["speed"])
+        _append(rows, *row, info["lateral_offset"], info["heading_error"])
+        for lateral_m, yaw_rad in views.shifts():
+            view = render_shifted(env, expert, lateral_m, yaw_rad)
+            row = (view["frame"], view["label"], view["label"], info["speed"])  # nothing executed
+            _append(shifted, *row, view["lateral_offset"], view["heading_error"])
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    meta = {
+        "driver": "expert",
+        "scenario": env.unwrapped.__class__.__name__,
+        "camera": asdict(env.camera_config),
+        "noise": asdict(noise),
+        "collector": {"host": socket.gethostname(), "pid": os.getpid()},
+        **({"density": info["density"]} if "density" in info else {}),
+        "outcome": {
+            "on_road": info["on_road"],
+            "crashed": info["crashed"],
+            "reached_end": bool(info.get("reached_end", False)),
+        },
+    }
+    driven = _episode(rows, seed, meta)
+    if not shifted["frames"]:
+        return driven, None
+    view_meta = {**meta, "driver": VIEWPOINT_DRIVER, "viewpoint": asdict(viewpoint)}
+    return driven, _episode(shifted, seed, view_meta)
+
+
+def scenario_meta(cfg: CollectConfig) -> dict:
+    """Episode meta naming the world it was recorded in and where drives started (training copies
+    the world into checkpoints)."""
+    if cfg.scenario in TRAFFIC_SCENARIOS:
+        return {"scenario_name": cfg.scenario, "density_setting": cfg.density, "start": cfg.start}
+    return {"scenario_name": cfg.scenario, "start": cfg.start}
+
+
+def world_config(cfg: CollectConfig) -> dict:
+    """`make_env` config entries of a collection: traffic density, where drives start."""
+    config = scenario_config(cfg.scenario, cfg.density)
+    return {**config, "start": cfg.start} if cfg.start != "beginning" else config
+
+
+_worker_state: dict = {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_seed(root: Path, seed: int) -> bool:
+    """Reserve `seed` for this process, so that collections running side by side into one folder
+    never record the same road twice. False if it is saved already or a live process holds it;
+    a claim left by a killed process is taken over."""
+    claims = root / ".claims"
+    claims.mkdir(exist_ok=True)
+    with open(claims / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        if seed in used_seeds(root):
+            return False
+        path = claims / str(seed)
+        try:
+            holder = int(path.read_text())
+        except (OSError, ValueError):
+            holder = None
+        if holder not in (None, os.getpid()) and _alive(holder):
+            return False
+        path.write_text(str(os.getpid()))
+        return True
+
+
+def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
+    """Collect and write one episode (in a worker process); returns (seed, frames saved)."""
+    if not claim_seed(cfg.out, seed):
+        return seed, 0
+    try:
+        key = (cfg.scenario, cfg.density, cfg.camera, cfg.start)  # one env per process
+        if _worker_state.get("key") != key:
+            env = make_env(cfg.scenario, cfg.camera, **world_config(cfg))
+            _worker_state.update(key=key, env=env, expert=make_expert(env))
+        episode, views = run_expert_episode(
+            _worker_state["env"], _worker_state["expert"], seed, cfg.noise, cfg.viewpoint
+        )
+        for part in (episode, views) if views is not None else (episode,):
+            part.meta.update(scenario_meta(cfg))
+            write_episode(cfg.out, part)
+    finally:
+        (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)
+    return seed, len(episode.frames)
+
+
+def collect(cfg: CollectConfig) -> dict:
+    """Collect the missing episodes of `cfg`; returns a summary."""
+    if cfg.driver == "keyboard":
+        from driving.record.keyboard import collect_keyboard
+
+        return collect_keyboard(cfg)
+    wanted = cfg.validate()
+    make_env(cfg.scenario, cfg.camera).close()  # fail fast on a bad scenario name
+    prepare_folder(cfg.out)  # fail fast on a folder that is not a dataset or not writable
+    have = used_seeds(cfg.out)
+    todo = [s for s in wanted if s not in have]
+    if len(todo) < len(wanted):
+        print(
+            f"{len(wanted) - len(todo)} of {len(wanted)} episodes already in {cfg.out}; "
+            f"collecting the other {len(todo)}"
+        )
+    frames, saved, start = 0, 0, time.perf_counter()
+    bar = tqdm(total=len(todo), unit="episode", desc="collect")
+
+    def finished(result: tuple[int, int]) -> None:
+        nonlocal frames, saved
+        frames, saved = frames + result[1], saved + (result[1] > 0)
+        bar.update(1)
+        bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}")
+
+    try:
+        run_parallel(_collect_one, [(cfg, seed) for seed in todo], cfg.workers, finished)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {saved} new episodes saved in {cfg.out} "
+            f"({len(wanted) - len(todo) + saved} of {len(wanted)}); "
+            "re-run the same command to finish"
+        ) from None
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {
+        "episodes": saved,
+        "left_to_others": len(todo) - saved,  # seeds another process was collecting
+        "frames": frames,
+        "seconds": seconds,
+        "frames_per_s": frames / max(seconds, 1e-9),
+        "out": str(cfg.out),
+    }

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation: the intervention loop, metrics, breakdown, clips, reports."""

@@ -1,0 +1,1 @@
+"""Command verbs built on the stages: watch, view, saliency, export, DAgger."""

@@ -1,0 +1,255 @@
+"""DAgger (Ross, Gordon and Bagnell 2011): let the policy drive, label what it sees with the expert.
+
+    drive dagger --out logs/dagger --rounds 4 --episodes 4
+
+Round 0 records the expert's own driving. Each later round r rolls out the policy trained in the
+round before on new training roads, executing the expert's action instead of the policy's with
+probability beta**r; the expert, as a safety driver, also takes over after an intervention (as in
+evaluation), so an episode never ends in a ditch. Every visited frame is labelled with the
+expert's action and added to the dataset (same format and writer as `drive collect`, driver
+"dagger"); PilotNet is then retrained on everything gathered so far (warm-started from the last
+round's weights) and evaluated on held-out roads. Each round's closed-loop metrics go to
+TensorBoard (`OUT/summary`, tags dagger/*) and to the table `OUT/dagger.md`.
+
+Every stage is idempotent: roads already recorded are skipped, training resumes from `last.pt`,
+evaluation reuses finished roads. Re-running the same command after a kill continues the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from driving.data import Episode, count_frames, prepare_folder, used_seeds, write_episode
+from driving.rollout.evaluate import EXPERT, drive, evaluate
+from driving.parallel import run_parallel
+from driving.learn.policy import NetPolicy, observe
+from envs import train_seeds
+from envs.camera import CameraConfig
+from envs.expert import Expert
+from envs.world import SCENARIO, make_env
+
+TABLE_KEYS = ("success_rate", "autonomy", "interventions_per_km", "mean_abs_lateral_offset")
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """Run DAgger rounds: roll out, label with the expert, aggregate, retrain, evaluate."""
+
+    out: Path = Path("logs/dagger")
+    """run folder: data/ (all labelled episodes), round_<r>/ (checkpoints, eval/), dagger.md"""
+    rounds: int = 4
+    """rounds after round 0 (the expert's own demonstrations)"""
+    episodes: int = 4
+    """roads recorded per round, round 0 included"""
+    max_steps: int = 0
+    """steps recorded per road at most (0 = the whole road): sets the labelled-frame budget"""
+    beta: float = 0.5
+    """round r executes the expert's action with probability beta**r (round 0: always)"""
+    samples: int = 60_000
+    """training samples drawn per round (epochs = samples / frames gathered so far)"""
+    warm_start: bool = True
+    """start each round's training from the previous round's weights"""
+    val_fraction: float = 0.0
+    """share of roads held out for validation (0: every labelled frame trains; best = last)"""
+    eval_episodes: int = 50
+    """held-out roads each round's policy is evaluated on"""
+    workers: int = 2
+    """processes for rollouts and evaluation"""
+    seed: int = 0
+    """training seed (initial weights, sampling) and seed of the beta coin"""
+    first_seed: int = 0
+    """first training road; round r uses the next `episodes` roads after round r-1's"""
+    start: Literal["beginning", "anywhere", "bend"] = "beginning"
+    """where each training road's drive starts (as `drive collect --start`): its beginning, a
+    point drawn along it, or 60 to 120 m before its tightest arc; evaluation always starts at
+    the beginning"""
+
+    def validate(self) -> None:
+        for name in ("episodes", "workers", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("rounds", "max_steps", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if not 0 <= self.beta <= 1:
+            raise ValueError(f"--beta must be in [0, 1], got {self.beta}")
+        train_seeds(self.first_seed, self.episodes * (self.rounds + 1))  # refuses held-out roads
+
+
+class MixedPolicy:
+    """Executes the expert's action with probability beta, the policy's otherwise (per step)."""
+
+    def __init__(self, policy, expert: Expert, beta: float, seed: int) -> None:
+        self.policy, self.expert, self.beta = policy, expert, beta
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def observe(self, obs: dict) -> None:
+        observe(self.policy, obs)
+
+    def act(self, obs: dict) -> np.ndarray:
+        if self.rng.random() < self.beta:
+            observe(self.policy, obs)  # a net stacking frames needs this one later
+            return self.expert.act(obs)
+        return self.policy.act(obs)
+
+
+def record_episode(env, policy, expert: Expert, seed: int, max_steps: int = 0) -> Episode:
+    """Drive one road with `policy` (the expert taking over after interventions) and label every
+    visited frame with the expert's action; `max_steps` > 0 stops early."""
+    names = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
+    rows: dict[str, list] = {k: [] for k in names}
+    interventions = 0
+    for count, step in enumerate(drive(env, policy, expert, seed), start=1):
+        rows["frames"].append(step.obs["image"])
+        rows["labels"].append(step.expert_action)
+        rows["actions"].append(step.action)
+        for key in ("speed", "lateral_offset", "heading_error"):
+            rows[key].append(step.state[key])
+        interventions += step.intervention
+        if count == max_steps:
+            break
+    arrays = {
+        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
+    }
+    meta = {
+        "scenario": env.unwrapped.__class__.__name__,
+        "scenario_name": SCENARIO,
+        "camera": asdict(env.camera_config),
+        "interventions": interventions,
+    }
+    return Episode(seed=seed, meta=meta, **arrays)
+
+
+_worker: dict = {}
+
+
+def _record_one(
+    out: Path, spec: str, seed: int, round_: int, beta: float, max_steps: int, start: str
+) -> int:
+    """Record and write one road (in a worker process); returns the frames saved."""
+    if _worker.get("key") != (spec, start):
+        net = None if spec == EXPERT else NetPolicy.from_checkpoint(spec)
+        camera = CameraConfig() if net is None else CameraConfig(**net.camera)
+        env = make_env(SCENARIO, camera, terminate_off_road=False, start=start)
+        _worker.update(key=(spec, start), env=env, net=net, expert=Expert(env))
+    env, net, expert = _worker["env"], _worker["net"], _worker["expert"]
+    policy = expert if net is None else MixedPolicy(net, expert, beta, seed)
+    episode = record_episode(env, policy, expert, seed, max_steps)
+    episode.meta.update(driver="dagger", round=round_, beta=beta, policy=spec, start=start)
+    write_episode(out, episode)
+    return len(episode.frames)
+
+
+def _gather(cfg: DaggerConfig, round_: int, spec: str) -> None:
+    """Record this round's roads that the dataset does not hold yet."""
+    data = cfg.out / "data"
+    prepare_folder(data)
+    seeds = train_seeds(cfg.first_seed + round_ * cfg.episodes, cfg.episodes)
+    todo = [s for s in seeds if s not in used_seeds(data)]
+    beta = cfg.beta**round_
+    bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), unit="road")
+    bar.set_description(f"round {round_}: rollouts (beta {beta:.3g})")
+    jobs = [(data, spec, s, round_, beta, cfg.max_steps, cfg.start) for s in todo]
+    try:
+        run_parallel(_record_one, jobs, cfg.workers, lambda _: bar.update(1))
+    finally:
+        bar.close()
+
+
+def _write_json(path: Path, payload) -> None:
+    """Write JSON atomically: a kill leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def run_round(cfg: DaggerConfig, round_: int) -> dict:
+    """One DAgger round, each stage skipped or resumed when already done; returns its table row."""
+    from driving.learn.train import TrainConfig, train
+
+    run = cfg.out / f"round_{round_}"
+    previous = cfg.out / f"round_{round_ - 1}" / "best.pt"
+    gathered = run / "gathered.json"  # the round's data is complete: its frame count
+    if not gathered.exists():
+        _gather(cfg, round_, EXPERT if round_ == 0 else str(previous))
+        run.mkdir(parents=True, exist_ok=True)
+        _write_json(gathered, {"labelled_frames": count_frames(cfg.out / "data")})
+    frames = json.loads(gathered.read_text())["labelled_frames"]
+    init = previous if cfg.warm_start and round_ > 0 else None
+    summary = train(
+        TrainConfig(
+            data=cfg.out / "data",
+            run=run,
+            epochs=max(1, math.ceil(cfg.samples / frames)),
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            resume=True,
+            init=init,
+        )
+    )
+    row = {"round": round_, "beta": cfg.beta**round_, "labelled_frames": frames}
+    if cfg.eval_episodes:
+        report = evaluate(
+            summary["best"],
+            cfg.eval_episodes,
+            run / "eval",
+            cfg.workers,
+            video=1,
+            compare_expert=False,
+        )
+        row.update({k: report["overall"][k] for k in TABLE_KEYS})
+    return row
+
+
+def format_rounds(rows: list[dict]) -> str:
+    """Markdown table of the rounds."""
+    lines = [
+        "| round | beta | labelled frames | success | autonomy | interventions / km | "
+        "mean abs lateral offset |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        metrics = (
+            "{success_rate:.1%} | {autonomy:.2f} % | {interventions_per_km:.3f} | "
+            "{mean_abs_lateral_offset:.3f} m".format(**row)
+            if "success_rate" in row
+            else "- | - | - | -"
+        )
+        head = f"| {row['round']} | {row['beta']:.3g} | {row['labelled_frames']} |"
+        lines.append(f"{head} {metrics} |")
+    return "\n".join(lines)
+
+
+def dagger(cfg: DaggerConfig) -> list[dict]:
+    """All rounds of `cfg`; returns the table rows (also in OUT/dagger.md and OUT/dagger.json)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    cfg.validate()
+    rows = []
+    try:
+        for round_ in range(cfg.rounds + 1):
+            rows.append(run_round(cfg, round_))
+            with SummaryWriter(str(cfg.out / "summary")) as writer:
+                for key in ("labelled_frames", *TABLE_KEYS):
+                    if key in rows[-1]:
+                        writer.add_scalar(f"dagger/{key}", rows[-1][key], round_)
+            (cfg.out / "dagger.md").write_text(format_rounds(rows) + "\n")
+            _write_json(cfg.out / "dagger.json", rows)
+            tqdm.write(format_rounds(rows).splitlines()[-1])
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted in round {len(rows)}: finished work is saved in {cfg.out}; "
+            "re-run the same command to continue"
+        ) from None
+    return rows

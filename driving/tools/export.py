@@ -1,0 +1,111 @@
+"""Export a trained policy to ONNX, checked against PyTorch under ONNX Runtime.
+
+    drive export --policy logs/demo/run/best.pt            # writes logs/demo/run/best.onnx
+
+The preprocessing is inside the graph: inputs are the camera frames exactly as the camera gives
+them, `image` uint8 (B, H, W, 3) RGB (for a model stacking K frames, (B, H, W, 3K): the K most
+recent frames side by side on the channel axis, oldest first, see `driving.learn.model`), and `speed`
+float32 (B,) [m/s] (absent for a model trained without the speed input); the output `action` is
+float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size is free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from driving.learn.checkpoint import build_model, load_checkpoint
+
+TOLERANCE = 1e-4  # largest |ONNX Runtime - PyTorch| accepted on any output
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Write a checkpoint's PilotNet as an ONNX model and check it against PyTorch."""
+
+    policy: Path
+    """checkpoint to export (best.pt or last.pt)"""
+    out: Path | None = None
+    """ONNX file to write (default: the checkpoint's name with .onnx)"""
+    check: int = 64
+    """random frames on which ONNX Runtime must match PyTorch within 1e-4"""
+
+
+def _inputs(model, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    cfg = model.config
+    shape = (batch, cfg.height, cfg.width, cfg.channels)
+    inputs = {"image": rng.integers(0, 256, shape, dtype=np.uint8)}
+    if cfg.speed_input:
+        inputs["speed"] = rng.uniform(0, 20, batch).astype(np.float32)
+    return inputs
+
+
+def _torch_outputs(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.inference_mode():
+        return model(*(torch.from_numpy(v) for v in inputs.values())).numpy()
+
+
+def _latency_ms(run, repeats: int = 300) -> tuple[float, float]:
+    """p50 and p99 of one call [ms], after a warm-up."""
+    for _ in range(20):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def export_onnx(cfg: ExportConfig) -> dict:
+    """Export, verify parity within `TOLERANCE`, measure batch-1 latency; returns a summary."""
+    import onnxruntime
+
+    if cfg.check < 1:
+        raise ValueError(f"--check must be >= 1, got {cfg.check}")
+    model = build_model(load_checkpoint(cfg.policy), source=cfg.policy).eval()
+    out = cfg.out or Path(cfg.policy).with_suffix(".onnx")
+    rng = np.random.default_rng(0)
+    example = {k: torch.from_numpy(v) for k, v in _inputs(model, 2, rng).items()}
+    dynamic = {name: {0: torch.export.Dim("batch")} for name in example}
+    tmp = out.with_name(out.name + ".tmp")
+    # The exporter warns about optional torchvision ops and its own deprecations: not ours.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            tuple(example.values()),
+            str(tmp),
+            input_names=list(example),
+            output_names=["action"],
+            dynamic_shapes=dynamic,
+            dynamo=True,
+            verbose=False,
+            external_data=False,
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # latency on one core, like PyTorch below
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+    inputs = _inputs(model, cfg.check, rng)
+    error = float(np.abs(session.run(None, inputs)[0] - _torch_outputs(model, inputs)).max())
+    if error > TOLERANCE:
+        tmp.unlink()
+        raise ValueError(f"ONNX Runtime differs from PyTorch by {error:.2e} > {TOLERANCE}")
+    os.replace(tmp, out)
+    one = _inputs(model, 1, rng)
+    torch.set_num_threads(1)
+    return {
+        "onnx": str(out),
+        "max_abs_error": error,
+        "onnxruntime_ms_p50_p99": _latency_ms(lambda: session.run(None, one)),
+        "pytorch_ms_p50_p99": _latency_ms(lambda: _torch_outputs(model, one)),
+    }

@@ -1,0 +1,203 @@
+"""Look at a dataset: a contact sheet of labelled frames, the label distributions, an episode video.
+
+    drive view data/demo                           # writes data/demo/view/
+    drive view data/demo --out /tmp/view --samples 36 --episode 12
+
+Writes into `--out` (default `DIR/view`):
+    contact_sheet.png   frames sampled evenly across all episodes, each with its road seed, step
+                        and label: a steering arrow (green), a throttle bar (green up: throttle,
+                        red down: brake) and the numbers
+    distributions.png   histograms of the steering and throttle labels, with the executed actions
+                        (label + noise) beside them when they differ
+    episode_<seed>.mp4  one episode with its labels (green) and executed actions (red) drawn on
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import h5py
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+from driving.data import DatasetError, Episode, read_episode, scan
+from driving.draw.video import GREEN, RED, WHITE, overlay, write_mp4, write_png
+
+CELL_SCALE = 2  # camera pixels -> contact sheet pixels
+CAPTION = 20  # [px] text strip under each contact sheet frame
+COLUMNS = 4
+FPS = 10.0  # [Hz] the rate episodes are recorded at
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Write a contact sheet, label distribution plots and an episode video of a dataset."""
+
+    path: Annotated[Path, tyro.conf.Positional]
+    """dataset folder"""
+    out: Path | None = None
+    """folder for the PNGs and the mp4 (default: DIR/view)"""
+    samples: int = 24
+    """frames on the contact sheet, sampled evenly across all episodes"""
+    episode: int | None = None
+    """road seed of the episode to render as mp4 (default: the first episode)"""
+
+    def validate(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"--samples must be >= 1, got {self.samples}")
+
+
+@dataclass
+class _Index:
+    """The labels of every readable episode (frames are read only where needed)."""
+
+    paths: list[Path]
+    seeds: list[int]
+    labels: list[np.ndarray]  # per episode, (T, 2) float32
+    actions: list[np.ndarray]  # per episode, (T, 2) float32
+
+
+def _index(root: Path) -> _Index:
+    """Scan the dataset (which validates every file) and read the per-step labels and actions."""
+    paths, warnings = scan(root)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    seeds, labels, actions = [], [], []
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            seeds.append(int(f.attrs["seed"]))
+            labels.append(np.asarray(f["labels"][...], np.float32))
+            actions.append(np.asarray(f["actions"][...], np.float32))
+    return _Index(paths, seeds, labels, actions)
+
+
+def sample_positions(lengths: list[int], count: int) -> list[tuple[int, int]]:
+    """`count` (episode, step) pairs spread evenly over all frames of all episodes."""
+    total = sum(lengths)
+    starts = np.cumsum([0, *lengths[:-1]])
+    picks = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+    episodes = np.searchsorted(starts, picks, side="right") - 1
+    return [(int(e), int(p - starts[e])) for e, p in zip(episodes, picks, strict=True)]
+
+
+def label_cell(frame: np.ndarray, label: np.ndarray, caption: str) -> np.ndarray:
+    """One contact sheet frame: enlarged, with a steering arrow, a throttle bar and a caption."""
+    big = cv2.resize(frame, None, fx=CELL_SCALE, fy=CELL_SCALE, interpolation=cv2.INTER_NEAREST)
+    height, width = big.shape[:2]
+    steer, throttle = (float(v) for v in np.clip(label, -1, 1))
+    # Steering arrow from the bottom centre: full lock (+-1) drawn as +-90 deg from straight up.
+    base = np.array([width / 2, height - 6])
+    angle = np.deg2rad(90 * steer)
+    tip = base + 0.45 * height * np.array([np.sin(angle), -np.cos(angle)])
+    cv2.arrowedLine(big, _pt(base), _pt(tip), GREEN, 3, cv2.LINE_AA, tipLength=0.25)
+    # Throttle bar on the right edge, from the middle: up = throttle, down = brake.
+    middle, half = height // 2, height // 2 - 6
+    end = middle - int(throttle * half)
+    cv2.rectangle(big, (width - 14, middle - half), (width - 4, middle + half), WHITE, 1)
+    colour = GREEN if throttle >= 0 else RED
+    cv2.rectangle(big, (width - 13, min(middle, end)), (width - 5, max(middle, end)), colour, -1)
+    strip = np.zeros((CAPTION, width, 3), np.uint8)
+    cv2.putText(strip, caption, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, WHITE, 1, cv2.LINE_AA)
+    return np.concatenate([big, strip], axis=0)
+
+
+def _pt(xy: np.ndarray) -> tuple[int, int]:
+    return int(round(xy[0])), int(round(xy[1]))
+
+
+def contact_sheet(cells: list[np.ndarray], columns: int = COLUMNS) -> np.ndarray:
+    """Cells (all one size) in a grid, row by row, 2 px apart on black."""
+    height, width = cells[0].shape[:2]
+    rows = -(-len(cells) // columns)
+    columns = min(columns, len(cells))
+    sheet = np.zeros((rows * (height + 2) - 2, columns * (width + 2) - 2, 3), np.uint8)
+    for i, cell in enumerate(cells):
+        y, x = (i // columns) * (height + 2), (i % columns) * (width + 2)
+        sheet[y : y + height, x : x + width] = cell
+    return sheet
+
+
+def plot_distributions(labels: np.ndarray, actions: np.ndarray, path: Path, title: str) -> Path:
+    """Histograms of steering and throttle: labels filled, executed actions outlined if different.
+
+    Args:
+        labels: (N, 2) [steering, throttle] labels of all frames.
+        actions: (N, 2) executed actions of the same frames.
+        path: the PNG to write (atomically).
+        title: the figure's title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    bins = np.linspace(-1, 1, 41)
+    show_actions = not np.array_equal(labels, actions)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for k, (ax, name) in enumerate(zip(axes, ("steering", "throttle"), strict=True)):
+        ax.hist(labels[:, k], bins=bins, color="tab:green", alpha=0.7, label="label")
+        if show_actions:
+            ax.hist(actions[:, k], bins=bins, histtype="step", color="tab:red", label="executed")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{name} [-1, 1]")
+        ax.set_ylabel("frames")
+        ax.set_title(f"{name}: mean {labels[:, k].mean():+.2f}, std {labels[:, k].std():.2f}")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def episode_frames(episode: Episode) -> Iterator[np.ndarray]:
+    """An episode's frames with its labels (green) and executed actions (red) drawn on."""
+    note = f"road {episode.seed}, {episode.meta.get('driver', '?')}"
+    for t, frame in enumerate(episode.frames):
+        speed = float(episode.speed[t])
+        pair = episode.actions[t], episode.labels[t]
+        yield overlay(frame, *pair, speed, t / FPS, note, names=("executed", "label"))
+
+
+def view(cfg: ViewConfig) -> dict:
+    """Write the contact sheet, the distributions plot and one episode video; returns the paths."""
+    cfg.validate()
+    index = _index(cfg.path)
+    if cfg.episode is None:
+        chosen = 0
+    elif cfg.episode in index.seeds:
+        chosen = index.seeds.index(cfg.episode)
+    else:
+        raise DatasetError(
+            f"no episode with seed {cfg.episode} in {cfg.path}: it holds seeds "
+            f"{min(index.seeds)}..{max(index.seeds)} ({len(index.seeds)} episodes)"
+        )
+    out = cfg.out if cfg.out is not None else cfg.path / "view"
+    out.mkdir(parents=True, exist_ok=True)
+
+    cells, cache = [], {}
+    positions = sample_positions([len(x) for x in index.labels], cfg.samples)
+    for e, t in tqdm(positions, desc="contact sheet", unit="frame"):
+        if e not in cache:
+            cache = {e: read_episode(index.paths[e])}  # positions are sorted: one at a time
+        label = index.labels[e][t]
+        caption = f"road {index.seeds[e]} step {t}  {label[0]:+.2f} {label[1]:+.2f}"
+        cells.append(label_cell(cache[e].frames[t], label, caption))
+    sheet = write_png(out / "contact_sheet.png", contact_sheet(cells))
+
+    labels, actions = np.concatenate(index.labels), np.concatenate(index.actions)
+    title = f"{cfg.path.name}: {len(labels):,} frames, {len(index.paths)} episodes"
+    plots = plot_distributions(labels, actions, out / "distributions.png", title)
+
+    episode = read_episode(index.paths[chosen])
+    video = write_mp4(out / f"episode_{episode.seed}.mp4", episode_frames(episode), fps=FPS)
+    frames = len(episode.frames)
+    return {"contact_sheet": sheet, "distributions": plots, "video": video, "frames": frames}

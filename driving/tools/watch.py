@@ -1,0 +1,301 @@
+"""Watch a policy drive held-out roads: the road from above beside the camera frame the net sees.
+
+    drive watch --policy logs/demo/best.pt            # a window; Esc or q quits, space pauses
+    drive watch --policy expert --display mp4 --out logs/watch --episodes 2
+
+Each frame ("watch frame") holds, on the left, a top-down overview of the road around the car
+(100 x 100 m, other vehicles drawn too) and, on the right, the camera frame the policy sees,
+enlarged, with the policy's (red) and the expert's (green) steering and throttle, the speed, the
+time and running episode metrics. Interventions are exactly the evaluator's
+(`driving.rollout.evaluate.drive`): "EXPERT DRIVING" is shown while the expert has taken over.
+
+Without a display (Linux with neither DISPLAY nor WAYLAND_DISPLAY), or when the window cannot be
+opened, the same frames go to `OUT/watch_<seed>.mp4` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from driving.rollout.evaluate import EXPERT, Step, drive
+from driving.parallel import init_worker
+from driving.learn.policy import NetPolicy
+from driving.tools.saliency import VisualBackProp, saliency_overlay
+from driving.draw.video import GREY, WHITE, overlay, write_mp4
+from driving.draw.window import Window, WindowError
+from envs import eval_seeds
+from envs.camera import Camera, CameraConfig
+from envs.expert import Expert
+from envs.world import SCENARIO, make_env
+
+OVERVIEW = CameraConfig(height=320, width=320, ahead_m=70.0, behind_m=30.0, span_m=100.0)
+"""The top-down overview beside the camera frame: 3.2 px/m, the car 30 % up from the bottom."""
+FPS = 10.0  # [Hz] the policy's rate: the window plays in real time
+_TEXT_ROW = 22  # [px] height of one line of metrics text
+YELLOW = (250, 210, 60)
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Watch a policy drive held-out roads, live in a window or written to mp4."""
+
+    policy: str
+    """a checkpoint file (.pt) or 'expert'"""
+    episodes: int = 1
+    """number of held-out roads to drive, one after the other"""
+    seed_offset: int = 0
+    """skip this many evaluation seeds (to watch other held-out roads)"""
+    display: Literal["auto", "window", "mp4"] = "auto"
+    """'window' (live), 'mp4' (files in --out), or 'auto': a window if a display exists, else mp4"""
+    out: Path = Path("logs/watch")
+    """folder for the mp4 files (used when there is no window)"""
+    max_steps: int | None = None
+    """stop each road after this many steps (default: drive it to the end)"""
+    saliency: bool = False
+    """blend the net's VisualBackProp saliency (where it looks) onto the camera frame"""
+
+    def validate(self) -> NetPolicy | None:
+        """Check the settings once; return the net (None for the expert)."""
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.seed_offset < 0:
+            raise ValueError(f"--seed-offset must be >= 0, got {self.seed_offset}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.policy == EXPERT:
+            if self.saliency:
+                raise ValueError("--saliency needs a network policy (a checkpoint), not the expert")
+            return None
+        if not Path(self.policy).is_file():
+            raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
+        return NetPolicy.from_checkpoint(self.policy)
+
+
+@dataclass
+class RunningMetrics:
+    """Episode metrics so far, updated every step (shown in the heads-up display)."""
+
+    seed: int
+    steps: int = 0
+    autonomous_steps: int = 0
+    interventions: int = 0
+    distance: float = 0.0  # [m]
+    lateral_offset: float = 0.0  # [m] now, signed
+    abs_offset_sum: float = 0.0  # [m] summed over the steps the policy drove
+
+    def update(self, step: Step) -> None:
+        self.steps += 1
+        self.interventions += int(step.intervention)
+        self.distance = float(step.info["distance"])
+        self.lateral_offset = float(step.info["lateral_offset"])
+        if step.autonomous:
+            self.autonomous_steps += 1
+            self.abs_offset_sum += abs(self.lateral_offset)
+
+    @property
+    def mean_abs_offset(self) -> float:
+        """Mean |lateral offset| while the policy drove [m]."""
+        return self.abs_offset_sum / max(self.autonomous_steps, 1)
+
+    def summary(self) -> dict:
+        return {
+            "seed": self.seed,
+            "steps": self.steps,
+            "distance_m": round(self.distance, 1),
+            "interventions": self.interventions,
+            "mean_abs_lateral_offset": round(self.mean_abs_offset, 3),
+        }
+
+
+def compose(overview: np.ndarray, panel: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Overview on the left; on the right `panel` (camera + bars) above lines of text.
+
+    Returns an (H, W, 3) uint8 RGB frame with even sides (as H.264 needs).
+    """
+    text = np.zeros((_TEXT_ROW * len(lines) + 6, panel.shape[1], 3), np.uint8)
+    for i, line in enumerate(lines):
+        colour = YELLOW if "EXPERT" in line or "REC" in line else WHITE
+        y = _TEXT_ROW * (i + 1) - 4
+        cv2.putText(text, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    right = np.concatenate([panel, text], axis=0)
+    height = max(overview.shape[0], right.shape[0])
+    height += height % 2
+    frame = np.zeros((height, overview.shape[1] + right.shape[1], 3), np.uint8)
+    frame[: overview.shape[0], : overview.shape[1]] = overview
+    frame[: right.shape[0], overview.shape[1] :] = right
+    frame[:, overview.shape[1] - 2 : overview.shape[1]] = GREY  # separator
+    return frame[:, : frame.shape[1] // 2 * 2]
+
+
+def watch_frame(
+    step: Step,
+    overview: np.ndarray,
+    metrics: RunningMetrics,
+    predicted: np.ndarray | None = None,
+    camera: np.ndarray | None = None,
+) -> np.ndarray:
+    """The watch frame of one closed-loop step.
+
+    Args:
+        step: the step (what the policy saw, both actions, ground truth).
+        overview: the top-down overview after the step (OVERVIEW's size).
+        metrics: the episode's metrics so far, this step included.
+        predicted: the policy's command for this frame (default: the executed action, which is
+            the policy's except during interventions).
+        camera: the image to draw on the camera panel, of the camera frame's size; default the
+            frame the policy saw. Pass the frame with a saliency map blended in to show one.
+    """
+    image = step.obs["image"] if camera is None else camera
+    predicted = step.action if predicted is None else predicted
+    note = "" if step.autonomous else "EXPERT DRIVING"
+    speed = float(step.obs["speed"][0])
+    panel = overlay(image, predicted, step.expert_action, speed, step.time_s, note)
+    driver = "policy" if step.autonomous else "EXPERT DRIVING"
+    lines = [
+        f"road {metrics.seed}   {metrics.distance:6.0f} m   "
+        f"interventions {metrics.interventions}   driver: {driver}",
+        f"|lateral offset| now {abs(metrics.lateral_offset):.2f} m, "
+        f"mean {metrics.mean_abs_offset:.2f} m   autonomy "
+        f"{metrics.autonomous_steps / max(metrics.steps, 1):.1%} of steps",
+    ]
+    return compose(overview, panel, lines)
+
+
+def watch_road(
+    env,
+    policy,
+    expert: Expert,
+    metrics: RunningMetrics,
+    max_steps: int | None = None,
+    saliency=None,
+) -> Iterator[np.ndarray]:
+    """Drive road `metrics.seed` as the evaluator does; yield each watch frame.
+
+    `metrics` is updated in place, so it holds the episode's figures when the stream ends.
+    `saliency`: a `driving.tools.saliency.VisualBackProp` of the policy, blended onto the camera frame.
+    """
+    base = env.unwrapped
+    top = Camera(OVERVIEW)
+    for step in drive(env, policy, expert, metrics.seed):
+        if metrics.steps == 0:
+            top.reset(base.road)
+        metrics.update(step)
+        # While the expert drives, still show what the policy would do: `drive` has shown a net
+        # the frame already (`observe`), the expert policy has no history.
+        predicted = step.action
+        if not step.autonomous:
+            predicted = policy.predict() if isinstance(policy, NetPolicy) else policy.act(step.obs)
+        image = step.obs["image"]
+        if saliency is not None:
+            image = saliency_overlay(image, saliency(policy.net_input)[0])
+        yield watch_frame(step, _overview(top, base), metrics, predicted, camera=image)
+        if max_steps is not None and metrics.steps >= max_steps:
+            return
+
+
+def _overview(top: Camera, base) -> np.ndarray:
+    """The top-down overview around the ego, captioned with its scale."""
+    image = top.render(base.road, base.vehicle)
+    caption = f"top view, {OVERVIEW.span_m:.0f} m across"
+    cv2.putText(image, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, WHITE, 1, cv2.LINE_AA)
+    return image
+
+
+def open_window(display: str, size: tuple[int, int]) -> Window | None:
+    """A window for `display` 'window' or 'auto'; None (mp4 instead) if 'mp4' or none can open.
+
+    Raises:
+        WindowError: `display` is 'window' and no window can be opened.
+    """
+    if display == "mp4":
+        return None
+    try:
+        return Window("drive watch", size)
+    except WindowError as error:
+        if display == "window":
+            raise WindowError(f"{error}: use --display mp4 (or auto)") from None
+        print(f"{error}: writing mp4 files instead")
+        return None
+
+
+def play(frames: Iterable[np.ndarray], window: Window, fps: float = FPS) -> bool:
+    """Show frames in real time; space pauses, Esc/q/closing the window quits. True if quit."""
+    import pygame
+
+    clock = pygame.time.Clock()
+    paused = False
+    for frame in frames:
+        window.show(frame)
+        while True:
+            for event in window.events():
+                if event.type == pygame.QUIT or (
+                    event.type == pygame.KEYDOWN and event.key in (pygame.K_ESCAPE, pygame.K_q)
+                ):
+                    return True
+                if event.type == pygame.KEYDOWN and event.key == pygame.K_SPACE:
+                    paused = not paused
+            clock.tick(fps if not paused else 30)
+            if not paused:
+                break
+    return False
+
+
+def watch(cfg: WatchConfig) -> dict:
+    """Drive `cfg.episodes` held-out roads with the policy, shown live or written to mp4.
+
+    Returns:
+        {"mode": "window" | "mp4", "roads": per-road metrics, "videos": mp4 paths written}.
+    """
+    init_worker()  # one thread: batch-1 inference is < 1 ms, more threads only contend
+    net = cfg.validate()
+    # The camera must see the road as it did when the training data was recorded.
+    camera = CameraConfig() if net is None else CameraConfig(**net.camera)
+    env = make_env(SCENARIO, camera, terminate_off_road=False)
+    expert = Expert(env)
+    policy = net or expert
+    saliency = VisualBackProp(net.model) if cfg.saliency else None
+    seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
+    size = frame_size(camera.height, camera.width)
+    window = open_window(cfg.display, size)
+    roads, videos = [], []
+    try:
+        for seed in seeds:
+            metrics = RunningMetrics(seed)
+            frames = watch_road(env, policy, expert, metrics, cfg.max_steps, saliency)
+            if window is not None:
+                quit_ = play(frames, window)
+            else:
+                path = cfg.out / f"watch_{seed}.mp4"
+                write_mp4(path, tqdm(frames, desc=f"road {seed}", unit="step"), fps=FPS)
+                videos.append(path)
+                quit_ = False
+            roads.append(metrics.summary())
+            if quit_:
+                break
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {len(videos)} finished video(s) kept in {cfg.out}" if videos else ""
+        ) from None
+    finally:
+        if window is not None:
+            window.close()
+        env.close()
+    if window is None:
+        print(f"no window: wrote {len(videos)} video(s) to {cfg.out}")
+    return {"mode": "mp4" if window is None else "window", "roads": roads, "videos": videos}
+
+
+def frame_size(height: int, width: int) -> tuple[int, int]:
+    """(width, height) [px] of the composed frames for camera frames of `height` x `width`."""
+    dummy = np.zeros((height, width, 3), np.uint8)
+    zero = np.zeros(2, np.float32)
+    panel = overlay(dummy, zero, zero, 0.0, 0.0)
+    frame = compose(np.zeros((OVERVIEW.height, OVERVIEW.width, 3), np.uint8), panel, ["", ""])
+    return frame.shape[1], frame.shape[0]

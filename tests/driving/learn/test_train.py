@@ -1,0 +1,261 @@
+"""Training learns a toy task, logs, checkpoints, resumes, stops cleanly and rejects bad flags."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import shutil
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from driving.learn.checkpoint import load_checkpoint
+from driving.data import Episode, write_episode
+from driving.learn.policy import NetPolicy
+from driving.learn.train import TrainConfig, TrainingError, curve_weights, draw_steering, lr_at, train
+
+CAMERA = {"height": 66, "width": 200, "ahead_m": 30.0, "behind_m": 5.0, "span_m": 24.0}
+EPOCHS = 8
+# 6 roads x 40 frames, 2 roads held out: 160 training frames, 10 steps per epoch.
+SETTINGS = dict(epochs=EPOCHS, batch_size=16, lr=2e-3, val_fraction=0.34, log_every=5, threads=2)
+
+
+def _episode(seed: int, frames: int = 40, height: int = 66, width: int = 200) -> Episode:
+    """Noise with a bright vertical bar whose x position is the steering; throttle = f(speed)."""
+    rng = np.random.default_rng(seed)
+    steering = rng.uniform(-0.8, 0.8, frames).astype(np.float32)
+    speed = rng.uniform(0.0, 20.0, frames).astype(np.float32)  # [m/s]
+    throttle = speed / 10.0 - 1.0
+    images = rng.integers(0, 40, (frames, height, width, 3), dtype=np.uint8)
+    for image, value in zip(images, steering, strict=True):
+        x = int(round(width / 2 + value * width * 0.4))
+        image[:, x - 4 : x + 4] = 255
+    labels = np.stack([steering, throttle], axis=1)
+    zeros = np.zeros(frames, np.float32)
+    return Episode(
+        frames=images,
+        labels=labels,
+        actions=labels.copy(),
+        speed=speed,
+        lateral_offset=zeros,
+        heading_error=zeros,
+        seed=seed,
+        meta={"driver": "expert", "camera": CAMERA},
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demos")
+    for seed in range(6):
+        write_episode(root, _episode(seed))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory) -> tuple[TrainConfig, dict]:
+    cfg = TrainConfig(data=data, run=tmp_path_factory.mktemp("runs") / "run", **SETTINGS)
+    return cfg, train(cfg)
+
+
+def _copy_run(cfg: TrainConfig, tmp_path: Path) -> TrainConfig:
+    run = tmp_path / "run"
+    shutil.copytree(cfg.run, run)
+    return replace(cfg, run=run)
+
+
+def test_training_beats_the_constant_baseline_on_both_outputs(trained):
+    _, summary = trained
+    val = summary["last_val"]
+    assert val["loss"] < 0.2 * val["baseline_loss"]
+    assert val["loss_steering"] < 0.25 * val["baseline_loss_steering"]
+    # throttle depends on speed only: this fails if the speed input is ignored
+    assert val["loss_throttle"] < 0.25 * val["baseline_loss_throttle"]
+    assert summary["best_val"] <= val["loss"]
+    assert summary["steps"] == EPOCHS * 10
+    assert summary["samples_per_s"] > 0
+
+
+def test_tensorboard_holds_the_grouped_tags(trained):
+    cfg, _ = trained
+    events = EventAccumulator(str(cfg.run))
+    events.Reload()
+    tags = events.Tags()
+    expected = {
+        f"{group}/{name}"
+        for group in ("train", "val")
+        for name in ("loss", "loss_steering", "loss_throttle")
+    }
+    expected |= {"train/lr", "perf/samples_per_s", "val/baseline_loss_steering"}
+    expected |= {"val/baseline_loss_throttle", "data/curve_share_before"}
+    assert expected <= set(tags["scalars"])
+    assert "val/predictions" in tags["images"]
+    assert {"data/steering", "data/throttle"} <= set(tags["histograms"])
+    val_loss = [event.value for event in events.Scalars("val/loss")]
+    assert len(val_loss) == EPOCHS
+    assert val_loss[-1] < val_loss[0]
+
+
+def test_checkpoints_drive_through_the_policy(trained, data):
+    cfg, _ = trained
+    frame = _episode(0, frames=1)
+    obs = {"image": frame.frames[0], "speed": frame.speed[:1]}
+    for name in ("best.pt", "last.pt"):
+        policy = NetPolicy.from_checkpoint(cfg.run / name)
+        action = policy.act(obs)
+        assert action.shape == (2,)
+        assert action.dtype == np.float32
+        assert np.isfinite(action).all()
+        assert policy.camera == CAMERA  # evaluation renders the view the net learned from
+    saved = json.loads((cfg.run / "config.json").read_text())
+    assert saved["data"] == str(data)
+    assert saved["epochs"] == EPOCHS
+
+
+def test_resume_continues_the_step_count(trained, tmp_path):
+    cfg, summary = _copy_run(trained[0], tmp_path), trained[1]
+    # without --resume the existing run is protected
+    with pytest.raises(TrainingError, match="--resume"):
+        train(cfg)
+    resumed = train(replace(cfg, epochs=EPOCHS + 2, resume=True))
+    assert resumed["steps"] == summary["steps"] + 2 * 10
+    ckpt = load_checkpoint(cfg.run / "last.pt")
+    assert (ckpt["step"], ckpt["epoch"]) == (resumed["steps"], EPOCHS + 2)
+
+
+def test_a_run_saved_before_frame_stacking_existed_resumes(trained, tmp_path):
+    cfg = _copy_run(trained[0], tmp_path)
+    ckpt = torch.load(cfg.run / "last.pt", weights_only=True)
+    del ckpt["model_config"]["frames"], ckpt["model_config"]["frame_stride"]
+    torch.save(ckpt, cfg.run / "last.pt")
+    resumed = train(replace(cfg, epochs=EPOCHS + 1, resume=True))
+    assert resumed["epochs"] == EPOCHS + 1
+
+
+def test_nan_loss_stops_without_touching_the_checkpoints(trained, tmp_path):
+    cfg = _copy_run(trained[0], tmp_path)
+    before = load_checkpoint(cfg.run / "last.pt")
+    # a learning rate this large blows the weights up within a few steps
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+; last good"):
+        train(replace(cfg, epochs=EPOCHS + 1, resume=True, lr=1e30))
+    after = load_checkpoint(cfg.run / "last.pt")
+    assert after["step"] == before["step"]
+    assert all(torch.isfinite(tensor).all() for tensor in after["model"].values())
+
+
+def test_ctrl_c_saves_last_checkpoint_and_the_run_resumes(data, tmp_path, capsys):
+    cfg = TrainConfig(data=data, run=tmp_path / "run", **(SETTINGS | {"epochs": 1000}))
+
+    def press_ctrl_c_after_first_checkpoint() -> None:
+        while not (cfg.run / "last.pt").exists():
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c_after_first_checkpoint, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step .* --resume"):
+        train(cfg)
+    ckpt = load_checkpoint(cfg.run / "last.pt")
+    assert ckpt["step"] >= 10
+    resumed = train(replace(cfg, epochs=ckpt["epoch"] + 1, resume=True))
+    assert resumed["steps"] > ckpt["step"]
+
+
+def test_without_a_validation_set_best_is_last(data, tmp_path):
+    cfg = TrainConfig(data=data, run=tmp_path / "run", **(SETTINGS | {"epochs": 1}))
+    summary = train(replace(cfg, val_fraction=0.0))
+    assert summary["best_val"] is None
+    best, last = load_checkpoint(cfg.run / "best.pt"), load_checkpoint(cfg.run / "last.pt")
+    assert best["step"] == last["step"] == 240 // 16  # every frame trains
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"epochs": 0},
+        {"batch_size": -1},
+        {"lr": 0.0},
+        {"val_fraction": 1.0},
+        {"threads": -2},
+        {"device": "tpu"},
+        {"device": "cuda:99"},
+        {"data": Path("/nonexistent/demos")},
+        {"frames": 0},
+        {"frames": 9},
+        {"frame_stride": 0},
+    ],
+    ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
+)
+def test_bad_settings_are_refused_before_any_work(data, tmp_path, change):
+    cfg = replace(TrainConfig(data=data, run=tmp_path / "run"), **change)
+    with pytest.raises(ValueError):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_curve_weighting_over_samples_rare_steering_with_a_cap():
+    # mostly straight driving with a few curves, and one extreme frame
+    steering = np.concatenate([np.zeros(900), np.full(90, 0.3), np.full(9, -0.6), [1.0]])
+    weights = curve_weights(steering, bins=15, cap=10.0)
+    assert weights.sum() == pytest.approx(1.0)
+    in_curve = np.abs(steering) > 0.05
+    assert in_curve.mean() == pytest.approx(0.1)
+    # straight frames weigh 900 x 1/900 = 1 in all, curves 100 x 1/90 (capped) = 10/9
+    assert weights[in_curve].sum() == pytest.approx((10 / 9) / (1 + 10 / 9))
+    assert weights.max() / weights.min() == pytest.approx(10.0)  # the capped bins
+    assert weights[900] / weights[0] == pytest.approx(10.0)  # 10x rarer -> 10x weight
+    assert curve_weights(np.zeros(4)) == pytest.approx(np.full(4, 0.25))
+
+
+def test_learning_rate_warms_up_then_decays():
+    rates = [lr_at(step, total_steps=100, base_lr=1.0, warmup_steps=10) for step in range(101)]
+    assert rates[0] == pytest.approx(0.1)
+    assert rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
+    assert rates[100] == pytest.approx(0.1)
+
+
+def test_prediction_strip_shows_true_steering_green_and_prediction_red():
+    frames = np.full((2, 66, 200, 3), 90, np.uint8)
+    images = draw_steering(frames, true=np.array([0.5, -1.0]), pred=np.array([-0.5, 0.0]))
+    assert images.shape == (2, 80, 200, 3)
+    np.testing.assert_array_equal(images[:, :66], frames)  # the frame itself is untouched
+    green, red = (0, 255, 0), (255, 0, 0)
+    assert tuple(images[0, 70, 140]) == green and tuple(images[0, 70, 60]) != green
+    assert tuple(images[0, 76, 60]) == red and tuple(images[0, 76, 140]) != red
+    assert tuple(images[1, 70, 5]) == green
+
+
+def test_resume_without_a_checkpoint_starts_the_run(data, tmp_path):
+    # The same command works before and after a kill: --resume on an empty run simply starts it.
+    cfg = TrainConfig(data=data, run=tmp_path / "run", epochs=1, batch_size=16, resume=True)
+    summary = train(cfg)
+    assert summary["epochs"] == 1
+    assert load_checkpoint(cfg.run / "last.pt")["epoch"] == 1
+
+
+def test_training_on_stacked_frames_saves_a_policy_that_stacks_them(data, tmp_path):
+    # given a run that feeds the net 2 frames, 3 steps apart
+    cfg = TrainConfig(
+        data=data, run=tmp_path / "run", frames=2, frame_stride=3, **(SETTINGS | {"epochs": 1})
+    )
+    summary = train(cfg)
+    assert summary["epochs"] == 1 and np.isfinite(summary["last_val"]["loss"])
+    # then the checkpoint rebuilds a 2-frame net, and its policy drives one frame at a time
+    ckpt = load_checkpoint(cfg.run / "best.pt")
+    assert ckpt["model_config"]["frames"] == 2 and ckpt["model_config"]["frame_stride"] == 3
+    policy = NetPolicy.from_checkpoint(cfg.run / "best.pt")
+    policy.reset()
+    episode = _episode(0, frames=2)
+    for image, speed in zip(episode.frames, episode.speed, strict=True):
+        action = policy.act({"image": image, "speed": speed[None]})
+        assert action.shape == (2,) and np.isfinite(action).all()
+    assert policy.net_input.shape == (1, 66, 200, 6)
+    # and resuming it with another stack is refused, naming the flags
+    with pytest.raises(TrainingError, match="--frames and --frame-stride"):
+        train(replace(cfg, epochs=2, resume=True, frames=3))

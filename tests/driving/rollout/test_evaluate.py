@@ -1,0 +1,131 @@
+"""Closed-loop evaluation tells a good driver from a bad one, and writes its report."""
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import Recording
+
+from driving.rollout.clips import CLIPS_PER_ROAD
+from driving.rollout.evaluate import drive, evaluate, rollout
+from driving.learn.model import ModelConfig, PilotNet
+from driving.draw.video import read_mp4
+from envs import eval_seeds
+from envs.expert import Expert
+from envs.world import make_env
+
+
+class AlwaysStraight:
+    """Steers straight ahead at a moderate throttle: must fail on winding roads."""
+
+    def reset(self):
+        pass
+
+    def act(self, obs):
+        return np.array([0.0, 0.1], dtype=np.float32)
+
+
+def test_evaluator_tells_the_expert_from_always_straight():
+    env = make_env(terminate_off_road=False)
+    expert = Expert(env)
+    seeds = eval_seeds(3)
+    good = [rollout(env, Expert(env), expert, s) for s in seeds]
+    bad = [rollout(env, AlwaysStraight(), expert, s) for s in seeds]
+    assert all(r["success"] and r["interventions"] == 0 for r in good)
+    assert all(r["autonomy"] == 100.0 for r in good)
+    assert not any(r["success"] for r in bad)
+    assert all(r["interventions"] > 0 and r["autonomy"] < 95 for r in bad)
+    # The expert takes over after each intervention, so the bad driver still reaches the end.
+    assert all(r["reached_end"] for r in bad)
+
+
+def test_evaluate_writes_metrics_and_video(tmp_path):
+    report = evaluate("expert", episodes=2, out=tmp_path, workers=1, video=1)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["seeds"] == eval_seeds(2)
+    assert saved["overall"]["success_rate"] == 1.0
+    assert len(saved["episodes"]) == 2 and saved["episodes"][0]["seed"] == eval_seeds(1)[0]
+    video = tmp_path / "videos" / f"road_{eval_seeds(1)[0]}.mp4"
+    assert video.stat().st_size > 10_000
+    assert "success rate" in report["table"]
+
+
+def test_a_rerun_reuses_finished_episodes(tmp_path):
+    evaluate("expert", episodes=2, out=tmp_path, workers=1, video=0)
+    cached = tmp_path / "episodes" / "policy" / f"{eval_seeds(1)[0]}.json"
+    saved = json.loads(cached.read_text())
+    saved["result"]["mean_speed"] = 123.0  # marks the cached result: a re-run must reuse it
+    cached.write_text(json.dumps(saved))
+    report = evaluate("expert", episodes=3, out=tmp_path, workers=1, video=0)
+    assert report["episodes"][0]["mean_speed"] == 123.0
+    assert report["episodes"][2]["mean_speed"] < 20  # the new road was driven
+
+
+def test_a_forced_intervention_writes_a_clip_from_3_s_before_to_1_s_after(tmp_path):
+    # Given a driver that never steers, on a winding road: it must be taken over
+    env = make_env(terminate_off_road=False)
+    seed = eval_seeds(1)[0]
+    result = rollout(env, AlwaysStraight(), Expert(env), seed, clips=tmp_path)
+    assert result["interventions"] > 0
+    # Then one clip per intervention, up to the cap, named after the road and the time
+    assert len(result["clips"]) == min(result["interventions"], CLIPS_PER_ROAD)
+    first = Path(result["clips"][0])
+    assert first.parent == tmp_path and first.name.startswith(f"road_{seed}_t")
+    event_time = float(first.stem.split("_t")[1])
+    event_step = round(event_time / 0.1)
+    frames, fps = read_mp4(first)
+    # 3 s before (30 steps, or fewer at the start of the road), the event step, 1 s after
+    assert fps == 10
+    assert len(frames) == min(30, event_step) + 1 + 10
+    # The clip is drawn like the videos: enlarged frame over the action panel
+    assert frames[0].shape == (3 * 66 + 72, 3 * 200, 3)
+
+
+def test_a_stacking_net_takes_in_every_frame_also_those_the_expert_drove():
+    # given a 2-frame net that steers hard to one side: the expert must take over
+    torch.manual_seed(0)
+    model = PilotNet(ModelConfig(frames=2, frame_stride=2))
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.tensor([5.0, 0.0]))
+    policy = Recording(model)
+    env = make_env(terminate_off_road=False)
+    # when it drives 60 steps
+    steps = list(itertools.islice(drive(env, policy, Expert(env), eval_seeds(1)[0]), 60))
+    # then it was shown each step's observation once, in order, whoever drove
+    assert any(not step.autonomous for step in steps)
+    assert len(policy.seen) == len(steps)
+    assert all(seen is step.obs for seen, step in zip(policy.seen, steps, strict=True))
+
+
+def test_evaluate_breaks_interventions_down_and_plots_them(tmp_path):
+    report = evaluate("expert", episodes=1, out=tmp_path, workers=1, video=0)
+    by_curvature = report["breakdown"]["curvature"]
+    assert [row["bin"].split()[0] for row in by_curvature] == ["straight", "gentle", "tight"]
+    driven_km = sum(row["km"] for row in by_curvature)
+    assert driven_km == pytest.approx(report["overall"]["distance_km"], rel=0.01)
+    assert sum(row["km"] for row in report["breakdown"]["speed"]) == pytest.approx(driven_km)
+    assert by_curvature[0]["km"] > 0 and by_curvature[1]["km"] + by_curvature[2]["km"] > 0
+    assert (tmp_path / "breakdown.png").stat().st_size > 5_000
+    assert report["clips"] == [] and not (tmp_path / "clips").exists()  # the expert never fails
+
+
+@pytest.mark.slow
+def test_videos_go_to_tensorboard_as_animated_gifs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from driving.rollout.evaluate import log_to_tensorboard
+
+    report = evaluate("expert", episodes=1, out=tmp_path / "eval", workers=1, video=1)
+    with SummaryWriter(str(tmp_path / "tb")) as writer:
+        log_to_tensorboard(writer, report, step=7)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tag = f"eval/video/road_{eval_seeds(1)[0]}"
+    assert tag in events.Tags()["images"]
+    (image,) = events.Images(tag)
+    assert image.step == 7 and image.encoded_image_string.startswith(b"GIF89a")
+    assert (image.width, image.height) == (300, 135)

@@ -1,0 +1,125 @@
+"""`drive view`: contact sheet, label distributions and an episode video of a real dataset."""
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from driving.cli import main
+from driving.data import Episode, write_episode
+from driving.draw.video import GREEN
+from driving.tools.view import CAPTION, CELL_SCALE, ViewConfig, sample_positions, view
+from envs.camera import EGO_RGB, GROUND_RGB
+from envs.expert import Expert
+from envs.world import make_env
+
+STEPS = 25  # per episode: short roads keep the test fast
+
+
+def short_episode(env, expert, seed: int) -> Episode:
+    """The first STEPS steps of road `seed`, the expert driving with a steady nudge to the left."""
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    rows = {k: [] for k in ("frames", "labels", "actions", "speed", "lat", "head")}
+    for _ in range(STEPS):
+        label = expert.act(obs)
+        action = np.clip(label + [-0.1, 0.2], -1, 1).astype(np.float32)
+        for key, value in zip(
+            rows,
+            (obs["image"], label, action, info["speed"], info["lateral_offset"], 0.0),
+            strict=True,
+        ):
+            rows[key].append(value)
+        obs, _, _, _, info = env.step(action)
+    f32 = {k: np.asarray(rows[k], np.float32) for k in ("labels", "actions", "speed", "lat")}
+    return Episode(
+        frames=np.asarray(rows["frames"], np.uint8),
+        labels=f32["labels"],
+        actions=f32["actions"],
+        speed=f32["speed"],
+        lateral_offset=f32["lat"],
+        heading_error=np.zeros(STEPS, np.float32),
+        seed=seed,
+        meta={"driver": "expert"},
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("view") / "data"
+    env = make_env()
+    expert = Expert(env)
+    for seed in (3, 4):
+        write_episode(root, short_episode(env, expert, seed))
+    return root
+
+
+def read_png(path):
+    return cv2.imread(str(path))[..., ::-1]  # RGB
+
+
+def share_of(image, rgb, tolerance=12):
+    return np.mean(np.all(np.abs(image.astype(int) - rgb) <= tolerance, axis=-1))
+
+
+def test_view_writes_sheet_plots_and_video(dataset, tmp_path):
+    out = tmp_path / "view"
+    written = view(ViewConfig(dataset, out=out, samples=8, episode=4))
+
+    sheet = read_png(written["contact_sheet"])
+    cell_h, cell_w = 66 * CELL_SCALE + CAPTION, 200 * CELL_SCALE
+    assert sheet.shape == (2 * (cell_h + 2) - 2, 4 * (cell_w + 2) - 2, 3)  # 8 frames, 4 a row
+    assert sheet.std() > 30
+    assert share_of(sheet, GROUND_RGB) > 0.2 and share_of(sheet, EGO_RGB) > 0.002
+    assert share_of(sheet, GREEN) > 0.002  # the steering arrows and throttle bars
+
+    plots = read_png(written["distributions"])
+    assert plots.std() > 20
+    assert share_of(plots, (255, 255, 255), 3) > 0.3  # white figure
+    greenish = (plots[..., 1] > plots[..., 0] + 40) & (plots[..., 1] > plots[..., 2] + 40)
+    reddish = (plots[..., 0] > plots[..., 1] + 80) & (plots[..., 0] > plots[..., 2] + 80)
+    assert greenish.mean() > 0.005 and reddish.mean() > 0.001  # labels and executed actions
+
+    assert written["video"] == out / "episode_4.mp4"
+    reader = imageio_ffmpeg.read_frames(str(written["video"]))
+    next(reader)
+    assert sum(1 for _ in reader) == STEPS == written["frames"]
+
+
+def test_default_output_is_inside_the_dataset_with_the_first_episode(dataset):
+    written = view(ViewConfig(dataset, samples=3))
+    assert written["contact_sheet"].parent == dataset / "view"
+    assert written["video"].name == "episode_3.mp4"
+
+
+def test_samples_spread_evenly_over_all_episodes():
+    positions = sample_positions([10, 5, 20], 5)
+    assert positions == [(0, 0), (0, 8), (2, 2), (2, 11), (2, 19)]  # even over frames, both ends
+    positions = sample_positions([10, 10, 10], 6)
+    assert [e for e, _ in positions] == [0, 0, 1, 1, 2, 2]
+    assert len(sample_positions([3, 2], 100)) == 5  # never more than the frames there are
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--episode", "99"], "no episode with seed 99"), (["--samples", "0"], "--samples")],
+)
+def test_bad_view_input_is_one_error_line(dataset, tmp_path, capsys, extra, message):
+    out = tmp_path / "v"
+    assert main(["view", str(dataset), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err, err
+    assert not out.exists()
+
+
+def test_viewing_a_folder_that_is_not_a_dataset_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8")
+    assert main(["view", str(tmp_path), "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not a dataset" in err and "\n" not in err, err
+
+
+def test_view_has_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["view", "--help"])
+    assert "--samples" in capsys.readouterr().out
