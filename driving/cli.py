@@ -26,11 +26,11 @@ from typing import Annotated
 
 import tyro
 
-from driving.record.collect import CollectConfig, NoiseConfig, collect
-from driving.tools.dagger import DaggerConfig, dagger, format_rounds
-from driving.rollout.evaluate import EvalConfig, evaluate, log_to_tensorboard
-from driving.tools.export import ExportConfig, export_onnx
 from driving.helptext import reflow_field_docs
+from driving.record.collect import CollectConfig, NoiseConfig, collect
+from driving.rollout.evaluate import EvalConfig, evaluate, log_to_tensorboard
+from driving.tools.dagger import DaggerConfig, dagger, format_rounds
+from driving.tools.export import ExportConfig, export_onnx
 from driving.tools.saliency import SaliencyConfig, format_shares, run_saliency
 from driving.tools.view import ViewConfig, view
 from driving.tools.watch import WatchConfig, watch

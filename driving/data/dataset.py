@@ -82,6 +82,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from driving.files import write_json
+
 FORMAT_VERSION = 2
 FRAMES_PER_CHUNK = 16  # frames compressed together: fewer, larger chunks decode much faster
 FRAME_COMPRESSION = hdf5plugin.Zstd(clevel=1)  # measured best size x speed (module docstring)
@@ -289,12 +291,7 @@ def _fsync(path: Path) -> None:
 def _write_manifest(root: Path, entries: list[dict]) -> None:
     """Replace the manifest atomically; call with the lock held."""
     data = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "episodes": entries}
-    tmp = root / (MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, root / MANIFEST)
+    write_json(root / MANIFEST, data, indent=1, fsync=True)
     _fsync(root)
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
+
+from driving.files import replacing, write_bytes
 
 SCALE = 3  # camera pixels -> video pixels
 PANEL = 72  # [px] height of the text panel under the frame
@@ -76,28 +77,23 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Pa
     first = next(frames, None)
     if first is None:
         raise ValueError(f"no frames to write to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = first.shape[:2]
-    tmp = path.with_name(path.name + ".tmp.mp4")
-    writer = imageio_ffmpeg.write_frames(
-        str(tmp),
-        (width, height),
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        macro_block_size=1,
-        output_params=["-loglevel", "error"],
-    )
-    writer.send(None)
-    try:
-        for frame in itertools.chain([first], frames):
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)  # an interrupted video is not kept half-written
-        raise
-    os.replace(tmp, path)
+    with replacing(path) as tmp:  # an interrupted video is not kept half-written
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            macro_block_size=1,
+            output_params=["-loglevel", "error"],
+        )
+        writer.send(None)
+        try:
+            for frame in itertools.chain([first], frames):
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
     return path
 
 
@@ -142,11 +138,8 @@ def add_gif(writer, tag: str, path: Path, step: int, fps: float = 5.0, max_s: fl
 
 def write_png(path: Path, rgb: np.ndarray) -> Path:
     """Write an RGB image as PNG, atomically (a killed run leaves no half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"cannot encode {path} as PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    write_bytes(path, data.tobytes())
     return path

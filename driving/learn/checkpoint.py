@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from driving.files import replacing
 from driving.learn.model import ModelConfig, PilotNet
 
 FORMAT_VERSION = 1
@@ -92,13 +93,8 @@ def save_checkpoint(
         "config": jsonable(config),
         "extra": extra or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    try:
+    with replacing(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from driving.data import Frames
 from driving.learn.batches import DeviceFrames
 from driving.learn.checkpoint import jsonable
-from driving.data import Frames
 from driving.learn.model import PilotNet
 
 CURVE_THRESHOLD = 0.05

@@ -26,6 +26,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from driving.data import Frames, load_split, read_episode, scan
 from driving.learn import distributed
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.checkpoint import (
@@ -35,10 +36,15 @@ from driving.learn.checkpoint import (
     save_checkpoint,
     stored_model_config,
 )
-from driving.data import Frames, load_split, read_episode, scan
 from driving.learn.distributed import Ranks
 from driving.learn.model import MAX_FRAMES, ModelConfig, PilotNet
-from driving.learn.monitor import draw_steering, log_data, log_train, prediction_grid, validation_losses
+from driving.learn.monitor import (
+    draw_steering,
+    log_data,
+    log_train,
+    prediction_grid,
+    validation_losses,
+)
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
 
@@ -457,7 +463,10 @@ def train(cfg: TrainConfig) -> dict:
 
 def _evaluate(cfg: TrainConfig, writer: SummaryWriter, step: int) -> dict:
     """Closed-loop evaluation of best.pt; numeric overall metrics go to TensorBoard as eval/*."""
-    from driving.rollout.evaluate import evaluate, log_to_tensorboard  # keeps training importable alone
+    from driving.rollout.evaluate import (  # keeps training importable alone
+        evaluate,
+        log_to_tensorboard,
+    )
 
     result = evaluate(
         str(cfg.run / "best.pt"),

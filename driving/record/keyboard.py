@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from driving.record.collect import CollectConfig, claim_seed, scenario_meta, world_config
 from driving.data import Episode, prepare_folder, used_seeds, write_episode
 from driving.draw.video import overlay
-from driving.tools.watch import FPS, OVERVIEW, compose, frame_size
 from driving.draw.window import Window, WindowError, has_display
+from driving.record.collect import CollectConfig, claim_seed, scenario_meta, world_config
+from driving.tools.watch import FPS, OVERVIEW, compose, frame_size
 from envs.camera import Camera
 from envs.world import make_env, make_expert
 

@@ -12,10 +12,11 @@ speed at that step); exposure counts only the steps the policy drove.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from driving.files import replacing
 
 CURVATURE_BINS = (
     ("straight (R > 1 km)", 0.0, 1e-3),
@@ -137,9 +138,7 @@ def plot(table: dict[str, list[dict]], path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from driving.rollout.metrics import SPEEDING_FACTOR, SPEEDING_GRACE
 from driving.draw.video import overlay, write_mp4
+from driving.rollout.metrics import SPEEDING_FACTOR, SPEEDING_GRACE
 
 BEFORE_S = 3.0  # [s] of driving kept before the event
 AFTER_S = 1.0  # [s] after it

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,14 +25,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from driving.rollout import breakdown
+from driving.draw.video import overlay, write_mp4
+from driving.files import write_json
 from driving.learn.checkpoint import load_checkpoint
+from driving.learn.policy import NetPolicy, observe
+from driving.parallel import run_parallel
+from driving.rollout import breakdown
 from driving.rollout.clips import ClipRecorder
 from driving.rollout.metrics import INFO_KEYS, INTERVENTION_OFFSET, episode_metrics, summarize
-from driving.parallel import run_parallel
-from driving.learn.policy import NetPolicy, observe
 from driving.rollout.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, traffic_episode_metrics
-from driving.draw.video import overlay, write_mp4
 from envs import eval_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
@@ -270,14 +270,6 @@ def _cached(path: Path, identity: str) -> dict | None:
     return saved["result"] if saved.get("policy_id") == identity else None
 
 
-def _save_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically: a kill leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def run_episodes(
     spec: str,
     seeds: list[int],
@@ -309,7 +301,7 @@ def run_episodes(
 
     def finished(result: dict) -> None:
         done[result["seed"]] = result
-        _save_json(cache / f"{result['seed']}.json", {"policy_id": identity, "result": result})
+        write_json(cache / f"{result['seed']}.json", {"policy_id": identity, "result": result})
         bar.update(1)
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
@@ -396,7 +388,7 @@ def evaluate(
     world = cfg.world()
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     report_config = {k: str(v) for k, v in asdict(cfg).items()}
-    _save_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
+    write_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
     clip_folder = cfg.out / "clips" if cfg.clips else None
     per_episode = run_episodes(
@@ -436,7 +428,7 @@ def evaluate(
         )
         table["expert"] = report["expert"]["overall"]
     report["table"] = format_table(table)
-    _save_json(cfg.out / "metrics.json", report)
+    write_json(cfg.out / "metrics.json", report)
     return report
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,9 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.data import Episode, count_frames, prepare_folder, used_seeds, write_episode
-from driving.rollout.evaluate import EXPERT, drive, evaluate
-from driving.parallel import run_parallel
+from driving.files import write_json
 from driving.learn.policy import NetPolicy, observe
+from driving.parallel import run_parallel
+from driving.rollout.evaluate import EXPERT, drive, evaluate
 from envs import train_seeds
 from envs.camera import CameraConfig
 from envs.expert import Expert
@@ -167,13 +167,6 @@ def _gather(cfg: DaggerConfig, round_: int, spec: str) -> None:
         bar.close()
 
 
-def _write_json(path: Path, payload) -> None:
-    """Write JSON atomically: a kill leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def run_round(cfg: DaggerConfig, round_: int) -> dict:
     """One DAgger round, each stage skipped or resumed when already done; returns its table row."""
     from driving.learn.train import TrainConfig, train
@@ -184,7 +177,7 @@ def run_round(cfg: DaggerConfig, round_: int) -> dict:
     if not gathered.exists():
         _gather(cfg, round_, EXPERT if round_ == 0 else str(previous))
         run.mkdir(parents=True, exist_ok=True)
-        _write_json(gathered, {"labelled_frames": count_frames(cfg.out / "data")})
+        write_json(gathered, {"labelled_frames": count_frames(cfg.out / "data")})
     frames = json.loads(gathered.read_text())["labelled_frames"]
     init = previous if cfg.warm_start and round_ > 0 else None
     summary = train(
@@ -245,7 +238,7 @@ def dagger(cfg: DaggerConfig) -> list[dict]:
                     if key in rows[-1]:
                         writer.add_scalar(f"dagger/{key}", rows[-1][key], round_)
             (cfg.out / "dagger.md").write_text(format_rounds(rows) + "\n")
-            _write_json(cfg.out / "dagger.json", rows)
+            write_json(cfg.out / "dagger.json", rows)
             tqdm.write(format_rounds(rows).splitlines()[-1])
     except KeyboardInterrupt:
         raise KeyboardInterrupt(

@@ -12,7 +12,6 @@ float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from driving.files import replacing
 from driving.learn.checkpoint import build_model, load_checkpoint
 
 TOLERANCE = 1e-4  # largest |ONNX Runtime - PyTorch| accepted on any output
@@ -75,32 +75,32 @@ def export_onnx(cfg: ExportConfig) -> dict:
     rng = np.random.default_rng(0)
     example = {k: torch.from_numpy(v) for k, v in _inputs(model, 2, rng).items()}
     dynamic = {name: {0: torch.export.Dim("batch")} for name in example}
-    tmp = out.with_name(out.name + ".tmp")
-    # The exporter warns about optional torchvision ops and its own deprecations: not ours.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            tuple(example.values()),
-            str(tmp),
-            input_names=list(example),
-            output_names=["action"],
-            dynamic_shapes=dynamic,
-            dynamo=True,
-            verbose=False,
-            external_data=False,
+    with replacing(out) as tmp:  # a file that fails the parity check is not kept
+        # The exporter warns about optional torchvision ops and its own deprecations: not ours.
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                tuple(example.values()),
+                str(tmp),
+                input_names=list(example),
+                output_names=["action"],
+                dynamic_shapes=dynamic,
+                dynamo=True,
+                verbose=False,
+                external_data=False,
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # latency on one core, like PyTorch below
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(
+            str(tmp), options, providers=["CPUExecutionProvider"]
         )
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1  # latency on one core, like PyTorch below
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
-    inputs = _inputs(model, cfg.check, rng)
-    error = float(np.abs(session.run(None, inputs)[0] - _torch_outputs(model, inputs)).max())
-    if error > TOLERANCE:
-        tmp.unlink()
-        raise ValueError(f"ONNX Runtime differs from PyTorch by {error:.2e} > {TOLERANCE}")
-    os.replace(tmp, out)
+        inputs = _inputs(model, cfg.check, rng)
+        error = float(np.abs(session.run(None, inputs)[0] - _torch_outputs(model, inputs)).max())
+        if error > TOLERANCE:
+            raise ValueError(f"ONNX Runtime differs from PyTorch by {error:.2e} > {TOLERANCE}")
     one = _inputs(model, 1, rng)
     torch.set_num_threads(1)
     return {

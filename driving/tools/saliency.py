@@ -18,8 +18,6 @@ baseline.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from driving.draw.video import write_png
+from driving.files import write_json
 from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.policy import NetPolicy
-from driving.draw.video import write_png
 from envs import eval_seeds
 from envs.camera import MASK_EGO, MASK_GROUND, MASK_MARKING, MASK_ROAD, MASK_VEHICLE, CameraConfig
 
@@ -288,9 +287,7 @@ def run_saliency(cfg: SaliencyConfig) -> dict:
     pick = np.linspace(0, len(frames) - 1, min(cfg.frames, len(frames))).round().astype(int)
     grid = write_png(cfg.out / "saliency_grid.png", overlay_grid(frames[pick], maps[pick]))
     report["grid"] = str(grid)
-    tmp = cfg.out / "saliency.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, cfg.out / "saliency.json")
+    write_json(cfg.out / "saliency.json", report)
     return report
 
 

@@ -14,7 +14,6 @@ Writes into `--out` (default `DIR/view`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from driving.data import DatasetError, Episode, read_episode, scan
 from driving.draw.video import GREEN, RED, WHITE, overlay, write_mp4, write_png
+from driving.files import replacing
 
 CELL_SCALE = 2  # camera pixels -> contact sheet pixels
 CAPTION = 20  # [px] text strip under each contact sheet frame
@@ -151,10 +151,9 @@ def plot_distributions(labels: np.ndarray, actions: np.ndarray, path: Path, titl
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with replacing(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

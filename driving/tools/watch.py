@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from driving.rollout.evaluate import EXPERT, Step, drive
-from driving.parallel import init_worker
-from driving.learn.policy import NetPolicy
-from driving.tools.saliency import VisualBackProp, saliency_overlay
 from driving.draw.video import GREY, WHITE, overlay, write_mp4
 from driving.draw.window import Window, WindowError
+from driving.learn.policy import NetPolicy
+from driving.parallel import init_worker
+from driving.rollout.evaluate import EXPERT, Step, drive
+from driving.tools.saliency import VisualBackProp, saliency_overlay
 from envs import eval_seeds
 from envs.camera import Camera, CameraConfig
 from envs.expert import Expert
