@@ -1,0 +1,246 @@
+"""Reading a demonstrations folder: one episode, the list of episodes, the train/val split.
+
+Episode files are validated as they are opened (`driving.data.format`); the manifest is only
+checked against them: the files are the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from driving.data.format import (
+    MANIFEST,
+    VIEWPOINT_DRIVER,
+    DatasetError,
+    Episode,
+    Frames,
+    Header,
+    Invalid,
+    opened,
+    read_header,
+)
+from driving.data.store import load_manifest
+
+_NAME = re.compile(r"episode_(\d+)_[0-9a-f]{8}\.h5")
+_COLLECT_HINT = "create one with `drive collect --out DIR`"
+
+
+def stack_indices(frames: Frames, k: int, stride: int) -> np.ndarray:
+    """Rows of the `k` frames a frame-stacking net sees for each row, oldest first.
+
+    Column k-1 is the row itself, column j the row (k-1-j) * `stride` steps earlier in the same
+    episode. Before an episode's first row there is no frame: its first row is repeated, as
+    `driving.learn.policy.NetPolicy` does at the start of a drive. Rows of a shifted-view episode
+    (driver "viewpoint") are separate views, not steps of a trajectory, so their stack repeats
+    the row's own frame (a still scene).
+
+    Args:
+        frames: arrays from `load_split`.
+        k: frames per sample, >= 1.
+        stride: steps between two stacked frames, >= 1.
+
+    Returns:
+        (N, k) int64 row indices into `frames`.
+    """
+    rows = np.arange(len(frames), dtype=np.int64)
+    new_episode = np.ones(len(frames), bool)
+    new_episode[1:] = frames.episode[1:] != frames.episode[:-1]
+    first = np.maximum.accumulate(np.where(new_episode, rows, 0))  # first row of each row's episode
+    back = stride * np.arange(k - 1, -1, -1, dtype=np.int64)  # (k,) steps back, oldest first
+    out = np.maximum(rows[:, None] - back, first[:, None])  # (N, k)
+    out[frames.viewpoint] = rows[frames.viewpoint, None]
+    return out
+
+
+def read_episode(path: Path) -> Episode:
+    """Read and validate one episode file.
+
+    Raises:
+        DatasetError: naming the file, when it is unreadable, invalid or from a newer version.
+    """
+    path = Path(path)
+    try:
+        with opened(path) as f:
+            header, meta, small = read_header(f, path)
+            frames = np.asarray(f["frames"][...], dtype=np.uint8)
+    except Invalid as error:
+        raise DatasetError(f"cannot read episode {path}: {error}") from None
+    return Episode(frames=frames, seed=header.seed, meta=meta, **small)
+
+
+def scan_headers(root: Path) -> tuple[list[Header], list[str], int]:
+    """Readable episodes (sorted by file name), warnings, and the number of skipped files.
+
+    The work behind `scan`, keeping each file's header (for `load_split` and `info`).
+
+    Raises:
+        DatasetError: as `scan`.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root} does not exist: {_COLLECT_HINT}")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a directory: pass the dataset folder")
+    paths = sorted(p for p in root.glob("*.h5") if p.is_file())
+    has_manifest = (root / MANIFEST).exists()
+    if not has_manifest and not paths:
+        raise DatasetError(f"{root} is not a dataset (no {MANIFEST}): {_COLLECT_HINT}")
+    problems: list[str] = []
+    entries, problem = load_manifest(root) if has_manifest else ([], None)
+    if problem:
+        problems.append(f"{problem}: using the episode files found")
+    headers = []
+    for path in paths:
+        try:
+            with opened(path) as f:
+                headers.append(read_header(f, path)[0])
+        except Invalid as error:
+            problems.append(f"skipping {path.name}: {error}")
+    skipped = len(paths) - len(headers)
+    frames = {h.path.name: h.num_frames for h in headers}
+    for entry in entries:
+        name = entry["file"]
+        if not (root / name).is_file():
+            problems.append(f"{MANIFEST} lists {name}, which is missing (deleted or moved?)")
+        elif name in frames and frames[name] != entry["frames"]:
+            problems.append(
+                f"{MANIFEST} says {name} has {entry['frames']} frames, the file has {frames[name]}"
+            )
+    if has_manifest and not problem:
+        listed = {entry["file"] for entry in entries}
+        for name in sorted(set(frames) - listed):
+            problems.append(f"{name} is not in {MANIFEST} (copied in, or writer killed): using it")
+    if not headers:
+        detail = f" ({skipped} unreadable; first: {problems[0]})" if skipped else ""
+        raise DatasetError(f"{root} contains no readable episode{detail}: {_COLLECT_HINT}")
+    return headers, problems, skipped
+
+
+def scan(root: Path) -> tuple[list[Path], list[str]]:
+    """List the readable episode files of a dataset and explain the unreadable ones.
+
+    Each `*.h5` file is opened and validated (header, layout, per-step arrays; frames are not
+    decoded); `.tmp` files are ignored. The manifest is checked against the files.
+
+    Returns:
+        The readable episode files, sorted by name, and one warning line per problem.
+
+    Raises:
+        DatasetError: `root` is missing, not a dataset, holds no readable episode, or was written
+            by a newer version.
+    """
+    headers, problems, _ = scan_headers(root)
+    return [h.path for h in headers], problems
+
+
+def count_frames(root: Path) -> int:
+    """Frames in the dataset's readable episodes (headers only: no frame is decoded)."""
+    return sum(h.num_frames for h in scan_headers(Path(root))[0])
+
+
+def used_seeds(root: Path) -> set[int]:
+    """Road seeds already in the dataset (readable or not), from file names and the manifest.
+
+    A missing folder has none. Cheap: no episode file is opened.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return set()
+    seeds = {int(m.group(1)) for p in root.glob("*.h5") if (m := _NAME.fullmatch(p.name))}
+    if (root / MANIFEST).exists():
+        seeds |= {entry["seed"] for entry in load_manifest(root)[0]}
+    return seeds
+
+
+# ---------------------------------------------------------------- training split
+
+
+def _val_roads(seeds: set[int], val_fraction: float, seed: int) -> set[int]:
+    """Pick the validation roads: a fixed pseudo-random ranking of the road seeds, salted by `seed`.
+
+    An episode's side depends only on its road and `seed`, so it is the same whatever order the
+    files are listed in, and adding episodes of known roads never moves a road across sides.
+    """
+    if len(seeds) < 2 or val_fraction <= 0:
+        return set()
+    count = min(max(1, round(val_fraction * len(seeds))), len(seeds) - 1)
+    rank = sorted(seeds, key=lambda road: hashlib.sha256(f"{seed}/{road}".encode()).digest())
+    return set(rank[:count])
+
+
+def _load_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]) -> Frames:
+    """Read the chosen episodes into arrays allocated once (no concatenation of big arrays)."""
+    total = sum(headers[i].num_frames for i in chosen)
+    out = Frames(
+        frames=np.empty((total, *size, 3), np.uint8),
+        labels=np.empty((total, 2), np.float32),
+        speed=np.empty(total, np.float32),
+        episode=np.empty(total, np.int32),
+        viewpoint=np.empty(total, bool),
+    )
+    start = 0
+    for i in chosen:
+        header = headers[i]
+        end = start + header.num_frames
+        try:
+            with opened(header.path) as f:
+                if f["frames"].shape != (header.num_frames, *size, 3):
+                    raise Invalid("it changed while loading")
+                f["frames"].read_direct(out.frames[start:end])  # straight into place
+                out.speed[start:end] = f["speed"][...]
+        except Invalid as error:
+            raise DatasetError(f"cannot load {header.path}: {error}") from None
+        out.labels[start:end] = header.labels
+        out.episode[start:end] = i
+        out.viewpoint[start:end] = header.driver == VIEWPOINT_DRIVER
+        start = end
+    return out
+
+
+def load_split(root: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[Frames, Frames]:
+    """Load a dataset for training, split into train and validation sets by road.
+
+    Episodes of the same road (seed) always land on the same side, so validation frames never
+    share a road, let alone an episode, with training frames. Deterministic given the files and
+    `seed`. Problems found by `scan` are emitted with `warnings.warn`.
+
+    Args:
+        root: dataset folder.
+        val_fraction: share of the roads held out for validation, in [0, 1).
+        seed: salt of the split.
+
+    Returns:
+        (train, val). Train holds at least one episode; val is empty when there is only one road.
+
+    Raises:
+        DatasetError: as `scan`, or when episodes have different frame sizes.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    headers, problems, _ = scan_headers(Path(root))
+    for problem in problems:
+        warnings.warn(problem, stacklevel=2)
+    size = Counter(h.frame_size for h in headers).most_common(1)[0][0]
+    for header in headers:
+        if header.frame_size != size:
+            raise DatasetError(
+                f"{header.path} has {header.frame_size[0]}x{header.frame_size[1]} px frames, most "
+                f"episodes have {size[0]}x{size[1]}: move it to a dataset of its own camera size"
+            )
+    roads = {h.seed for h in headers}
+    val_roads = _val_roads(roads, val_fraction, seed)
+    if not val_roads and val_fraction > 0:
+        warnings.warn(
+            f"{root} has only one road (seed {min(roads)}): the validation set is empty; "
+            "collect more episodes for a meaningful validation loss",
+            stacklevel=2,
+        )
+    train = [i for i, h in enumerate(headers) if h.seed not in val_roads]
+    val = [i for i, h in enumerate(headers) if h.seed in val_roads]
+    return _load_frames(headers, train, size), _load_frames(headers, val, size)
