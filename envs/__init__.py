@@ -33,6 +33,6 @@ def eval_seeds(count: int, offset: int = 0) -> list[int]:
 if "WindingRoad-v0" not in gymnasium.registry:
     gymnasium.register(id="WindingRoad-v0", entry_point="envs.world:make_winding_road")
 if "WindingTraffic-v0" not in gymnasium.registry:
-    gymnasium.register(id="WindingTraffic-v0", entry_point="envs.traffic:make_winding_traffic")
+    gymnasium.register(id="WindingTraffic-v0", entry_point="envs.world:make_winding_traffic")
 if "HighwayTraffic-v0" not in gymnasium.registry:
-    gymnasium.register(id="HighwayTraffic-v0", entry_point="envs.traffic:make_highway_traffic")
+    gymnasium.register(id="HighwayTraffic-v0", entry_point="envs.world:make_highway_traffic")

@@ -10,11 +10,10 @@ It works on any highway-env scenario: everything is read from ``env.unwrapped.ro
 highway-env's screen convention: y points down and a heading h means direction (cos h, sin h), so
 the frame is highway-env's top view rotated (never mirrored) until the ego points up.
 
-How it stays fast: lane edges are sampled once per episode (every ~1 m; straight lanes keep only
-their ends and are sampled inside the window on demand, so 10 km highways cost nothing). A local
-top-down map of a few hundred metres around the ego is drawn from those polylines and redrawn only
+How it stays fast: lane edges are sampled once per episode and a local top-down map of a few
+hundred metres around the ego is drawn from them (both in `envs.ground`); the map is redrawn only
 when the ego nears its border. Each frame is one ``cv2.warpAffine`` out of that map plus a filled
-rectangle per nearby vehicle.
+rectangle per nearby vehicle. This module holds the camera itself, its settings and its colours.
 
 Usage::
 
@@ -32,7 +31,8 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from highway_env.road.lane import AbstractLane, CircularLane, LineType, StraightLane
+
+from envs.ground import SHIFT, LaneShape, draw_map, shape_lane
 
 if TYPE_CHECKING:
     from highway_env.road.road import Road
@@ -53,20 +53,19 @@ MASK_GROUND, MASK_ROAD, MASK_MARKING, MASK_VEHICLE, MASK_EGO = 0, 1, 2, 3, 4
 """Classes of `Camera.render_mask`: ground, road surface, lane markings and road edges, other
 vehicles, the ego."""
 
-_SAMPLE_STEP_M = 1.0  # [m] spacing of lane samples along s
-_DASH_ON_M = 3.0  # [m] painted part of a striped line
-_DASH_PERIOD_M = 9.0  # [m] one painted part plus one gap
-_MARKING_WIDTH_M = 0.25  # [m]
 _MAP_MIN_RADIUS_M = 120.0  # [m] half side of the local map
 _MAP_MIN_PX_PER_M = 8.0  # [px/m]
 _MAP_MAX_SIDE_PX = 4096  # bounds memory (64 MiB) whatever the camera resolution
-_SHIFT = 4  # fractional bits for OpenCV drawing: sub-pixel accurate geometry
-_ONE = 1 << _SHIFT
+_ONE = 1 << SHIFT  # fixed-point 1 px
 _FRAME_MAX_SIDE_PX = 4096  # a frame side beyond this is a typo, not a camera
 
 
 def _rgba(rgb: tuple[int, int, int]) -> tuple[int, int, int, int]:
     return (*rgb, 255)
+
+
+_MAP_COLOURS = (_rgba(GROUND_RGB), _rgba(ROAD_RGB), _rgba(MARKING_RGB))  # ground, road, markings
+_MASK_CLASSES = ((MASK_GROUND,), (MASK_ROAD,), (MASK_MARKING,))  # the same for `render_mask`
 
 
 class CameraError(ValueError):
@@ -119,155 +118,6 @@ class CameraConfig:
         return math.hypot(max(self.ahead_m, self.behind_m), self.span_m / 2)
 
 
-@dataclass
-class _LaneShape:
-    """Sampled geometry of one lane, in world coordinates [m]."""
-
-    lane: AbstractLane
-    line_types: tuple[int, int]  # (left, right) = sides at lateral -w/2 and +w/2
-    bbox: np.ndarray  # (4,) x_min, y_min, x_max, y_max [m]
-    s: np.ndarray | None = None  # (N,) arc length of the samples; None: straight, sampled later
-    left: np.ndarray | None = None  # (N, 2) edge at lateral -w/2
-    right: np.ndarray | None = None  # (N, 2) edge at lateral +w/2
-
-
-def _s_grid(s_lo: float, s_hi: float) -> np.ndarray:
-    """Arc lengths every _SAMPLE_STEP_M on multiples of it (dashes line up), ends included."""
-    inner = np.arange(math.ceil(s_lo / _SAMPLE_STEP_M), math.floor(s_hi / _SAMPLE_STEP_M) + 1)
-    s = np.concatenate([[s_lo], inner * _SAMPLE_STEP_M, [s_hi]])
-    return np.unique(s)
-
-
-def _straight_edges(lane: StraightLane, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised edges of a straight lane at arc lengths s: (left, right), each (N, 2) [m]."""
-    half = lane.width / 2
-    centre = lane.start + s[:, None] * lane.direction
-    return centre - half * lane.direction_lateral, centre + half * lane.direction_lateral
-
-
-def _arc_edges(lane: CircularLane, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised `CircularLane.position` of both edges at arc lengths s (same arithmetic)."""
-    phi = lane.direction * s / lane.radius + lane.start_phase
-    unit = np.stack([np.cos(phi), np.sin(phi)], axis=1)
-    half = lane.width / 2
-    left = lane.center + (lane.radius - -half * lane.direction) * unit
-    right = lane.center + (lane.radius - half * lane.direction) * unit
-    return left, right
-
-
-def _shape_lane(lane: AbstractLane) -> _LaneShape | None:
-    """Sample one lane; None for a degenerate lane that draws nothing."""
-    length = float(lane.length)
-    if not math.isfinite(length) or length <= 0:
-        return None
-    types = tuple(lane.line_types) if lane.line_types is not None else (LineType.NONE,) * 2
-    if type(lane) is StraightLane:  # exact type: SineLane subclasses it but bends
-        s = None
-        left, right = _straight_edges(lane, np.array([0.0, length]))
-    elif type(lane) is CircularLane:
-        s = _s_grid(0.0, length)
-        left, right = _arc_edges(lane, s)
-    else:
-        s = _s_grid(0.0, length)
-        # Lane classes only take scalar s (StraightLane would mis-broadcast an array of 2).
-        pairs = [(si, lane.width_at(si) / 2) for si in s]
-        left = np.array([lane.position(si, -h) for si, h in pairs], dtype=float)
-        right = np.array([lane.position(si, h) for si, h in pairs], dtype=float)
-    points = np.concatenate([left, right])
-    if not np.isfinite(points).all():
-        return None
-    bbox = np.concatenate([points.min(axis=0), points.max(axis=0)])
-    if s is None:
-        return _LaneShape(lane, types, bbox)
-    return _LaneShape(lane, types, bbox, s, left, right)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) index pairs of the runs of True in a 1-D boolean mask."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
-
-
-def _pieces_in_window(
-    shape: _LaneShape, lo: np.ndarray, hi: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The parts of a lane inside the world window [lo, hi]: list of (s, left, right)."""
-    if np.any(shape.bbox[:2] > hi) or np.any(shape.bbox[2:] < lo):
-        return []
-    lane = shape.lane
-    if shape.s is None:
-        corners = np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]])
-        along = (corners - lane.start) @ lane.direction
-        across = (corners - lane.start) @ lane.direction_lateral
-        if across.min() > lane.width or across.max() < -lane.width:
-            return []  # a long diagonal lane whose bounding box alone overlaps the window
-        s_lo, s_hi = max(along.min(), 0.0), min(along.max(), float(lane.length))
-        if s_hi <= s_lo:
-            return []
-        s = _s_grid(s_lo, s_hi)
-        return [(s, *_straight_edges(lane, s))]
-    inside = np.all((shape.left >= lo) & (shape.left <= hi), axis=1)
-    inside |= np.all((shape.right >= lo) & (shape.right <= hi), axis=1)
-    # Grow each run by one sample so the drawing reaches across the window border.
-    inside[:-1] |= inside[1:].copy()
-    inside[1:] |= inside[:-1].copy()
-    return [
-        (shape.s[a:b], shape.left[a:b], shape.right[a:b]) for a, b in _runs(inside) if b - a >= 2
-    ]
-
-
-def _marking_polylines(s: np.ndarray, edge_px: np.ndarray, line_type: int) -> list[np.ndarray]:
-    """Polylines [fixed-point px] painting one lane side of the given LineType."""
-    if line_type in (LineType.CONTINUOUS, LineType.CONTINUOUS_LINE):
-        return [edge_px]
-    if line_type == LineType.STRIPED:
-        on = np.mod(s, _DASH_PERIOD_M) <= _DASH_ON_M + 1e-6
-        return [edge_px[a:b] for a, b in _runs(on) if b - a >= 2]
-    return []
-
-
-def _draw_map(
-    image: np.ndarray,
-    shapes: list[_LaneShape],
-    origin: np.ndarray,
-    px_per_m: float,
-    colours: tuple[tuple, tuple, tuple] = (_rgba(GROUND_RGB), _rgba(ROAD_RGB), _rgba(MARKING_RGB)),
-    line_type: int = cv2.LINE_AA,
-) -> None:
-    """Draw into square `image` the top view whose top-left pixel corner is at `origin` [m].
-
-    `colours` are (ground, road, markings): RGBA for the camera's map, class ids for the cue
-    mask (drawn with `line_type` LINE_8 so that no blended values appear, and markings 2 px
-    wider to cover the anti-aliased fringe that the camera draws around them).
-    """
-    side_px = image.shape[0]
-    ground, road, marking = colours
-    # cv2 fills 3-channel images ~50x faster than numpy broadcasting a colour.
-    cv2.rectangle(image, (0, 0), (side_px, side_px), ground, cv2.FILLED)
-    margin = 2.0  # [m] so that edges straddling the border are drawn
-    lo = origin - margin
-    hi = origin + side_px / px_per_m + margin
-
-    def to_px(points: np.ndarray) -> np.ndarray:
-        # Pixel centres sit at integer coordinates in OpenCV, hence the half-pixel offset.
-        return np.round(((points - origin) * px_per_m - 0.5) * _ONE).astype(np.int32)
-
-    surfaces, markings = [], []
-    for shape in shapes:
-        for s, left, right in _pieces_in_window(shape, lo, hi):
-            left_px, right_px = to_px(left), to_px(right)
-            surfaces.append(np.concatenate([left_px, right_px[::-1]]))
-            markings += _marking_polylines(s, left_px, shape.line_types[0])
-            markings += _marking_polylines(s, right_px, shape.line_types[1])
-    # One call per polygon: a single fillPoly over overlapping polygons XORs them into holes.
-    for polygon in surfaces:
-        cv2.fillPoly(image, [polygon], road, cv2.LINE_8, _SHIFT)
-    if markings:
-        thickness = max(1, round(_MARKING_WIDTH_M * px_per_m))
-        thickness += 0 if line_type == cv2.LINE_AA else 2
-        cv2.polylines(image, markings, False, marking, thickness, line_type, _SHIFT)
-
-
 class Camera:
     """Heading-up bird's-eye camera centred on the ego; see the module docstring."""
 
@@ -290,7 +140,7 @@ class Camera:
         self._map_px_per_m = min(finest, _MAP_MAX_SIDE_PX / (2 * self._map_radius))
         self._map_side = int(math.ceil(2 * self._map_radius * self._map_px_per_m))
         self._road: Road | None = None
-        self._shapes: list[_LaneShape] = []
+        self._shapes: list[LaneShape] = []
         # RGBA although alpha is unused: OpenCV's bilinear warp of 4 channels is vectorised,
         # of 3 it is not (measured 4.7x faster, the same pixels).
         self._map = np.empty((self._map_side, self._map_side, 4), np.uint8)
@@ -315,7 +165,7 @@ class Camera:
                 "pass env.unwrapped.road"
             )
         lanes = [lane for tos in network.graph.values() for ids in tos.values() for lane in ids]
-        self._shapes = [shape for shape in map(_shape_lane, lanes) if shape is not None]
+        self._shapes = [shape for shape in map(shape_lane, lanes) if shape is not None]
         self._road = road
         self._map_valid = False
         self._mask_origin = None
@@ -379,9 +229,8 @@ class Camera:
         if self._mask_origin is None or not np.array_equal(self._mask_origin, self._map_origin):
             if self._mask_map is None:
                 self._mask_map = np.empty(self._map.shape[:2], np.uint8)
-            classes = ((MASK_GROUND,), (MASK_ROAD,), (MASK_MARKING,))
             origin, k = self._map_origin, self._map_px_per_m
-            _draw_map(self._mask_map, self._shapes, origin, k, classes, cv2.LINE_8)
+            draw_map(self._mask_map, self._shapes, origin, k, _MASK_CLASSES, cv2.LINE_8)
             self._mask_origin = self._map_origin.copy()
         cfg = self.config
         world_to_frame = self._world_to_frame(position, heading)
@@ -414,7 +263,7 @@ class Camera:
         # Centre ahead of the ego: it drives into the fresh map, which then lasts longer.
         ahead = 0.5 * keep * np.array([math.cos(heading), math.sin(heading)])
         self._map_origin = position + ahead - half
-        _draw_map(self._map, self._shapes, self._map_origin, self._map_px_per_m)
+        draw_map(self._map, self._shapes, self._map_origin, self._map_px_per_m, _MAP_COLOURS)
         self._map_valid = True
 
     def _world_to_frame(self, position: np.ndarray, heading: float) -> np.ndarray:
@@ -463,4 +312,4 @@ def _fill_vehicle(
         ]
     )
     px = corners @ world_to_frame[:, :2].T + world_to_frame[:, 2]
-    cv2.fillConvexPoly(frame, np.round(px * _ONE).astype(np.int32), colour, line_type, _SHIFT)
+    cv2.fillConvexPoly(frame, np.round(px * _ONE).astype(np.int32), colour, line_type, SHIFT)

@@ -8,8 +8,8 @@ warp, no OpenCV drawing) and averages their colours. What is there, in drawing o
 
     ground        everywhere
     road          0 <= s <= length and |lateral| <= width / 2 on some lane
-    marking       within `_MARKING_WIDTH_M` / 2 of a lane side whose LineType paints it
-                  (striped: the first `_DASH_ON_M` of every `_DASH_PERIOD_M` along the lane)
+    marking       within `MARKING_WIDTH_M` / 2 of a lane side whose LineType paints it
+                  (striped: the first `DASH_ON_M` of every `DASH_PERIOD_M` along the lane)
     vehicle, ego  inside the vehicle's LENGTH x WIDTH rectangle
 
 `compare` measures the agreement of two frames: the share of pixels of the same class (ground,
@@ -27,9 +27,6 @@ from highway_env.road.lane import AbstractLane, CircularLane, LineType, Straight
 from highway_env.utils import wrap_to_pi
 
 from envs.camera import (
-    _DASH_ON_M,
-    _DASH_PERIOD_M,
-    _MARKING_WIDTH_M,
     EGO_RGB,
     GROUND_RGB,
     MARKING_RGB,
@@ -37,6 +34,7 @@ from envs.camera import (
     VEHICLE_RGB,
     CameraConfig,
 )
+from envs.ground import DASH_ON_M, DASH_PERIOD_M, MARKING_WIDTH_M
 
 PALETTE = np.array([GROUND_RGB, ROAD_RGB, MARKING_RGB, VEHICLE_RGB, EGO_RGB], dtype=float)
 """The camera's colours; a pixel's class is the index of its nearest one."""
@@ -87,7 +85,7 @@ def _painted(line_type: int, s: np.ndarray) -> np.ndarray | bool:
     if line_type in (LineType.CONTINUOUS, LineType.CONTINUOUS_LINE):
         return True
     if line_type == LineType.STRIPED:
-        return np.mod(s, _DASH_PERIOD_M) <= _DASH_ON_M
+        return np.mod(s, DASH_PERIOD_M) <= DASH_ON_M
     return False
 
 
@@ -117,7 +115,7 @@ def reference_frame(road, ego, config: CameraConfig = CameraConfig(), supersampl
         half = lane.width_at(0.0) / 2
         label[along & (np.abs(lateral) <= half)] = 1
         for side, line_type in zip((-1, 1), lane.line_types or (), strict=False):
-            near = along & (np.abs(lateral - side * half) <= _MARKING_WIDTH_M / 2)
+            near = along & (np.abs(lateral - side * half) <= MARKING_WIDTH_M / 2)
             marking |= near & _painted(line_type, s)
     label[marking] = 2
     for vehicle in road.vehicles:

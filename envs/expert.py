@@ -23,7 +23,7 @@ from highway_env.envs.common.abstract import AbstractEnv
 from highway_env.road.lane import StraightLane
 from highway_env.utils import wrap_to_pi
 
-from envs.world import ACCELERATION_RANGE, STEERING_RANGE
+from envs.winding import ACCELERATION_RANGE, STEERING_RANGE, lane_curvature
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,9 @@ class ExpertConfig:
     """acceleration per m/s of speed error [1/s]"""
 
 
-def _lane_curvature(lane, longitudinal: float, ds: float = 1.0) -> float:
-    """Signed curvature [1/m] of a lane's centre line (positive: turns right on screen)."""
-    return float(
-        wrap_to_pi(lane.heading_at(longitudinal + ds) - lane.heading_at(longitudinal - ds))
-        / (2 * ds)
-    )
+CURVATURE_STEP = 1.0
+"""The experts measure lane curvature by differences of headings over +-this [m]
+(`lane_curvature`'s `step`)."""
 
 
 def _clip(value: float, limit: float) -> float:
@@ -108,7 +105,7 @@ class Expert:
         for i, (lane, s) in enumerate(self._lanes_ahead(cfg.lookahead)):
             if type(lane) is StraightLane:  # curvature exactly 0 (cheap skip, same result)
                 continue
-            kappa = abs(_lane_curvature(lane, s))
+            kappa = abs(lane_curvature(lane, s, CURVATURE_STEP))
             if kappa < 1e-6:
                 continue
             bend_speed = min(cruise, math.sqrt(cfg.max_lateral_accel / kappa))
@@ -136,7 +133,7 @@ class Expert:
         psi = wrap_to_pi(ego.heading + beta - lane.heading_at(s) - psi_reference)
         # Feed-forward a little ahead: the command acts during the coming step.
         dt = 1.0 / self._base.config["policy_frequency"]
-        kappa_lane = _lane_curvature(lane, s + 0.5 * v * dt)
+        kappa_lane = lane_curvature(lane, s + 0.5 * v * dt, CURVATURE_STEP)
         kappa = (
             kappa_lane - (2 * cfg.zeta * cfg.omega * v * math.sin(psi) + cfg.omega**2 * e) / v**2
         )

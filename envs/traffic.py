@@ -1,6 +1,6 @@
 """Traffic scenarios: the ego among other cars, on our winding roads or on a straight highway.
 
-    env = make_env("winding-traffic")       # or "highway-traffic"; gymnasium: WindingTraffic-v0
+    env = make_env("winding-traffic")       # envs.world; or "highway-traffic"; WindingTraffic-v0
     obs, info = env.reset(seed=3)
     info["gap_ahead"], info["time_headway"], info["lane_changes"], info["density"]
 
@@ -44,9 +44,8 @@ from highway_env.road.road import Road as HighwayRoad
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
-from envs.camera import CameraConfig
 from envs.road import Road, RoadSettings
-from envs.world import DrivingWrapper, WindingRoadEnv, make_env
+from envs.winding import WindingRoadEnv
 
 DENSITIES = {"light": (5.0, 10.0), "default": (10.0, 20.0), "dense": (20.0, 35.0)}
 """Traffic density ranges [vehicles per km per lane]; one value is drawn per seed."""
@@ -332,13 +331,3 @@ class HighwayTrafficEnv(TrafficEnv):
 
 
 TRAFFIC_ENVS = {"winding-traffic": TrafficEnv, "highway-traffic": HighwayTrafficEnv}
-
-
-def make_winding_traffic(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
-    """gymnasium entry point of `WindingTraffic-v0`."""
-    return make_env("winding-traffic", camera, **config)
-
-
-def make_highway_traffic(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
-    """gymnasium entry point of `HighwayTraffic-v0`."""
-    return make_env("highway-traffic", camera, **config)

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from highway_env.vehicle.kinematics import Vehicle
 
-from envs.expert import Expert, ExpertConfig, _lane_curvature
+from envs.expert import CURVATURE_STEP, Expert, ExpertConfig
 from envs.traffic import TrafficEnv
-from envs.world import ACCELERATION_RANGE, STEERING_RANGE, WindingRoadEnv
+from envs.winding import ACCELERATION_RANGE, STEERING_RANGE, WindingRoadEnv, lane_curvature
 
 MIN_CHANGE_SPEED = 5.0  # [m/s] no lane change slower than this
 CHANGE_END_MARGIN = 30.0  # [m] a lane change must end this far before the road's end
@@ -181,7 +181,7 @@ class TrafficExpert(Expert):
         if progress + manoeuvre + CHANGE_END_MARGIN > env.road_map.length:
             return False
         for lane, s in self._lanes_ahead(manoeuvre):
-            if abs(_lane_curvature(lane, s)) * cfg.min_change_radius > 1.0:
+            if abs(lane_curvature(lane, s, CURVATURE_STEP)) * cfg.min_change_radius > 1.0:
                 return False
         return True
 

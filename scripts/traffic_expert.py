@@ -31,7 +31,7 @@ from driving.rollout.traffic_metrics import TRAFFIC_KEYS, summarize_traffic, tra
 from envs import eval_seeds
 from envs.traffic import DENSITIES, TRAFFIC_ENVS
 from envs.traffic_expert import TrafficExpert
-from envs.world import FINISH_MARGIN, STEERING_RANGE
+from envs.winding import FINISH_MARGIN, STEERING_RANGE
 
 
 @dataclass(frozen=True)

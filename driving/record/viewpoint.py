@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.expert import Expert
-from envs.world import ground_truth
+from envs.wrapper import ground_truth
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from highway_env.road.lane import CircularLane, SineLane, StraightLane
+from highway_env.utils import wrap_to_pi
 
 from envs import eval_seeds
-from envs.expert import Expert
-from envs.world import WindingRoadEnv
+from envs.expert import CURVATURE_STEP, Expert
+from envs.winding import WindingRoadEnv, lane_curvature
 
 
 def drive(seed: int):
@@ -42,3 +44,29 @@ def test_expert_slows_for_bends_so_throttle_carries_information():
     assert speeds.max() <= limit + 1e-6
     assert speeds.min() < 0.85 * limit  # it braked for at least one bend
     assert throttles.min() < -0.1 and throttles.max() > 0.1
+
+
+LANES = [
+    StraightLane([0, 0], [100, 30]),
+    CircularLane([0, 0], 50.0, 0.0, 1.0, clockwise=True),
+    CircularLane([5, -3], 80.0, 2.0, 0.5, clockwise=False),
+    SineLane([0, 0], [100, 0], amplitude=2.0, pulsation=0.2, phase=0.3),
+]
+
+
+@pytest.mark.parametrize("lane", LANES, ids=lambda lane: type(lane).__name__)
+def test_the_experts_lane_curvature_is_their_former_difference_bit_for_bit(lane):
+    # The experts' curvature (feed-forward, bend speeds, lane-change veto) was a centred
+    # difference of headings over +-1 m; the merged `lane_curvature` keeps it exactly, also past
+    # the lane's ends, so that the experts' drives replay identically.
+    for s in [-3.0, 0.0, 0.4, 7.3, 25.0, float(lane.length) - 0.2, float(lane.length) + 4.0]:
+        ds = CURVATURE_STEP
+        former = float(wrap_to_pi(lane.heading_at(s + ds) - lane.heading_at(s - ds)) / (2 * ds))
+        assert lane_curvature(lane, s, CURVATURE_STEP) == former  # exact, not approx
+
+
+@pytest.mark.parametrize("lane", LANES[:3], ids=lambda lane: type(lane).__name__)
+def test_the_experts_lane_curvature_equals_the_exact_one_up_to_rounding(lane):
+    exact = lane_curvature(lane, 10.0)
+    assert exact == (0.0 if isinstance(lane, StraightLane) else lane.direction / lane.radius)
+    assert lane_curvature(lane, 10.0, CURVATURE_STEP) == pytest.approx(exact, rel=1e-9, abs=1e-15)

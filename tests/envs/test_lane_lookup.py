@@ -10,7 +10,8 @@ from highway_env.road.road import RoadNetwork
 from envs.expert import Expert
 from envs.lane_lookup import FastLaneNetwork, use_fast_lane_lookup
 from envs.road import RoadSettings, make_road
-from envs.world import CHEAP_OBSERVATION, make_env
+from envs.winding import CHEAP_OBSERVATION
+from envs.world import make_env
 
 
 def random_poses(network: RoadNetwork, rng: np.random.Generator, count: int):
@@ -85,7 +86,8 @@ def test_same_trajectory_with_and_without_the_fast_lookup(scenario, monkeypatch)
         return rows
 
     fast = drive()
-    monkeypatch.setattr("envs.world.use_fast_lane_lookup", lambda network: network)
+    monkeypatch.setattr("envs.winding.use_fast_lane_lookup", lambda network: network)
+    monkeypatch.setattr("envs.wrapper.use_fast_lane_lookup", lambda network: network)
     full_scan = RoadNetwork.get_closest_lane_index
     monkeypatch.setattr(FastLaneNetwork, "get_closest_lane_index", full_scan)
     slow = drive()

@@ -13,7 +13,7 @@ from envs import eval_seeds
 from envs.camera import VEHICLE_RGB, Camera, CameraConfig
 from envs.traffic import DENSITIES, HIGHWAY_ROAD, HighwayTrafficEnv, TrafficEnv
 from envs.traffic_expert import TrafficExpert, _LaneChange, _quintic
-from envs.world import STEERING_RANGE
+from envs.winding import STEERING_RANGE
 
 TWO_LANES = replace(HIGHWAY_ROAD, lanes=(2, 2))
 

@@ -10,7 +10,8 @@ import envs
 from envs import EVAL_SEED_START, eval_seeds, train_seeds
 from envs.camera import CameraConfig
 from envs.road import RoadSettings, make_road
-from envs.world import STEERING_RANGE, make_env
+from envs.winding import STEERING_RANGE
+from envs.world import make_env
 
 
 @pytest.mark.filterwarnings("ignore:.*different from the unwrapped")
@@ -204,7 +205,7 @@ def test_curvature_in_info_is_the_ego_lanes_signed_inverse_radius():
 
 def test_curvature_sign_follows_the_heading_rate():
     # On a right-hand arc (clockwise on screen) the heading grows along the lane: curvature > 0.
-    from envs.world import lane_curvature
+    from envs.winding import lane_curvature
 
     right = CircularLane([0, 0], 50.0, 0.0, 1.0, clockwise=True)
     left = CircularLane([0, 0], 80.0, 1.0, 0.0, clockwise=False)

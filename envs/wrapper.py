@@ -1,0 +1,86 @@
+"""The camera wrapper: any highway-env env driven by [steering, throttle] from camera frames.
+
+`DrivingWrapper` turns a highway-env environment into the project's interface: the observation is
+the heading-up camera frame (`envs.camera`) and the speedometer, the action is [steering,
+throttle] in [-1, 1], and `info` carries the per-step ground truth of `ground_truth` plus the
+distance travelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.utils import wrap_to_pi
+
+from envs.camera import Camera, CameraConfig
+from envs.lane_lookup import use_fast_lane_lookup
+from envs.winding import MAX_SPEED, lane_curvature
+
+
+def ground_truth(env: AbstractEnv) -> dict[str, Any]:
+    """Per-step ground truth of any highway-env scenario, read from the ego and its lane."""
+    ego = env.vehicle
+    lane = ego.lane
+    longitudinal, lateral = lane.local_coordinates(ego.position)
+    return {
+        "lateral_offset": float(lateral),
+        "heading_error": float(wrap_to_pi(ego.heading - lane.heading_at(longitudinal))),
+        "on_road": bool(ego.on_road),
+        "crashed": bool(ego.crashed),
+        "speed": float(ego.speed),
+        "speed_limit": float(lane.speed_limit),
+        "heading": float(ego.heading),
+        "curvature": float(lane_curvature(lane, longitudinal)),
+    }
+
+
+class DrivingWrapper(gym.Wrapper):
+    """Camera frames in, [steering, throttle] out, ground truth in `info`, for any highway-env env.
+
+    highway-env's ContinuousAction takes [acceleration, steering]; this wrapper takes the field's
+    [steering, throttle] order. The observation is the heading-up camera frame and the speedometer.
+    """
+
+    def __init__(self, env: gym.Env, camera: CameraConfig = CameraConfig()) -> None:
+        super().__init__(env)
+        camera.validate()
+        self.camera = Camera(camera)
+        self.camera_config = camera
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "image": gym.spaces.Box(0, 255, (camera.height, camera.width, 3), dtype=np.uint8),
+                "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
+            }
+        )
+        self.distance = 0.0
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        base = self.env.unwrapped
+        image = self.camera.render(base.road, base.vehicle)
+        speed = np.clip(np.array([base.vehicle.speed], dtype=np.float32), -MAX_SPEED, MAX_SPEED)
+        return {"image": image, "speed": speed}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        _, info = self.env.reset(seed=seed, options=options)
+        self.distance = 0.0
+        base = self.env.unwrapped
+        use_fast_lane_lookup(base.road.network)  # any scenario: same lanes found, found faster
+        self.camera.reset(base.road)
+        info.update(ground_truth(base), distance=0.0)
+        info.setdefault("progress", 0.0)
+        return self._observe(), info
+
+    def step(self, action):
+        steering, throttle = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1, 1)
+        _, reward, terminated, truncated, info = self.env.step(np.array([throttle, steering]))
+        base = self.env.unwrapped
+        # highway-env's speed floor is soft (it lets speed dip below 0, i.e. reverse): make it hard.
+        base.vehicle.speed = max(base.vehicle.speed, 0.0)
+        self.distance += base.vehicle.speed / base.config["policy_frequency"]
+        info.update(ground_truth(base), distance=self.distance)
+        info.setdefault("progress", self.distance)
+        return self._observe(), float(reward), bool(terminated), bool(truncated), info
