@@ -33,12 +33,12 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.learn.batches import curve_weights, epoch_order, to_device  # noqa: E402
 from driving.data import Episode, Frames, load_split, write_episode  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
+from driving.learn.batches import curve_weights, epoch_order, to_device  # noqa: E402
 from driving.learn.model import ModelConfig, PilotNet  # noqa: E402
 from driving.learn.policy import NetPolicy  # noqa: E402
-from driving.learn.train import TrainState, mixed_precision, resolve_device, train_step  # noqa: E402
+from driving.learn.state import TrainState, mixed_precision, resolve_device, train_step  # noqa: E402
 
 RATIO_TARGET = 0.90
 LATENCY_TARGET_MS = 2.0

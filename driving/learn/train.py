@@ -4,7 +4,8 @@ A flat loop, readable top to bottom: load the episodes, over-sample curves, Adam
 learning rate, validate every epoch, keep `last.pt` and `best.pt`, log everything to TensorBoard,
 and optionally run the closed-loop evaluation at the end. The frames stay uint8 tensors where the
 model runs (`driving.learn.batches`); under `torchrun` the same command trains with DDP on several
-processes, GPUs or nodes (`driving.learn.distributed`).
+processes, GPUs or nodes (`driving.learn.distributed`). What the loop carries, one optimizer step,
+the learning-rate schedule and saving/resuming checkpoints live in `driving.learn.state`.
 
     drive train --data data/demos --run logs/run --epochs 10   # flags: TrainConfig's fields
     torchrun --standalone --nproc_per_node 2 -m driving.cli -- train --data data/demos --run R
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,15 +29,9 @@ from tqdm import tqdm
 from driving.data import Frames, load_split, read_episode, scan
 from driving.learn import distributed
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
-from driving.learn.checkpoint import (
-    build_model,
-    jsonable,
-    load_checkpoint,
-    save_checkpoint,
-    stored_model_config,
-)
+from driving.learn.checkpoint import jsonable
 from driving.learn.distributed import Ranks
-from driving.learn.model import MAX_FRAMES, ModelConfig, PilotNet
+from driving.learn.model import MAX_FRAMES, ModelConfig
 from driving.learn.monitor import (
     draw_steering,
     log_data,
@@ -45,12 +39,18 @@ from driving.learn.monitor import (
     prediction_grid,
     validation_losses,
 )
+from driving.learn.state import (
+    TrainingError,
+    TrainState,
+    lr_at,
+    mixed_precision,
+    model_and_optimizer,
+    resolve_device,
+    save_state,
+    train_step,
+)
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
-
-
-class TrainingError(ValueError):
-    """Bad training settings, or training that cannot go on."""
 
 
 @dataclass
@@ -141,73 +141,6 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")  # how tyro spells the field on the command line
 
 
-def resolve_device(name: str) -> torch.device:
-    """Turn 'auto' | 'cpu' | 'cuda' | 'cuda:N' into a device that exists here.
-
-    Raises:
-        TrainingError: unknown name, or CUDA asked for but not available.
-    """
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise TrainingError(f"--device {name!r} is unknown; use auto, cpu, cuda or cuda:N")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"--device {name}: no CUDA GPU is available; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise TrainingError(
-                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    return device
-
-
-def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
-    """Learning rate: linear warmup, then cosine decay to base_lr / 10 at total_steps."""
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def _build(cfg: TrainConfig, train_set: Frames, device: torch.device):
-    """Fresh or resumed model and optimizer; returns (model, optimizer, step, epoch, best_val)."""
-    model_config = _model_config(cfg, train_set)
-    model, step, epoch, best_val, ckpt = PilotNet(model_config), 0, 0, None, None
-    last = cfg.run / "last.pt"
-    same_flags = "use the same --data, --speed-input, --frames and --frame-stride"
-    if cfg.resume and last.exists():
-        ckpt = load_checkpoint(last, device="cpu")
-        if stored_model_config(ckpt, source=last) != model_config:
-            raise TrainingError(
-                f"--resume: {last} was trained with {ckpt['model_config']} but the data and "
-                f"flags now give {asdict(model_config)}; {same_flags}"
-            )
-        model = build_model(ckpt, source=last)
-        step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
-    elif cfg.init is not None:
-        start = load_checkpoint(cfg.init, device="cpu")
-        if stored_model_config(start, source=cfg.init) != model_config:
-            raise TrainingError(
-                f"--init: {cfg.init} was trained with {start['model_config']} but the data and "
-                f"flags now give {asdict(model_config)}; {same_flags}"
-            )
-        model = build_model(start, source=cfg.init)
-    model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if ckpt is not None:
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, TypeError):
-            raise TrainingError(
-                f"--resume: the optimizer state in {cfg.run / 'last.pt'} does not fit; "
-                "start a new --run"
-            ) from None
-        if isinstance(rng := ckpt["extra"].get("rng_torch"), torch.Tensor):
-            torch.set_rng_state(rng)
-    return model, optimizer, step, epoch, best_val
-
-
 def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
     """The network the settings and the data's frame size ask for."""
     height, width = train_set.frames.shape[1:3]
@@ -218,16 +151,6 @@ def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
         frames=cfg.frames,
         frame_stride=cfg.frame_stride,
     )
-
-
-def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
-    """bf16 autocast where the GPU has it, else fp16 with loss scaling; full fp32 on the CPU."""
-    if device.type != "cuda":
-        return None, torch.amp.GradScaler("cpu", enabled=False)
-    torch.backends.cudnn.benchmark = True  # the input size never changes
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
-    return torch.float16, torch.amp.GradScaler("cuda")
 
 
 def _recording(data: Path, train_set: Frames) -> dict:
@@ -248,48 +171,6 @@ def _recording(data: Path, train_set: Frames) -> dict:
     }
 
 
-@dataclass
-class TrainState:
-    """What the loop carries from step to step (and what a checkpoint saves)."""
-
-    model: PilotNet
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    writer: SummaryWriter | None  # rank 0 only
-    device: torch.device
-    amp: torch.dtype | None
-    step: int
-    epoch: int
-    best_val: float | None
-    recording: dict  # camera settings, scenario, density (see `_recording`)
-    last_val: dict | None = None
-    net: torch.nn.Module | None = None  # what trains: `model`, or its DDP wrapper
-    ranks: Ranks = Ranks()
-
-    def __post_init__(self) -> None:
-        self.net = self.model if self.net is None else self.net
-
-
-def _save(state: TrainState, cfg: TrainConfig, path: Path) -> None:
-    """Save a checkpoint, refusing weights that are no longer finite (never overwrite good ones)."""
-    if not all(torch.isfinite(p).all() for p in state.model.parameters()):
-        raise TrainingError(
-            f"weights became NaN/inf by step {state.step}; not saving {path.name}, the last good "
-            f"checkpoint is in {cfg.run} (try a lower --lr)"
-        )
-    save_checkpoint(
-        path,
-        model=state.model,
-        model_config=state.model.config,
-        optimizer=state.optimizer,
-        step=state.step,
-        epoch=state.epoch,
-        best_val=state.best_val,
-        config=asdict(cfg),
-        extra={"rng_torch": torch.get_rng_state(), "val": state.last_val, **state.recording},
-    )
-
-
 def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, train_mean) -> None:
     """Validate, log, and save last.pt (and best.pt when validation improved); rank 0 only."""
     improved = True  # without a validation set, best = last
@@ -306,48 +187,10 @@ def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, tr
             f"epoch {state.epoch}/{cfg.epochs} step {state.step}: val loss {val['loss']:.4f} "
             f"(constant {val['baseline_loss']:.4f})" + (" new best" if improved else "")
         )
-    _save(state, cfg, cfg.run / "last.pt")
+    save_state(state, cfg.run / "last.pt", asdict(cfg))
     if improved:
-        _save(state, cfg, cfg.run / "best.pt")
+        save_state(state, cfg.run / "best.pt", asdict(cfg))
     state.writer.flush()
-
-
-def train_step(
-    state: TrainState, batch: tuple[torch.Tensor, ...], count: int, lr: float, run: Path
-) -> torch.Tensor:
-    """One optimizer step; returns the per-output MSE [steering, throttle] of the global batch.
-
-    Args:
-        state: the model, optimizer and where this process sits among the ranks.
-        batch: (image, speed, label) of this rank's share of the global batch.
-        count: frames in the global batch (all ranks together).
-        lr: learning rate of this step.
-        run: the run folder, named in the error message.
-
-    Raises:
-        TrainingError: the loss is NaN or infinite; the step is not taken, so the weights in
-            memory and the checkpoints on disk stay finite.
-    """
-    image, speed, target = batch
-    for group in state.optimizer.param_groups:
-        group["lr"] = lr
-    with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
-        pred = state.net(image, speed)
-    squared = ((pred.float() - target) ** 2).sum(0)  # (2,) this rank's share [steering, throttle]
-    per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
-    if not torch.isfinite(per_output).all():
-        last = run / "last.pt" if (run / "last.pt").exists() else "none yet"
-        raise TrainingError(
-            f"loss became {per_output.sum().item()} at step {state.step}; last good checkpoint: "
-            f"{last} (try a lower --lr)"
-        )
-    # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean.
-    loss = squared.sum() * (state.ranks.world_size / count)
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
-    return per_output
 
 
 def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights, train_mean):
@@ -413,7 +256,15 @@ def train(cfg: TrainConfig) -> dict:
     train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
-    model, optimizer, step, epoch, best_val = _build(cfg, train_set, device)
+    last = cfg.run / "last.pt"
+    model, optimizer, step, epoch, best_val = model_and_optimizer(
+        _model_config(cfg, train_set),
+        device,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        resume_from=last if cfg.resume and last.exists() else None,
+        init=cfg.init,
+    )
     amp, scaler = mixed_precision(device)
     writer = None
     if ranks.is_main:
@@ -440,7 +291,7 @@ def train(cfg: TrainConfig) -> dict:
             evaluation = _evaluate(cfg, writer, state.step)
     except KeyboardInterrupt:
         if ranks.is_main:
-            _save(state, cfg, cfg.run / "last.pt")
+            save_state(state, cfg.run / "last.pt", asdict(cfg))
         raise KeyboardInterrupt(
             f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'}: "
             "re-run with --resume to continue"

@@ -1,0 +1,235 @@
+"""What training carries from step to step, and how it starts, steps and is saved.
+
+`TrainState` holds the model, optimizer, loss scaler and counters of a run. Around it: the device
+and mixed precision it runs at (`resolve_device`, `mixed_precision`), the learning-rate schedule
+(`lr_at`), one optimizer step (`train_step`), and the model and optimizer built fresh, warm-started
+from a checkpoint or resumed from the run's last.pt (`model_and_optimizer`) and saved back
+(`save_state`). The loop that uses them is `driving.learn.train`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from driving.learn import distributed
+from driving.learn.checkpoint import (
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+    stored_model_config,
+)
+from driving.learn.distributed import Ranks
+from driving.learn.model import ModelConfig, PilotNet
+
+__all__ = [
+    "TrainState",
+    "TrainingError",
+    "lr_at",
+    "mixed_precision",
+    "model_and_optimizer",
+    "resolve_device",
+    "save_state",
+    "train_step",
+]
+
+
+class TrainingError(ValueError):
+    """Bad training settings, or training that cannot go on."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn 'auto' | 'cpu' | 'cuda' | 'cuda:N' into a device that exists here.
+
+    Raises:
+        TrainingError: unknown name, or CUDA asked for but not available.
+    """
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise TrainingError(f"--device {name!r} is unknown; use auto, cpu, cuda or cuda:N")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"--device {name}: no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    return device
+
+
+def mixed_precision(device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """bf16 autocast where the GPU has it, else fp16 with loss scaling; full fp32 on the CPU."""
+    if device.type != "cuda":
+        return None, torch.amp.GradScaler("cpu", enabled=False)
+    torch.backends.cudnn.benchmark = True  # the input size never changes
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
+    """Learning rate: linear warmup, then cosine decay to base_lr / 10 at total_steps."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def model_and_optimizer(
+    model_config: ModelConfig,
+    device: torch.device,
+    *,
+    lr: float,
+    weight_decay: float,
+    resume_from: Path | None,
+    init: Path | None,
+) -> tuple[PilotNet, torch.optim.Optimizer, int, int, float | None]:
+    """A fresh, warm-started or resumed model on `device`, and its AdamW optimizer.
+
+    A fresh network is always drawn first, so that the torch RNG moves alike on every path;
+    resuming then restores the RNG state saved in the checkpoint.
+
+    Args:
+        model_config: the network the settings and the data ask for.
+        device: where the model trains.
+        lr: AdamW's learning rate (the schedule overrides it every step).
+        weight_decay: AdamW's weight decay.
+        resume_from: the run's last.pt to continue (weights, optimizer, counters, RNG), or None.
+        init: a checkpoint whose weights to start from when not resuming (optimizer afresh), or
+            None for random weights.
+
+    Returns:
+        (model, optimizer, step, epoch, best_val); step and epoch are 0 and best_val None unless
+        resumed.
+
+    Raises:
+        TrainingError: the checkpoint holds another network than `model_config`, or its
+            optimizer state does not fit.
+    """
+    model, step, epoch, best_val, ckpt = PilotNet(model_config), 0, 0, None, None
+    same_flags = "use the same --data, --speed-input, --frames and --frame-stride"
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, device="cpu")
+        if stored_model_config(ckpt, source=resume_from) != model_config:
+            raise TrainingError(
+                f"--resume: {resume_from} was trained with {ckpt['model_config']} but the data "
+                f"and flags now give {asdict(model_config)}; {same_flags}"
+            )
+        model = build_model(ckpt, source=resume_from)
+        step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
+    elif init is not None:
+        start = load_checkpoint(init, device="cpu")
+        if stored_model_config(start, source=init) != model_config:
+            raise TrainingError(
+                f"--init: {init} was trained with {start['model_config']} but the data and "
+                f"flags now give {asdict(model_config)}; {same_flags}"
+            )
+        model = build_model(start, source=init)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if ckpt is not None:
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError):
+            raise TrainingError(
+                f"--resume: the optimizer state in {resume_from} does not fit; start a new --run"
+            ) from None
+        if isinstance(rng := ckpt["extra"].get("rng_torch"), torch.Tensor):
+            torch.set_rng_state(rng)
+    return model, optimizer, step, epoch, best_val
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from step to step (and what a checkpoint saves)."""
+
+    model: PilotNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    writer: SummaryWriter | None  # rank 0 only
+    device: torch.device
+    amp: torch.dtype | None
+    step: int
+    epoch: int
+    best_val: float | None
+    recording: dict  # camera settings, scenario, density (read by `driving.learn.train`)
+    last_val: dict | None = None
+    net: torch.nn.Module | None = None  # what trains: `model`, or its DDP wrapper
+    ranks: Ranks = Ranks()
+
+    def __post_init__(self) -> None:
+        self.net = self.model if self.net is None else self.net
+
+
+def save_state(state: TrainState, path: Path, config: dict) -> None:
+    """Save a checkpoint, refusing weights that are no longer finite (never overwrite good ones).
+
+    Args:
+        state: the model, optimizer, counters and recording settings to save.
+        path: the checkpoint file, in the run folder.
+        config: the training settings, stored with the checkpoint.
+
+    Raises:
+        TrainingError: a weight is NaN or infinite; nothing is written.
+    """
+    if not all(torch.isfinite(p).all() for p in state.model.parameters()):
+        raise TrainingError(
+            f"weights became NaN/inf by step {state.step}; not saving {path.name}, the last good "
+            f"checkpoint is in {path.parent} (try a lower --lr)"
+        )
+    save_checkpoint(
+        path,
+        model=state.model,
+        model_config=state.model.config,
+        optimizer=state.optimizer,
+        step=state.step,
+        epoch=state.epoch,
+        best_val=state.best_val,
+        config=config,
+        extra={"rng_torch": torch.get_rng_state(), "val": state.last_val, **state.recording},
+    )
+
+
+def train_step(
+    state: TrainState, batch: tuple[torch.Tensor, ...], count: int, lr: float, run: Path
+) -> torch.Tensor:
+    """One optimizer step; returns the per-output MSE [steering, throttle] of the global batch.
+
+    Args:
+        state: the model, optimizer and where this process sits among the ranks.
+        batch: (image, speed, label) of this rank's share of the global batch.
+        count: frames in the global batch (all ranks together).
+        lr: learning rate of this step.
+        run: the run folder, named in the error message.
+
+    Raises:
+        TrainingError: the loss is NaN or infinite; the step is not taken, so the weights in
+            memory and the checkpoints on disk stay finite.
+    """
+    image, speed, target = batch
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
+        pred = state.net(image, speed)
+    squared = ((pred.float() - target) ** 2).sum(0)  # (2,) this rank's share [steering, throttle]
+    per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
+    if not torch.isfinite(per_output).all():
+        last = run / "last.pt" if (run / "last.pt").exists() else "none yet"
+        raise TrainingError(
+            f"loss became {per_output.sum().item()} at step {state.step}; last good checkpoint: "
+            f"{last} (try a lower --lr)"
+        )
+    # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean.
+    loss = squared.sum() * (state.ranks.world_size / count)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    return per_output
