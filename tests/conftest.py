@@ -1,7 +1,22 @@
-"""Test helper shared by the evaluation and DAgger tests."""
+"""Helpers shared by the tests: a recording policy, checkpoints of untrained nets in a world,
+synthetic learnable episodes and real drives recorded step by step."""
 
-from driving.learn.model import PilotNet
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from driving.data import Episode
+from driving.learn.checkpoint import save_checkpoint
+from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.policy import NetPolicy
+from driving.record.steps import StepRows
+from envs.world import World
+
+TRAFFIC = World(scenario="highway-traffic", density="dense")
+"""The world of `traffic_checkpoint`: other cars close by from the first step."""
 
 
 class Recording(NetPolicy):
@@ -14,3 +29,87 @@ class Recording(NetPolicy):
     def observe(self, obs: dict) -> None:
         self.seen.append(obs)
         super().observe(obs)
+
+
+def save_untrained(path: Path, extra: dict | None = None, config: ModelConfig | None = None):
+    """A checkpoint of an untrained PilotNet (seeded; the default ModelConfig unless `config`),
+    with `extra` as its world record."""
+    config = ModelConfig() if config is None else config
+    torch.manual_seed(0)
+    return save_checkpoint(
+        path,
+        model=PilotNet(config),
+        model_config=config,
+        optimizer=None,
+        step=0,
+        epoch=0,
+        best_val=None,
+        config={},
+        extra=extra,
+    )
+
+
+@pytest.fixture(params=["world", "before-world"])
+def traffic_checkpoint(request, tmp_path) -> Path:
+    """A net that learned in dense highway traffic, by its checkpoint: recorded as a World, or
+    as a checkpoint written before the World record (scenario, density and camera apart)."""
+    if request.param == "world":
+        extra = {"world": TRAFFIC.to_dict()}
+    else:
+        camera = {"height": 66, "width": 200, "ahead_m": 40.0, "behind_m": 6.0, "span_m": 30.0}
+        extra = {"scenario": "highway-traffic", "density": "dense", "camera": camera}
+    return save_untrained(tmp_path / "traffic.pt", extra)
+
+
+def learnable_episode(
+    seed: int, frames: int = 40, height: int = 66, width: int = 200, meta: dict | None = None
+) -> Episode:
+    """A toy task a net learns in a few epochs: noise with a bright vertical bar whose x position
+    is the steering, and throttle = speed / 10 - 1 (so it is learned only from the speed input).
+    `meta` defaults to an expert's drive."""
+    rng = np.random.default_rng(seed)
+    steering = rng.uniform(-0.8, 0.8, frames).astype(np.float32)
+    speed = rng.uniform(0.0, 20.0, frames).astype(np.float32)  # [m/s]
+    throttle = speed / 10.0 - 1.0
+    images = rng.integers(0, 40, (frames, height, width, 3), dtype=np.uint8)
+    for image, value in zip(images, steering, strict=True):
+        x = int(round(width / 2 + value * width * 0.4))
+        image[:, x - 4 : x + 4] = 255
+    labels = np.stack([steering, throttle], axis=1)
+    zeros = np.zeros(frames, np.float32)
+    return Episode(
+        frames=images,
+        labels=labels,
+        actions=labels.copy(),
+        speed=speed,
+        lateral_offset=zeros,
+        heading_error=zeros,
+        seed=seed,
+        meta={"driver": "expert"} if meta is None else meta,
+    )
+
+
+def record_drive(
+    env,
+    seed: int,
+    steps: int,
+    drive: Callable[[dict], tuple[np.ndarray, np.ndarray]],
+    meta: dict | None = None,
+) -> Episode:
+    """The first `steps` steps of road `seed` in `env`, as an Episode: `drive(obs)` gives each
+    step's (label, executed action); each frame is stored with the speed, lateral offset and
+    heading error of the moment it was seen. `meta` defaults to an expert's drive."""
+    obs, info = env.reset(seed=seed)
+    rows = StepRows()
+    for _ in range(steps):
+        label, action = drive(obs)
+        rows.add(
+            obs["image"],
+            label,
+            action,
+            info["speed"],
+            info["lateral_offset"],
+            info["heading_error"],
+        )
+        obs, _, _, _, info = env.step(action)
+    return rows.episode(seed, {"driver": "expert"} if meta is None else meta)

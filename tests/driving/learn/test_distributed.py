@@ -18,12 +18,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import learnable_episode
 
+from driving.data import write_episode
 from driving.learn.checkpoint import load_checkpoint
-from driving.data import Episode, write_episode
 from driving.learn.distributed import DistributedError, Ranks, ranks_from_env, setup, shard
 from driving.learn.train import TrainConfig, train
 
@@ -33,23 +33,11 @@ SETTINGS = ["--epochs", "1", "--batch-size", "16", "--val-fraction", "0.25", "--
 TOLERANCE = 1e-4
 
 
-def _episode(seed: int, frames: int = 30) -> Episode:
-    """Noise frames whose brightness is the steering; throttle = f(speed)."""
-    rng = np.random.default_rng(seed)
-    steering = rng.uniform(-0.8, 0.8, frames).astype(np.float32)
-    speed = rng.uniform(0.0, 20.0, frames).astype(np.float32)  # [m/s]
-    images = rng.integers(0, 60, (frames, 66, 200, 3), dtype=np.uint8)
-    images += ((steering + 1.0) * 90).astype(np.uint8)[:, None, None, None]
-    labels = np.stack([steering, speed / 10.0 - 1.0], axis=1)
-    zeros = np.zeros(frames, np.float32)
-    return Episode(images, labels, labels.copy(), speed, zeros, zeros, seed, {"driver": "expert"})
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demos")
     for seed in range(4):
-        write_episode(root, _episode(seed, frames=30))
+        write_episode(root, learnable_episode(seed, frames=30))
     return root
 
 

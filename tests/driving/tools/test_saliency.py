@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TRAFFIC, record_drive
 
-from driving.learn.checkpoint import save_checkpoint
 from driving.cli import main
-from driving.data import Episode, write_episode
+from driving.data import write_episode
+from driving.draw.overlays import saliency_overlay
+from driving.learn.checkpoint import save_checkpoint
 from driving.learn.model import ModelConfig, PilotNet
-from driving.tools.saliency import (
-    VisualBackProp,
-    class_shares,
-    saliency_overlay,
-    summarize_shares,
-)
+from driving.learn.saliency import VisualBackProp, class_shares, summarize_shares
+from driving.tools.saliency import SaliencyConfig, run_saliency
 from envs.camera import GROUND_RGB, MARKING_RGB, ROAD_RGB
-from envs.world import make_env
+from envs.world import World, make_env
 
 
 def contrast_net() -> PilotNet:
@@ -188,16 +186,9 @@ def test_drive_saliency_measures_live_roads_and_writes_a_grid(tmp_path, checkpoi
     assert "cues" in capsys.readouterr().out
 
 
-def test_drive_saliency_on_stored_frames(tmp_path, checkpoint):
-    env = make_env()
-    obs, _ = env.reset(seed=3)
-    frames = []
-    for _ in range(5):
-        frames.append(obs["image"])
-        obs, *_ = env.step([0.0, 0.0])
-    zeros = np.zeros(5, np.float32)
-    labels = np.zeros((5, 2), np.float32)
-    episode = Episode(np.stack(frames), labels, labels, zeros + 10, zeros, zeros, 3, {})
+def test_drive_saliency_on_stored_frames_draws_a_grid_but_measures_no_cues(tmp_path, checkpoint):
+    still = np.zeros(2, np.float32)
+    episode = record_drive(make_env(), 3, 5, lambda obs: (still, still), meta={})
     write_episode(tmp_path / "data", episode)
     out = tmp_path / "sal"
     argv = ["saliency", "--policy", str(checkpoint), "--data", str(tmp_path / "data")]
@@ -211,3 +202,11 @@ def test_bad_counts_are_one_line_errors(flag, checkpoint, tmp_path, capsys):
     assert main(["saliency", "--policy", str(checkpoint), flag, "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_a_traffic_policy_is_explained_in_the_traffic_it_learned_in(traffic_checkpoint, tmp_path):
+    config = SaliencyConfig(str(traffic_checkpoint), roads=1, every=5, frames=2, out=tmp_path)
+    report = run_saliency(config)
+    assert World.from_dict(report["world"]) == TRAFFIC
+    assert report["vehicles_in_view"] > 0  # the sampled frames show other cars

@@ -4,9 +4,10 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import record_drive
 
 from driving.cli import main
-from driving.data import Episode, write_episode
+from driving.data import write_episode
 from driving.draw.video import GREEN
 from driving.tools.view import CAPTION, CELL_SCALE, ViewConfig, sample_positions, view
 from envs.camera import EGO_RGB, GROUND_RGB
@@ -16,32 +17,14 @@ from envs.world import make_env
 STEPS = 25  # per episode: short roads keep the test fast
 
 
-def short_episode(env, expert, seed: int) -> Episode:
-    """The first STEPS steps of road `seed`, the expert driving with a steady nudge to the left."""
-    obs, info = env.reset(seed=seed)
-    expert.reset()
-    rows = {k: [] for k in ("frames", "labels", "actions", "speed", "lat", "head")}
-    for _ in range(STEPS):
+def nudged_left(expert: Expert):
+    """The expert's label, and as the action the label with a steady nudge to the left."""
+
+    def drive(obs: dict) -> tuple[np.ndarray, np.ndarray]:
         label = expert.act(obs)
-        action = np.clip(label + [-0.1, 0.2], -1, 1).astype(np.float32)
-        for key, value in zip(
-            rows,
-            (obs["image"], label, action, info["speed"], info["lateral_offset"], 0.0),
-            strict=True,
-        ):
-            rows[key].append(value)
-        obs, _, _, _, info = env.step(action)
-    f32 = {k: np.asarray(rows[k], np.float32) for k in ("labels", "actions", "speed", "lat")}
-    return Episode(
-        frames=np.asarray(rows["frames"], np.uint8),
-        labels=f32["labels"],
-        actions=f32["actions"],
-        speed=f32["speed"],
-        lateral_offset=f32["lat"],
-        heading_error=np.zeros(STEPS, np.float32),
-        seed=seed,
-        meta={"driver": "expert"},
-    )
+        return label, np.clip(label + [-0.1, 0.2], -1, 1).astype(np.float32)
+
+    return drive
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +33,8 @@ def dataset(tmp_path_factory):
     env = make_env()
     expert = Expert(env)
     for seed in (3, 4):
-        write_episode(root, short_episode(env, expert, seed))
+        expert.reset()
+        write_episode(root, record_drive(env, seed, STEPS, nudged_left(expert)))
     return root
 
 
