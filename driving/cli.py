@@ -28,12 +28,15 @@ import tyro
 
 from driving.helptext import reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
-from driving.rollout.evaluate import EvalConfig, evaluate, log_to_tensorboard
+from driving.record.keyboard import collect_keyboard
+from driving.rollout.evaluate import EvalConfig, evaluate
+from driving.rollout.report import log_to_tensorboard
 from driving.tools.dagger import DaggerConfig, dagger, format_rounds
 from driving.tools.export import ExportConfig, export_onnx
 from driving.tools.saliency import SaliencyConfig, format_shares, run_saliency
 from driving.tools.view import ViewConfig, view
 from driving.tools.watch import WatchConfig, watch
+from envs.world import World
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,8 @@ class DemoConfig:
     """processes for collection and evaluation"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """DART noise while collecting"""
-    scenario: str = "winding-road"
-    """world: 'winding-road', or 'winding-traffic' / 'highway-traffic' (other cars)"""
-    density: str = "default"
-    """traffic density of the traffic scenarios (light, default, dense or vehicles/km/lane)"""
+    world: Annotated[World, tyro.conf.arg(name="")] = World()
+    """the world to collect in; training and evaluation follow it (--scenario, --density, ...)"""
     frames: int = 1
     """camera frames stacked as the network's input (see `drive train --help`)"""
     frame_stride: int = 1
@@ -77,17 +78,15 @@ def run_demo(cfg: DemoConfig) -> dict:
     """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
     from driving.learn.model import ModelConfig
     from driving.learn.train import TrainConfig, train
-    from envs.world import scenario_config
 
     ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride).validate()  # before any work
-    scenario_config(cfg.scenario, cfg.density)
+    cfg.world.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
     print(f"[1/3] collecting {cfg.episodes} expert episodes into {data}")
     collect(
         CollectConfig(
-            out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise,
-            scenario=cfg.scenario, density=cfg.density,
+            out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise, world=cfg.world
         )
     )  # fmt: skip
     print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
@@ -99,10 +98,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
+    # evaluated in the world the checkpoint records: the demo's, drives from each road's start
     report = evaluate(
-        str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2,
-        density=cfg.density,
-    )  # fmt: skip
+        EvalConfig(str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2)
+    )
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(run)) as writer:
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if isinstance(cfg, CollectConfig):
-            summary = collect(cfg)
+            summary = collect_keyboard(cfg) if cfg.driver == "keyboard" else collect(cfg)
             print(
                 f"collected {summary['episodes']} episodes, {summary['frames']} frames "
                 f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}"
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = train(cfg)
             print(json.dumps({k: str(v) for k, v in summary.items()}, indent=2))
         elif isinstance(cfg, EvalConfig):
-            report = evaluate(**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
+            report = evaluate(cfg)
             print(report["table"])
             print(f"metrics: {cfg.out / 'metrics.json'}")
         elif isinstance(cfg, DaggerConfig):

@@ -139,3 +139,18 @@ def run_parallel(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+_built: dict[str, tuple[Any, Any]] = {}
+
+
+def per_process(name: str, key: Any, build: Callable[[], Any]) -> Any:
+    """What `build()` returns, built once per process and `name` while `key` stays the same.
+
+    Workers run many episodes: the env, the expert and the policy are built for the first and
+    kept for the next ones (a new `key`, e.g. another policy, builds them anew).
+    """
+    if name not in _built or _built[name][0] != key:
+        _built.pop(name, None)  # free the old objects before building the new ones
+        _built[name] = (key, build())
+    return _built[name][1]

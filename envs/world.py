@@ -17,16 +17,18 @@ speed [m/s], speed_limit [m/s], curvature [1/m] of the ego's lane.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 import gymnasium as gym
 
 from envs.camera import CameraConfig
 from envs.expert import Expert
+from envs.road import RoadSettings
 from envs.traffic import TRAFFIC_ENVS, TrafficEnv, parse_density
 from envs.traffic_expert import TrafficExpert
-from envs.winding import ACTION_CONFIG, CHEAP_OBSERVATION, WindingRoadEnv
-from envs.winding import FINISH_MARGIN as FINISH_MARGIN  # re-exported: driving imports it here
+from envs.winding import ACTION_CONFIG, CHEAP_OBSERVATION, STARTS, WindingRoadEnv
 from envs.wrapper import DrivingWrapper
 
 SCENARIO = "winding-road"
@@ -69,25 +71,124 @@ def make_env(
     Raises:
         ValueError: unknown scenario name.
     """
+    check_scenario(scenario)
     if scenario == SCENARIO:
         base: gym.Env = WindingRoadEnv(config=config)
     elif scenario in TRAFFIC_SCENARIOS:
         base = TRAFFIC_ENVS[scenario](config=config)
     else:
-        if scenario not in gym.registry:
-            known = ", ".join(
-                sorted(
-                    k
-                    for k in gym.registry
-                    if "-v" in k and "highway" in str(gym.registry[k].entry_point)
-                )
-            )
-            ours = ", ".join(repr(name) for name in (SCENARIO, *TRAFFIC_SCENARIOS))
-            raise ValueError(f"unknown scenario {scenario!r}; use {ours} or one of: {known}")
         config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
         base = gym.make(scenario, config=config).unwrapped
     base.enable_auto_render = False  # highway-env would redraw on every sub-step
-    return DrivingWrapper(base, camera)
+    env = DrivingWrapper(base, camera)
+    # What this env is, as far as the entries given say (`make_world` records the exact World).
+    density = config.get("density", "default")
+    start, road = config.get("start", "beginning"), config.get("road", RoadSettings())
+    env.world = World(scenario, str(density), start, camera, road)
+    return env
+
+
+def check_scenario(scenario: str) -> None:
+    """ValueError naming the known scenarios if `scenario` is none of them."""
+    if scenario in (SCENARIO, *TRAFFIC_SCENARIOS) or scenario in gym.registry:
+        return
+    known = ", ".join(
+        sorted(
+            k for k in gym.registry if "-v" in k and "highway" in str(gym.registry[k].entry_point)
+        )
+    )
+    ours = ", ".join(repr(name) for name in (SCENARIO, *TRAFFIC_SCENARIOS))
+    raise ValueError(f"unknown scenario {scenario!r}; use {ours} or one of: {known}")
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything that decides what a policy sees and drives: one typed record, built by
+    `make_world`, written into every episode and every checkpoint, read back by every command.
+
+        world = World(scenario="winding-traffic", density="dense")
+        env, expert = make_world(world)
+    """
+
+    scenario: str = SCENARIO
+    """'winding-road', 'winding-traffic', 'highway-traffic' (other cars; the traffic expert
+    drives) or a highway-env scenario id such as 'highway-v0'"""
+    density: str = "default"
+    """traffic density of the traffic scenarios: light, default, dense or vehicles/km/lane"""
+    start: Literal["beginning", "anywhere", "bend"] = "beginning"
+    """where each road's drive starts: its beginning, a point drawn along it, or 60 to 120 m
+    before its sharpest arc (both seeded by the road; winding-road only): short drives of many
+    roads then cover bends, not first straights"""
+    camera: CameraConfig = CameraConfig()
+    """camera settings"""
+    road: RoadSettings = RoadSettings()
+    """the ranges every road is drawn from (the winding scenarios)"""
+
+    def validate(self) -> World:
+        """Check every setting once, with a one-line ValueError naming the bad one; returns self."""
+        check_scenario(self.scenario)
+        scenario_config(self.scenario, self.density)  # density: a level name or a number
+        if self.start not in STARTS:
+            raise ValueError(f"--start must be one of {STARTS}, got {self.start!r}")
+        if self.start != "beginning" and self.scenario != SCENARIO:
+            raise ValueError(f"--start {self.start} is for {SCENARIO!r}, not {self.scenario!r}")
+        self.camera.validate()
+        self.road.validate()
+        return self
+
+    def env_config(self) -> dict[str, Any]:
+        """highway-env config entries of this world (only those that differ from the defaults)."""
+        config = scenario_config(self.scenario, self.density)
+        if self.start != "beginning":
+            config["start"] = self.start
+        if self.road != RoadSettings():
+            config["road"] = self.road
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (episode metadata, checkpoints); `World.from_dict` reads it back."""
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> World:
+        """The World of `to_dict`'s output; keys it lacks take their defaults (older files).
+
+        Raises:
+            ValueError: a value of the wrong type or an unknown setting, in one line.
+        """
+        try:
+            camera = _settings(CameraConfig, data.get("camera", {}))
+            road = _settings(RoadSettings, data.get("road", {}))
+            plain = {k: data[k] for k in ("scenario", "density", "start") if k in data}
+            return cls(**{k: str(v) for k, v in plain.items()}, camera=camera, road=road)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"not a world description ({error}): {data!r}") from None
+
+
+def _settings(kind: type, values: Any):
+    """A settings dataclass from a dict, lists turned back into tuples, unknown keys refused."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{kind.__name__} must be a dict, got {type(values).__name__}")
+    names = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise TypeError(f"unknown {kind.__name__} settings {unknown}")
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def make_world(world: World = World(), **config: Any) -> tuple[DrivingWrapper, Expert]:
+    """Build the env of `world` and its expert: the one place every command builds a world.
+
+    Args:
+        world: the world description.
+        **config: highway-env config entries on top of the world's (e.g. terminate_off_road).
+
+    Returns:
+        (the env with its camera, the expert for it: `TrafficExpert` among other cars).
+    """
+    env = make_env(world.scenario, world.camera, **world.env_config(), **config)
+    env.world = world
+    return env, make_expert(env)
 
 
 def make_winding_road(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:

@@ -57,6 +57,8 @@ class DrivingWrapper(gym.Wrapper):
             }
         )
         self.distance = 0.0
+        self.world = None
+        """The `envs.world.World` this env was built from (set by `make_env`)."""
 
     def _observe(self) -> dict[str, np.ndarray]:
         base = self.env.unwrapped

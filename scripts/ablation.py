@@ -25,10 +25,10 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
-from driving.rollout.evaluate import evaluate  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.learn.train import TrainConfig, train  # noqa: E402
+from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
+from driving.rollout.evaluate import EvalConfig, evaluate  # noqa: E402
 
 VARIANTS = {
     "baseline": {},
@@ -86,7 +86,7 @@ def run_variant(cfg: AblationConfig, name: str, seed: int) -> dict:
             **train_options,
         )
     )
-    return evaluate(str(summary["best"]), cfg.eval_episodes, run / "eval", workers=2, video=1)
+    return evaluate(EvalConfig(str(summary["best"]), cfg.eval_episodes, run / "eval", 2, video=1))
 
 
 def table(results: dict[str, list[dict]]) -> str:

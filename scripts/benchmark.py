@@ -38,10 +38,10 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.record.collect import CollectConfig, collect  # noqa: E402
 from driving.data import load_split, read_episode, scan  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.parallel import init_worker  # noqa: E402
+from driving.record.collect import CollectConfig, collect  # noqa: E402
 from envs.camera import Camera, CameraConfig  # noqa: E402
 from envs.camera_reference import compare, reference_frame  # noqa: E402
 from envs.expert import Expert  # noqa: E402

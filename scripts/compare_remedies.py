@@ -41,13 +41,14 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
-from driving.tools.dagger import DaggerConfig, dagger  # noqa: E402
 from driving.data import Episode, read_episode, scan, used_seeds, write_episode  # noqa: E402
-from driving.rollout.evaluate import evaluate  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.learn.train import TrainConfig, train  # noqa: E402
+from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
 from driving.record.viewpoint import ViewpointConfig  # noqa: E402
+from driving.rollout.evaluate import EvalConfig, evaluate  # noqa: E402
+from driving.tools.dagger import DaggerConfig, dagger  # noqa: E402
+from envs.world import World  # noqa: E402
 
 METHODS = ("plain", "dart", "viewpoint", "dagger", "viewpoint+dart")
 METRICS = ("success_rate", "autonomy", "mean_abs_lateral_offset")
@@ -105,8 +106,8 @@ def _pool(cfg: CompareConfig, method: str) -> Path:
     """Whole-road demonstrations of `method`, enough roads for the largest budget."""
     path = cfg.out / "pools" / method
     roads = math.ceil(max(cfg.budgets) / cfg.steps_per_road) * (4 if cfg.stratify else 1)
-    setup = {"episodes": roads, "workers": cfg.workers, "start": cfg.start, **POOLS[method]}
-    collect(CollectConfig(out=path, **setup))
+    setup = {"episodes": roads, "workers": cfg.workers, **POOLS[method]}
+    collect(CollectConfig(out=path, world=World(start=cfg.start), **setup))
     return path
 
 
@@ -189,10 +190,8 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
 
 def run_one(cfg: CompareConfig, method: str, budget: int, seed: int) -> dict:
     checkpoint, frames = train_policy(cfg, method, budget, seed)
-    report = evaluate(
-        str(checkpoint), cfg.eval_episodes, checkpoint.parent / "eval", cfg.workers, video=0,
-        compare_expert=False,
-    )  # fmt: skip
+    out = checkpoint.parent / "eval"
+    report = evaluate(EvalConfig(str(checkpoint), cfg.eval_episodes, out, cfg.workers, 0, False))
     row = {"method": method, "budget": budget, "seed": seed, "labelled_frames": frames}
     return {**row, **report["overall"]}
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from driving.learn.checkpoint import load_checkpoint
 from driving.data import read_episode, scan
 from driving.helptext import reflow_field_docs
+from driving.learn.checkpoint import load_checkpoint
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from driving.cli import main
-from driving.record.collect import CollectConfig, collect
 from driving.data import read_episode, scan
+from driving.record.collect import CollectConfig, collect
 
 
 def _mount_tmpfs(path: Path, options: str) -> None:

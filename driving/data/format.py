@@ -77,6 +77,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from envs.world import SCENARIO, World
+
 FORMAT_VERSION = 2
 FRAMES_PER_CHUNK = 16  # frames compressed together: fewer, larger chunks decode much faster
 FRAME_COMPRESSION = hdf5plugin.Zstd(clevel=1)  # measured best size x speed (module docstring)
@@ -112,7 +114,32 @@ class Episode:
     lateral_offset: np.ndarray  # (T,) float32 [m] from the lane centre
     heading_error: np.ndarray  # (T,) float32 [rad]
     seed: int  # the road's seed, >= 0
-    meta: dict  # JSON-serialisable settings (driver, scenario, camera, noise...); read back as JSON
+    meta: dict  # JSON-serialisable settings (driver, world, noise...); read back as JSON
+
+    @property
+    def world(self) -> World:
+        """The world this episode was recorded in (`meta["world"]`).
+
+        Episodes recorded before the World record kept the camera, the scenario's name, the
+        density setting and the start rule under separate keys: they are read back the same way.
+
+        Raises:
+            DatasetError: the stored world is not a world description.
+        """
+        meta = self.meta
+        stored = meta.get("world")
+        if stored is None:
+            camera = meta.get("camera")
+            stored = {
+                "scenario": meta.get("scenario_name", SCENARIO),
+                "density": meta.get("density_setting", "default"),
+                "start": meta.get("start", "beginning"),
+                "camera": camera if isinstance(camera, dict) else {},
+            }
+        try:
+            return World.from_dict(stored)
+        except ValueError as err:
+            raise DatasetError(f"episode of road {self.seed}: {err}") from None
 
 
 @dataclass(eq=False)

@@ -26,6 +26,7 @@ import torch
 
 from driving.files import replacing
 from driving.learn.model import ModelConfig, PilotNet
+from envs.world import SCENARIO, World
 
 FORMAT_VERSION = 1
 KIND = "pixels-to-pedals/pilotnet"
@@ -185,6 +186,31 @@ def stored_model_config(ckpt: dict, source: str | Path = "(in memory)") -> Model
         return ModelConfig(**ckpt["model_config"]).validate()
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {source} has a bad model_config: {err}") from None
+
+
+def stored_world(ckpt: dict, source: str | Path = "(in memory)") -> World:
+    """The World the checkpoint's network learned in (`extra["world"]`).
+
+    A checkpoint from before the World record keeps its camera, scenario and density setting as
+    separate `extra` entries; they are read back into a World the same way.
+
+    Raises:
+        CheckpointError: the stored world is not a valid world description.
+    """
+    extra = ckpt["extra"]
+    if "world" in extra:
+        stored = extra["world"]
+    else:
+        camera = extra.get("camera")
+        stored = {
+            "scenario": extra.get("scenario", SCENARIO),
+            "density": extra.get("density", "default"),
+            "camera": camera if isinstance(camera, dict) else {},
+        }
+    try:
+        return World.from_dict(stored)
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {source} has a bad world record: {err}") from None
 
 
 def build_model(ckpt: dict, source: str | Path = "(in memory)") -> PilotNet:

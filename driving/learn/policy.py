@@ -14,13 +14,15 @@ repeated, exactly as in training (`driving.data.stack_indices`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from driving.learn.checkpoint import build_model, load_checkpoint
+from driving.learn.checkpoint import build_model, load_checkpoint, stored_world
 from driving.learn.model import PilotNet
+from envs.world import World
 
 
 class NetPolicy:
@@ -28,20 +30,21 @@ class NetPolicy:
     when the net takes several."""
 
     def __init__(
-        self, model: PilotNet, device: str | torch.device = "cpu", camera: dict | None = None
+        self, model: PilotNet, device: str | torch.device = "cpu", world: World | None = None
     ) -> None:
         """Wrap a model for closed-loop driving.
 
         Args:
             model: the trained network; it is switched to eval mode and moved to `device`.
             device: where inference runs ("cpu", "cuda", "cuda:N").
-            camera: the camera settings (envs.camera.CameraConfig fields) of the training frames;
-                when unknown, only the frame size is given.
+            world: the world of the training frames (its camera above all); when unknown, the
+                default world with the camera at the network's frame size.
         """
         self.device = torch.device(device)
+        world = World() if world is None else world
         size = {"height": model.config.height, "width": model.config.width}
-        self.camera = size if camera is None else dict(camera) | size
-        """Camera settings to render frames with, as CameraConfig keyword arguments."""
+        self.world = replace(world, camera=replace(world.camera, **size))
+        """The world the network learned in: render its frames with `world.camera`."""
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         config = model.config
         height, width = config.height, config.width
@@ -65,9 +68,8 @@ class NetPolicy:
             CheckpointError: the file is missing, unsafe or not a PilotNet checkpoint.
         """
         ckpt = load_checkpoint(path)
-        camera = ckpt["extra"].get("camera")
-        camera = camera if isinstance(camera, dict) else None
-        return cls(build_model(ckpt, source=path), device=device, camera=camera)
+        world = stored_world(ckpt, source=path)
+        return cls(build_model(ckpt, source=path), device=device, world=world)
 
     @property
     def image_shape(self) -> tuple[int, int]:

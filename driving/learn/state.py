@@ -159,7 +159,7 @@ class TrainState:
     step: int
     epoch: int
     best_val: float | None
-    recording: dict  # camera settings, scenario, density (read by `driving.learn.train`)
+    recording: dict  # {"world": the World of the training frames} (from `driving.learn.train`)
     last_val: dict | None = None
     net: torch.nn.Module | None = None  # what trains: `model`, or its DDP wrapper
     ranks: Ranks = Ranks()

@@ -154,21 +154,11 @@ def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
 
 
 def _recording(data: Path, train_set: Frames) -> dict:
-    """How the training frames were recorded, from the episode meta written by collection: the
-    camera settings, the scenario and (in traffic) the density setting.
-
-    Saved in every checkpoint so that evaluation renders exactly the view the net learned from,
-    in the world it learned to drive in.
-    """
-    height, width = train_set.frames.shape[1:3]
+    """The World the training frames were recorded in (the first training episode's), as the
+    checkpoint's `extra["world"]`: evaluation, watch, saliency and DAgger then render exactly the
+    view the net learned from, in the world it learned to drive in."""
     first = scan(data)[0][int(train_set.episode[0])]  # Frames.episode indexes scan's list
-    meta = read_episode(first).meta
-    camera = meta.get("camera")
-    return {
-        "camera": camera if isinstance(camera, dict) else {"height": height, "width": width},
-        "scenario": str(meta.get("scenario_name", "winding-road")),
-        "density": str(meta.get("density_setting", "default")),
-    }
+    return {"world": read_episode(first).world.to_dict()}
 
 
 def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, train_mean) -> None:
@@ -314,17 +304,12 @@ def train(cfg: TrainConfig) -> dict:
 
 def _evaluate(cfg: TrainConfig, writer: SummaryWriter, step: int) -> dict:
     """Closed-loop evaluation of best.pt; numeric overall metrics go to TensorBoard as eval/*."""
-    from driving.rollout.evaluate import (  # keeps training importable alone
-        evaluate,
-        log_to_tensorboard,
-    )
+    from driving.rollout.evaluate import EvalConfig, evaluate  # keeps training importable alone
+    from driving.rollout.report import log_to_tensorboard
 
+    out = cfg.run / "eval"
     result = evaluate(
-        str(cfg.run / "best.pt"),
-        episodes=cfg.eval_episodes,
-        out=cfg.run / "eval",
-        workers=cfg.eval_workers,
-        video=1,
+        EvalConfig(str(cfg.run / "best.pt"), cfg.eval_episodes, out, cfg.eval_workers)
     )
     log_to_tensorboard(writer, result, step)
     overall = result["overall"]

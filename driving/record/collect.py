@@ -21,22 +21,22 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 from tqdm import tqdm
 
 from driving.data import VIEWPOINT_DRIVER, Episode, prepare_folder, used_seeds, write_episode
-from driving.parallel import run_parallel
+from driving.parallel import per_process, run_parallel
+from driving.record.steps import StepRows, drive_meta
 from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs import train_seeds
-from envs.camera import CameraConfig
 from envs.expert import Expert
-from envs.world import SCENARIO, TRAFFIC_SCENARIOS, make_env, make_expert, scenario_config
+from envs.world import World, make_world
 
 
 @dataclass(frozen=True)
@@ -73,21 +73,12 @@ class CollectConfig:
     """processes collecting in parallel"""
     shard: str = "0/1"
     """'i/N': only the seeds whose position in the range is i modulo N (one machine of N)"""
-    scenario: str = SCENARIO
-    """'winding-road', 'winding-traffic', 'highway-traffic' (other cars; the traffic expert
-    drives) or a highway-env scenario id such as 'highway-v0'"""
-    density: str = "default"
-    """traffic density of the traffic scenarios: light, default, dense or vehicles/km/lane"""
+    world: Annotated[World, tyro.conf.arg(name="")] = World()
+    """the world to drive in (its flags stand without a prefix: --scenario, --camera.height)"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """DART noise on the executed action (set both to 0 for clean demonstrations)"""
-    camera: CameraConfig = field(default_factory=CameraConfig)
-    """camera settings"""
     viewpoint: ViewpointConfig = field(default_factory=ViewpointConfig)
     """extra views from a camera shifted sideways and rotated, labelled to steer back (PilotNet)"""
-    start: Literal["beginning", "anywhere", "bend"] = "beginning"
-    """where each road's drive starts: its beginning, a point drawn along it, or 60 to 120 m
-    before its sharpest arc (both seeded by the road; winding-road only): short drives of many
-    roads then cover bends, not first straights"""
     driver: Literal["expert", "keyboard"] = "expert"
     """who drives: the expert, or you ('keyboard': arrow keys or gamepad, in a window, at 10 Hz)"""
 
@@ -98,12 +89,9 @@ class CollectConfig:
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         index, count = parse_shard(self.shard)
-        scenario_config(self.scenario, self.density)
+        self.world.validate()
         self.noise.validate()
-        self.camera.validate()
         self.viewpoint.validate()
-        if self.start != "beginning" and self.scenario != SCENARIO:
-            raise ValueError(f"--start {self.start} is for {SCENARIO!r}, not {self.scenario!r}")
         if self.driver == "keyboard" and self.viewpoint.views > 0:
             raise ValueError(
                 "--viewpoint.views needs the expert to label the shifted views; "
@@ -142,23 +130,6 @@ class CorrelatedNoise:
         return self.value
 
 
-_COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
-
-
-def _append(rows: dict[str, list], *values) -> None:
-    """Add one step's values, in `_COLUMNS` order."""
-    for name, value in zip(_COLUMNS, values, strict=True):
-        rows[name].append(value)
-
-
-def _episode(rows: dict[str, list], seed: int, meta: dict) -> Episode:
-    """An Episode from per-step rows (lists named as the Episode's arrays)."""
-    arrays = {
-        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
-    }
-    return Episode(seed=seed, meta=meta, **arrays)
-
-
 def run_expert_episode(
     env,
     expert: Expert,
@@ -176,55 +147,29 @@ def run_expert_episode(
     expert.reset()
     perturb = CorrelatedNoise(noise, seed)
     views = ViewSampler(viewpoint, seed)
-    rows: dict[str, list] = {k: [] for k in _COLUMNS}
-    shifted: dict[str, list] = {k: [] for k in _COLUMNS}
+    rows, shifted = StepRows(), StepRows()
     done = False
     while not done:
         label = expert.act(obs)
         action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
-        row = (obs["image"], label, action, info["speed"])
-        _append(rows, *row, info["lateral_offset"], info["heading_error"])
+        rows.add(obs["image"], label, action, info["speed"], *pose(info))
         for lateral_m, yaw_rad in views.shifts():
             view = render_shifted(env, expert, lateral_m, yaw_rad)
-            row = (view["frame"], view["label"], view["label"], info["speed"])  # nothing executed
-            _append(shifted, *row, view["lateral_offset"], view["heading_error"])
+            # a view is labelled, nothing is executed from it: action = label
+            shifted.add(view["frame"], view["label"], view["label"], info["speed"], *pose(view))
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    meta = {
-        "driver": "expert",
-        "scenario": env.unwrapped.__class__.__name__,
-        "camera": asdict(env.camera_config),
-        "noise": asdict(noise),
-        "collector": {"host": socket.gethostname(), "pid": os.getpid()},
-        **({"density": info["density"]} if "density" in info else {}),
-        "outcome": {
-            "on_road": info["on_road"],
-            "crashed": info["crashed"],
-            "reached_end": bool(info.get("reached_end", False)),
-        },
-    }
-    driven = _episode(rows, seed, meta)
-    if not shifted["frames"]:
+    meta = drive_meta(env, "expert", info, noise=asdict(noise))
+    driven = rows.episode(seed, meta)
+    if not len(shifted):
         return driven, None
     view_meta = {**meta, "driver": VIEWPOINT_DRIVER, "viewpoint": asdict(viewpoint)}
-    return driven, _episode(shifted, seed, view_meta)
+    return driven, shifted.episode(seed, view_meta)
 
 
-def scenario_meta(cfg: CollectConfig) -> dict:
-    """Episode meta naming the world it was recorded in and where drives started (training copies
-    the world into checkpoints)."""
-    if cfg.scenario in TRAFFIC_SCENARIOS:
-        return {"scenario_name": cfg.scenario, "density_setting": cfg.density, "start": cfg.start}
-    return {"scenario_name": cfg.scenario, "start": cfg.start}
-
-
-def world_config(cfg: CollectConfig) -> dict:
-    """`make_env` config entries of a collection: traffic density, where drives start."""
-    config = scenario_config(cfg.scenario, cfg.density)
-    return {**config, "start": cfg.start} if cfg.start != "beginning" else config
-
-
-_worker_state: dict = {}
+def pose(state: dict) -> tuple[float, float]:
+    """(lateral offset [m], heading error [rad]) of a step's ground truth."""
+    return state["lateral_offset"], state["heading_error"]
 
 
 def _alive(pid: int) -> bool:
@@ -263,15 +208,9 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
     if not claim_seed(cfg.out, seed):
         return seed, 0
     try:
-        key = (cfg.scenario, cfg.density, cfg.camera, cfg.start)  # one env per process
-        if _worker_state.get("key") != key:
-            env = make_env(cfg.scenario, cfg.camera, **world_config(cfg))
-            _worker_state.update(key=key, env=env, expert=make_expert(env))
-        episode, views = run_expert_episode(
-            _worker_state["env"], _worker_state["expert"], seed, cfg.noise, cfg.viewpoint
-        )
+        env, expert = per_process("collect", cfg.world, lambda: make_world(cfg.world))
+        episode, views = run_expert_episode(env, expert, seed, cfg.noise, cfg.viewpoint)
         for part in (episode, views) if views is not None else (episode,):
-            part.meta.update(scenario_meta(cfg))
             write_episode(cfg.out, part)
     finally:
         (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)
@@ -280,12 +219,7 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
 
 def collect(cfg: CollectConfig) -> dict:
     """Collect the missing episodes of `cfg`; returns a summary."""
-    if cfg.driver == "keyboard":
-        from driving.record.keyboard import collect_keyboard
-
-        return collect_keyboard(cfg)
     wanted = cfg.validate()
-    make_env(cfg.scenario, cfg.camera).close()  # fail fast on a bad scenario name
     prepare_folder(cfg.out)  # fail fast on a folder that is not a dataset or not writable
     have = used_seeds(cfg.out)
     todo = [s for s in wanted if s not in have]

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from driving.data import Episode, prepare_folder, used_seeds, write_episode
+from driving.draw.overlays import FPS, OVERVIEW, compose, frame_size
 from driving.draw.video import overlay
 from driving.draw.window import Window, WindowError, has_display
-from driving.record.collect import CollectConfig, claim_seed, scenario_meta, world_config
-from driving.tools.watch import FPS, OVERVIEW, compose, frame_size
+from driving.record.collect import CollectConfig, claim_seed, pose
+from driving.record.steps import StepRows, drive_meta
 from envs.camera import Camera
-from envs.world import make_env, make_expert
+from envs.world import make_expert, make_world
 
 STEER_RAMP = 0.1  # per step towards full lock while an arrow is held (1 s to full lock at 10 Hz)
 STEER_RETURN = 0.25  # per step back towards 0 once released
@@ -134,7 +134,7 @@ def drive_road(
     driver.reset()
     top.reset(base.road)
     clock = pygame.time.Clock()
-    rows: dict[str, list] = {k: [] for k in ("frames", "labels", "speed", "lateral", "heading")}
+    rows = StepRows()
     done, step = False, 0
     dt = 1.0 / base.config["policy_frequency"]
     while not done:
@@ -143,44 +143,16 @@ def drive_road(
             return None
         if window is not None:
             window.show(_hud_frame(obs, action, expert.act(obs), info, step * dt, seed, top, base))
-        rows["frames"].append(obs["image"])
-        rows["labels"].append(action)
-        rows["speed"].append(info["speed"])
-        rows["lateral"].append(info["lateral_offset"])
-        rows["heading"].append(info["heading_error"])
+        # labels = actions = the person's command
+        rows.add(obs["image"], action, action, info["speed"], *pose(info))
         obs, _, terminated, truncated, info = env.step(action)
         step += 1
         done = terminated or truncated or (max_steps is not None and step >= max_steps)
         if fps:
             clock.tick(fps)
-    return _episode(env, seed, rows, info)
-
-
-def _episode(env, seed: int, rows: dict[str, list], info: dict) -> Episode:
-    """The recorded rows as an Episode: labels = actions = the person's commands."""
-    labels = np.asarray(rows["labels"], np.float32)
-    meta = {
-        "driver": "keyboard",
-        "scenario": env.unwrapped.__class__.__name__,
-        "camera": asdict(env.camera_config),
-        "noise": None,
-        "outcome": {
-            "on_road": info["on_road"],
-            "crashed": info["crashed"],
-            "reached_end": bool(info.get("reached_end", False)),
-            "steps": len(labels),
-        },
-    }
-    return Episode(
-        frames=np.asarray(rows["frames"], np.uint8),
-        labels=labels,
-        actions=labels.copy(),
-        speed=np.asarray(rows["speed"], np.float32),
-        lateral_offset=np.asarray(rows["lateral"], np.float32),
-        heading_error=np.asarray(rows["heading"], np.float32),
-        seed=seed,
-        meta=meta,
-    )
+    meta = drive_meta(env, "keyboard", info, noise=None)
+    meta["outcome"]["steps"] = len(rows)
+    return rows.episode(seed, meta)
 
 
 def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
@@ -195,14 +167,15 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
             "--driver keyboard needs a display to drive (neither DISPLAY nor WAYLAND_DISPLAY "
             "is set); use --driver expert here"
         )
-    env = make_env(cfg.scenario, cfg.camera, **world_config(cfg))
+    env, _ = make_world(cfg.world)
     prepare_folder(cfg.out)
     todo = [s for s in wanted if s not in used_seeds(cfg.out)]
     saved = frames = 0
     start = time.perf_counter()
     driver = KeyboardDriver()
     with Window(
-        "drive collect --driver keyboard", frame_size(cfg.camera.height, cfg.camera.width)
+        "drive collect --driver keyboard",
+        frame_size(cfg.world.camera.height, cfg.world.camera.width),
     ) as window:
         try:
             for seed in todo:
@@ -240,7 +213,6 @@ def _drive_and_save(env, driver, seed, cfg, window, max_steps) -> Episode | None
         if outcome["crashed"] or not outcome["on_road"]:
             print(f"road {seed}: left the road after {outcome['steps']} steps, not saved")
             return None
-        episode.meta.update(scenario_meta(cfg))
         write_episode(cfg.out, episode)
         return episode
     finally:

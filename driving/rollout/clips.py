@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driving.draw.overlays import saliency_overlay
 from driving.draw.video import overlay, write_mp4
 from driving.rollout.metrics import SPEEDING_FACTOR, SPEEDING_GRACE
 
@@ -55,7 +56,7 @@ class ClipRecorder:
             folder: where the mp4 files go.
             seed: the road, for the file names.
             dt: policy period [s].
-            saliency: a `driving.tools.saliency.VisualBackProp` to draw on the frames, or None.
+            saliency: a `driving.learn.saliency.VisualBackProp` to draw on the frames, or None.
         """
         self.folder, self.seed, self.dt, self.saliency = Path(folder), seed, dt, saliency
         self.buffer: deque = deque(maxlen=round(BEFORE_S / dt) + 1)
@@ -90,8 +91,6 @@ class ClipRecorder:
         steps = self.pending["frames"]
         images = np.stack([s.obs["image"] for s, _ in steps])
         if self.saliency is not None:
-            from driving.tools.saliency import saliency_overlay
-
             maps = self.saliency(images)
             images = [saliency_overlay(image, m) for image, m in zip(images, maps, strict=True)]
         # During an intervention the executed action (red) is the expert's, as in the videos.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,13 +28,15 @@ from tqdm import tqdm
 
 from driving.data import Episode, count_frames, prepare_folder, used_seeds, write_episode
 from driving.files import write_json
-from driving.learn.policy import NetPolicy, observe
-from driving.parallel import run_parallel
-from driving.rollout.evaluate import EXPERT, drive, evaluate
+from driving.learn.policy import observe
+from driving.learn.train import TrainConfig, train
+from driving.parallel import per_process, run_parallel
+from driving.record.steps import StepRows, drive_meta
+from driving.rollout.drivers import EXPERT, drivers, policy_world
+from driving.rollout.evaluate import EvalConfig, evaluate
+from driving.rollout.loop import drive
 from envs import train_seeds
-from envs.camera import CameraConfig
 from envs.expert import Expert
-from envs.world import SCENARIO, make_env
 
 TABLE_KEYS = ("success_rate", "autonomy", "interventions_per_km", "mean_abs_lateral_offset")
 
@@ -71,6 +73,13 @@ class DaggerConfig:
     """where each training road's drive starts (as `drive collect --start`): its beginning, a
     point drawn along it, or 60 to 120 m before its tightest arc; evaluation always starts at
     the beginning"""
+    policy: str = ""
+    """start from this checkpoint instead of the expert's demonstrations: round 0 rolls it out
+    (in the world it was trained in) and round 0's training warm-starts from it"""
+    scenario: str = ""
+    """world to drive in; empty: the policy's own ('winding-road' without --policy)"""
+    density: str = ""
+    """traffic density in the traffic scenarios; empty: the policy's own"""
 
     def validate(self) -> None:
         for name in ("episodes", "workers", "samples"):
@@ -82,6 +91,13 @@ class DaggerConfig:
         if not 0 <= self.beta <= 1:
             raise ValueError(f"--beta must be in [0, 1], got {self.beta}")
         train_seeds(self.first_seed, self.episodes * (self.rounds + 1))  # refuses held-out roads
+        self.world()
+
+    def world(self):
+        """The world the rollouts drive in: --policy's own (the default world without one),
+        with --scenario, --density and --start applied."""
+        world = policy_world(self.policy or EXPERT, self.scenario, self.density)
+        return replace(world, start=self.start).validate()
 
 
 class MixedPolicy:
@@ -107,46 +123,34 @@ class MixedPolicy:
 def record_episode(env, policy, expert: Expert, seed: int, max_steps: int = 0) -> Episode:
     """Drive one road with `policy` (the expert taking over after interventions) and label every
     visited frame with the expert's action; `max_steps` > 0 stops early."""
-    names = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
-    rows: dict[str, list] = {k: [] for k in names}
-    interventions = 0
+    rows, interventions, step = StepRows(), 0, None
     for count, step in enumerate(drive(env, policy, expert, seed), start=1):
-        rows["frames"].append(step.obs["image"])
-        rows["labels"].append(step.expert_action)
-        rows["actions"].append(step.action)
-        for key in ("speed", "lateral_offset", "heading_error"):
-            rows[key].append(step.state[key])
+        state = step.state
+        rows.add(
+            step.obs["image"],
+            step.expert_action,
+            step.action,
+            state["speed"],
+            state["lateral_offset"],
+            state["heading_error"],
+        )
         interventions += step.intervention
         if count == max_steps:
             break
-    arrays = {
-        k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32) for k, v in rows.items()
-    }
-    meta = {
-        "scenario": env.unwrapped.__class__.__name__,
-        "scenario_name": SCENARIO,
-        "camera": asdict(env.camera_config),
-        "interventions": interventions,
-    }
-    return Episode(seed=seed, meta=meta, **arrays)
-
-
-_worker: dict = {}
+    return rows.episode(seed, drive_meta(env, "dagger", step.info, interventions=interventions))
 
 
 def _record_one(
-    out: Path, spec: str, seed: int, round_: int, beta: float, max_steps: int, start: str
+    out: Path, spec: str, world, seed: int, round_: int, beta: float, max_steps: int
 ) -> int:
     """Record and write one road (in a worker process); returns the frames saved."""
-    if _worker.get("key") != (spec, start):
-        net = None if spec == EXPERT else NetPolicy.from_checkpoint(spec)
-        camera = CameraConfig() if net is None else CameraConfig(**net.camera)
-        env = make_env(SCENARIO, camera, terminate_off_road=False, start=start)
-        _worker.update(key=(spec, start), env=env, net=net, expert=Expert(env))
-    env, net, expert = _worker["env"], _worker["net"], _worker["expert"]
-    policy = expert if net is None else MixedPolicy(net, expert, beta, seed)
+    built = per_process(
+        "dagger", (spec, world), lambda: drivers(spec, world, terminate_off_road=False)
+    )
+    env, net, expert = built
+    policy = expert if net is expert else MixedPolicy(net, expert, beta, seed)
     episode = record_episode(env, policy, expert, seed, max_steps)
-    episode.meta.update(driver="dagger", round=round_, beta=beta, policy=spec, start=start)
+    episode.meta.update(round=round_, beta=beta, policy=spec, start=world.start)
     write_episode(out, episode)
     return len(episode.frames)
 
@@ -160,7 +164,8 @@ def _gather(cfg: DaggerConfig, round_: int, spec: str) -> None:
     beta = cfg.beta**round_
     bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), unit="road")
     bar.set_description(f"round {round_}: rollouts (beta {beta:.3g})")
-    jobs = [(data, spec, s, round_, beta, cfg.max_steps, cfg.start) for s in todo]
+    world = cfg.world()
+    jobs = [(data, spec, world, s, round_, beta, cfg.max_steps) for s in todo]
     try:
         run_parallel(_record_one, jobs, cfg.workers, lambda _: bar.update(1))
     finally:
@@ -169,17 +174,17 @@ def _gather(cfg: DaggerConfig, round_: int, spec: str) -> None:
 
 def run_round(cfg: DaggerConfig, round_: int) -> dict:
     """One DAgger round, each stage skipped or resumed when already done; returns its table row."""
-    from driving.learn.train import TrainConfig, train
-
     run = cfg.out / f"round_{round_}"
     previous = cfg.out / f"round_{round_ - 1}" / "best.pt"
+    if round_ == 0:
+        previous = Path(cfg.policy) if cfg.policy else None
     gathered = run / "gathered.json"  # the round's data is complete: its frame count
     if not gathered.exists():
-        _gather(cfg, round_, EXPERT if round_ == 0 else str(previous))
+        _gather(cfg, round_, EXPERT if previous is None else str(previous))
         run.mkdir(parents=True, exist_ok=True)
         write_json(gathered, {"labelled_frames": count_frames(cfg.out / "data")})
     frames = json.loads(gathered.read_text())["labelled_frames"]
-    init = previous if cfg.warm_start and round_ > 0 else None
+    init = previous if cfg.warm_start else None
     summary = train(
         TrainConfig(
             data=cfg.out / "data",
@@ -193,13 +198,11 @@ def run_round(cfg: DaggerConfig, round_: int) -> dict:
     )
     row = {"round": round_, "beta": cfg.beta**round_, "labelled_frames": frames}
     if cfg.eval_episodes:
+        where = {"scenario": cfg.scenario, "density": cfg.density}
         report = evaluate(
-            summary["best"],
-            cfg.eval_episodes,
-            run / "eval",
-            cfg.workers,
-            video=1,
-            compare_expert=False,
+            EvalConfig(
+                summary["best"], cfg.eval_episodes, run / "eval", cfg.workers, 1, False, **where
+            )
         )
         row.update({k: report["overall"][k] for k in TABLE_KEYS})
     return row

@@ -7,7 +7,7 @@ Each frame ("watch frame") holds, on the left, a top-down overview of the road a
 (100 x 100 m, other vehicles drawn too) and, on the right, the camera frame the policy sees,
 enlarged, with the policy's (red) and the expert's (green) steering and throttle, the speed, the
 time and running episode metrics. Interventions are exactly the evaluator's
-(`driving.rollout.evaluate.drive`): "EXPERT DRIVING" is shown while the expert has taken over.
+(`driving.rollout.loop.drive`): "EXPERT DRIVING" is shown while the expert has taken over.
 
 Without a display (Linux with neither DISPLAY nor WAYLAND_DISPLAY), or when the window cannot be
 opened, the same frames go to `OUT/watch_<seed>.mp4` instead.
@@ -20,26 +20,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from driving.draw.video import GREY, WHITE, overlay, write_mp4
+from driving.draw.overlays import (
+    FPS,
+    OVERVIEW,
+    compose,
+    draw_overview,
+    frame_size,
+    saliency_overlay,
+)
+from driving.draw.video import overlay, write_mp4
 from driving.draw.window import Window, WindowError
 from driving.learn.policy import NetPolicy
+from driving.learn.saliency import VisualBackProp
 from driving.parallel import init_worker
-from driving.rollout.evaluate import EXPERT, Step, drive
-from driving.tools.saliency import VisualBackProp, saliency_overlay
+from driving.rollout.drivers import EXPERT, drivers, policy_world
+from driving.rollout.loop import Step, drive
 from envs import eval_seeds
-from envs.camera import Camera, CameraConfig
+from envs.camera import Camera
 from envs.expert import Expert
-from envs.world import SCENARIO, make_env
-
-OVERVIEW = CameraConfig(height=320, width=320, ahead_m=70.0, behind_m=30.0, span_m=100.0)
-"""The top-down overview beside the camera frame: 3.2 px/m, the car 30 % up from the bottom."""
-FPS = 10.0  # [Hz] the policy's rate: the window plays in real time
-_TEXT_ROW = 22  # [px] height of one line of metrics text
-YELLOW = (250, 210, 60)
+from envs.world import World
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,23 @@ class WatchConfig:
     """stop each road after this many steps (default: drive it to the end)"""
     saliency: bool = False
     """blend the net's VisualBackProp saliency (where it looks) onto the camera frame"""
+    scenario: str = ""
+    """world to drive in; empty: the policy's own (from its checkpoint)"""
+    density: str = ""
+    """traffic density in the traffic scenarios; empty: the policy's own"""
 
-    def validate(self) -> NetPolicy | None:
-        """Check the settings once; return the net (None for the expert)."""
+    def validate(self) -> World:
+        """Check the settings once; return the world to drive in (the policy's own unless
+        --scenario or --density say otherwise)."""
         if self.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if self.seed_offset < 0:
             raise ValueError(f"--seed-offset must be >= 0, got {self.seed_offset}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.policy == EXPERT:
-            if self.saliency:
-                raise ValueError("--saliency needs a network policy (a checkpoint), not the expert")
-            return None
-        if not Path(self.policy).is_file():
-            raise ValueError(f"policy {self.policy!r} is neither 'expert' nor a checkpoint file")
-        return NetPolicy.from_checkpoint(self.policy)
+        if self.policy == EXPERT and self.saliency:
+            raise ValueError("--saliency needs a network policy (a checkpoint), not the expert")
+        return policy_world(self.policy, self.scenario, self.density)
 
 
 @dataclass
@@ -112,26 +115,6 @@ class RunningMetrics:
             "interventions": self.interventions,
             "mean_abs_lateral_offset": round(self.mean_abs_offset, 3),
         }
-
-
-def compose(overview: np.ndarray, panel: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Overview on the left; on the right `panel` (camera + bars) above lines of text.
-
-    Returns an (H, W, 3) uint8 RGB frame with even sides (as H.264 needs).
-    """
-    text = np.zeros((_TEXT_ROW * len(lines) + 6, panel.shape[1], 3), np.uint8)
-    for i, line in enumerate(lines):
-        colour = YELLOW if "EXPERT" in line or "REC" in line else WHITE
-        y = _TEXT_ROW * (i + 1) - 4
-        cv2.putText(text, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-    right = np.concatenate([panel, text], axis=0)
-    height = max(overview.shape[0], right.shape[0])
-    height += height % 2
-    frame = np.zeros((height, overview.shape[1] + right.shape[1], 3), np.uint8)
-    frame[: overview.shape[0], : overview.shape[1]] = overview
-    frame[: right.shape[0], overview.shape[1] :] = right
-    frame[:, overview.shape[1] - 2 : overview.shape[1]] = GREY  # separator
-    return frame[:, : frame.shape[1] // 2 * 2]
 
 
 def watch_frame(
@@ -179,7 +162,7 @@ def watch_road(
     """Drive road `metrics.seed` as the evaluator does; yield each watch frame.
 
     `metrics` is updated in place, so it holds the episode's figures when the stream ends.
-    `saliency`: a `driving.tools.saliency.VisualBackProp` of the policy, blended onto the camera frame.
+    `saliency`: a `driving.learn.saliency.VisualBackProp` of the policy, blended onto the camera frame.
     """
     base = env.unwrapped
     top = Camera(OVERVIEW)
@@ -195,17 +178,9 @@ def watch_road(
         image = step.obs["image"]
         if saliency is not None:
             image = saliency_overlay(image, saliency(policy.net_input)[0])
-        yield watch_frame(step, _overview(top, base), metrics, predicted, camera=image)
+        yield watch_frame(step, draw_overview(top, base), metrics, predicted, camera=image)
         if max_steps is not None and metrics.steps >= max_steps:
             return
-
-
-def _overview(top: Camera, base) -> np.ndarray:
-    """The top-down overview around the ego, captioned with its scale."""
-    image = top.render(base.road, base.vehicle)
-    caption = f"top view, {OVERVIEW.span_m:.0f} m across"
-    cv2.putText(image, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, WHITE, 1, cv2.LINE_AA)
-    return image
 
 
 def open_window(display: str, size: tuple[int, int]) -> Window | None:
@@ -251,18 +226,15 @@ def watch(cfg: WatchConfig) -> dict:
     """Drive `cfg.episodes` held-out roads with the policy, shown live or written to mp4.
 
     Returns:
-        {"mode": "window" | "mp4", "roads": per-road metrics, "videos": mp4 paths written}.
+        {"mode": "window" | "mp4", "world": the world driven in (`World.to_dict`),
+        "roads": per-road metrics, "videos": mp4 paths written}.
     """
     init_worker()  # one thread: batch-1 inference is < 1 ms, more threads only contend
-    net = cfg.validate()
-    # The camera must see the road as it did when the training data was recorded.
-    camera = CameraConfig() if net is None else CameraConfig(**net.camera)
-    env = make_env(SCENARIO, camera, terminate_off_road=False)
-    expert = Expert(env)
-    policy = net or expert
-    saliency = VisualBackProp(net.model) if cfg.saliency else None
+    world = cfg.validate()
+    env, policy, expert = drivers(cfg.policy, world, terminate_off_road=False)
+    saliency = VisualBackProp(policy.model) if cfg.saliency else None
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
-    size = frame_size(camera.height, camera.width)
+    size = frame_size(world.camera.height, world.camera.width)
     window = open_window(cfg.display, size)
     roads, videos = [], []
     try:
@@ -289,13 +261,5 @@ def watch(cfg: WatchConfig) -> dict:
         env.close()
     if window is None:
         print(f"no window: wrote {len(videos)} video(s) to {cfg.out}")
-    return {"mode": "mp4" if window is None else "window", "roads": roads, "videos": videos}
-
-
-def frame_size(height: int, width: int) -> tuple[int, int]:
-    """(width, height) [px] of the composed frames for camera frames of `height` x `width`."""
-    dummy = np.zeros((height, width, 3), np.uint8)
-    zero = np.zeros(2, np.float32)
-    panel = overlay(dummy, zero, zero, 0.0, 0.0)
-    frame = compose(np.zeros((OVERVIEW.height, OVERVIEW.width, 3), np.uint8), panel, ["", ""])
-    return frame.shape[1], frame.shape[0]
+    mode = "mp4" if window is None else "window"
+    return {"mode": mode, "world": world.to_dict(), "roads": roads, "videos": videos}

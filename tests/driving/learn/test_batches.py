@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from driving.learn.batches import curve_weights, epoch_order, to_device
 from driving.data import Frames
+from driving.learn.batches import curve_weights, epoch_order, to_device
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from driving.data import Frames, stack_indices
 from driving.learn.checkpoint import (
     KIND,
     CheckpointError,
@@ -17,9 +18,9 @@ from driving.learn.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from driving.data import Frames, stack_indices
 from driving.learn.model import ModelConfig, PilotNet, count_parameters
 from driving.learn.policy import NetPolicy
+from envs.world import World
 
 
 def _frames(batch: int, height: int = 66, width: int = 200, seed: int = 0) -> torch.Tensor:
@@ -258,7 +259,7 @@ def test_policy_acts_with_clipped_float32_commands(tmp_path):
     assert action.dtype == np.float32
     assert action.tolist() == [1.0, 1.0]
     assert policy.image_shape == (66, 200)
-    assert policy.camera == {"height": 66, "width": 200}  # camera unknown: only the frame size
+    assert policy.world == World()  # world unknown: the default one at the net's frame size
 
 
 def test_policy_matches_the_model_and_is_repeatable():

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.data import load_split, read_episode, scan, used_seeds
+from driving.record.collect import CollectConfig, NoiseConfig, collect
+from envs.world import World
 
 
 def test_noise_changes_the_executed_action_and_leaves_the_label_clean(tmp_path):
@@ -24,16 +25,16 @@ def test_noise_changes_the_executed_action_and_leaves_the_label_clean(tmp_path):
     assert np.abs(noisy.actions - noisy.labels).mean() > 0.02
     # The noisy car drifts further from the centre than the clean one.
     assert np.abs(noisy.lateral_offset).max() > 2 * np.abs(clean.lateral_offset).max()
-    assert noisy.meta["camera"]["height"] == 66 and noisy.meta["driver"] == "expert"
+    assert noisy.world == World() and noisy.meta["driver"] == "expert"
     assert noisy.frames.shape[1:] == (66, 200, 3) and noisy.frames.dtype == np.uint8
 
 
 def test_start_anywhere_records_drives_from_points_along_the_road(tmp_path):
-    collect(CollectConfig(out=tmp_path / "any", episodes=2, start="anywhere"))
+    collect(CollectConfig(out=tmp_path / "any", episodes=2, world=World(start="anywhere")))
     collect(CollectConfig(out=tmp_path / "whole", episodes=2))
     for anywhere, whole in zip(scan(tmp_path / "any")[0], scan(tmp_path / "whole")[0], strict=True):
         episode, full = read_episode(anywhere), read_episode(whole)
-        assert episode.seed == full.seed and episode.meta["start"] == "anywhere"
+        assert episode.seed == full.seed and episode.world.start == "anywhere"
         assert episode.meta["outcome"]["reached_end"] and not episode.meta["outcome"]["crashed"]
         # Roads 0 and 1 start about half-way (tests/envs/test_world.py checks the range).
         assert 400 / 20 * 10 < len(episode.labels) < 0.7 * len(full.labels)
@@ -42,11 +43,13 @@ def test_start_anywhere_records_drives_from_points_along_the_road(tmp_path):
 
 def test_start_bend_records_drives_that_take_the_roads_tightest_bend_early(tmp_path):
     clean = NoiseConfig(0.0, 0.0, 0.0)  # labels then steer only as the road bends
-    collect(CollectConfig(out=tmp_path / "bend", episodes=2, start="bend", noise=clean))
+    collect(
+        CollectConfig(out=tmp_path / "bend", episodes=2, world=World(start="bend"), noise=clean)
+    )
     collect(CollectConfig(out=tmp_path / "whole", episodes=2, noise=clean))
     for bend, whole in zip(scan(tmp_path / "bend")[0], scan(tmp_path / "whole")[0], strict=True):
         episode, full = read_episode(bend), read_episode(whole)
-        assert episode.meta["start"] == "bend" and episode.meta["outcome"]["reached_end"]
+        assert episode.world.start == "bend" and episode.meta["outcome"]["reached_end"]
         # The road's hardest steering (its tightest bend) comes within the first 140 steps.
         hardest = np.abs(full.labels[:, 0]).max()
         assert np.abs(episode.labels[:140, 0]).max() > 0.9 * hardest
@@ -69,7 +72,8 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="below 1,000,000"):
         CollectConfig(out=Path("x"), first_seed=999_999, episodes=2).validate()
     with pytest.raises(ValueError, match="--start anywhere is for 'winding-road'"):
-        CollectConfig(out=Path("x"), scenario="highway-traffic", start="anywhere").validate()
+        world = World(scenario="highway-traffic", start="anywhere")
+        CollectConfig(out=Path("x"), world=world).validate()
 
 
 def _episodes_on_disk(out: Path) -> int:
@@ -107,7 +111,8 @@ def test_a_later_collection_with_other_camera_settings_uses_them(tmp_path):
     from envs.camera import CameraConfig
 
     collect(CollectConfig(out=tmp_path / "a", episodes=1))
-    collect(CollectConfig(out=tmp_path / "b", episodes=1, camera=CameraConfig(height=80, width=80)))
+    small = World(camera=CameraConfig(height=80, width=80))
+    collect(CollectConfig(out=tmp_path / "b", episodes=1, world=small))
     assert read_episode(scan(tmp_path / "b")[0][0]).frames.shape[1:] == (80, 80, 3)
 
 

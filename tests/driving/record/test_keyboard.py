@@ -7,8 +7,8 @@ import pygame
 import pytest
 
 from driving.cli import main
-from driving.record.collect import CollectConfig
 from driving.data import read_episode, scan
+from driving.record.collect import CollectConfig
 from driving.record.keyboard import STEER_RAMP, KeyboardDriver, collect_keyboard, drive_road
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.data import read_episode, scan
+from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.viewpoint import ViewpointConfig, render_shifted
 from envs.camera import ROAD_RGB
 from envs.expert import Expert

@@ -9,10 +9,11 @@ import pytest
 import torch
 from conftest import Recording
 
-from driving.rollout.clips import CLIPS_PER_ROAD
-from driving.rollout.evaluate import drive, evaluate, rollout
-from driving.learn.model import ModelConfig, PilotNet
 from driving.draw.video import read_mp4
+from driving.learn.model import ModelConfig, PilotNet
+from driving.rollout.clips import CLIPS_PER_ROAD
+from driving.rollout.evaluate import EvalConfig, evaluate
+from driving.rollout.loop import drive, rollout
 from envs import eval_seeds
 from envs.expert import Expert
 from envs.world import make_env
@@ -43,7 +44,7 @@ def test_evaluator_tells_the_expert_from_always_straight():
 
 
 def test_evaluate_writes_metrics_and_video(tmp_path):
-    report = evaluate("expert", episodes=2, out=tmp_path, workers=1, video=1)
+    report = evaluate(EvalConfig("expert", episodes=2, out=tmp_path, workers=1, video=1))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["seeds"] == eval_seeds(2)
     assert saved["overall"]["success_rate"] == 1.0
@@ -54,12 +55,12 @@ def test_evaluate_writes_metrics_and_video(tmp_path):
 
 
 def test_a_rerun_reuses_finished_episodes(tmp_path):
-    evaluate("expert", episodes=2, out=tmp_path, workers=1, video=0)
+    evaluate(EvalConfig("expert", episodes=2, out=tmp_path, workers=1, video=0))
     cached = tmp_path / "episodes" / "policy" / f"{eval_seeds(1)[0]}.json"
     saved = json.loads(cached.read_text())
     saved["result"]["mean_speed"] = 123.0  # marks the cached result: a re-run must reuse it
     cached.write_text(json.dumps(saved))
-    report = evaluate("expert", episodes=3, out=tmp_path, workers=1, video=0)
+    report = evaluate(EvalConfig("expert", episodes=3, out=tmp_path, workers=1, video=0))
     assert report["episodes"][0]["mean_speed"] == 123.0
     assert report["episodes"][2]["mean_speed"] < 20  # the new road was driven
 
@@ -101,7 +102,7 @@ def test_a_stacking_net_takes_in_every_frame_also_those_the_expert_drove():
 
 
 def test_evaluate_breaks_interventions_down_and_plots_them(tmp_path):
-    report = evaluate("expert", episodes=1, out=tmp_path, workers=1, video=0)
+    report = evaluate(EvalConfig("expert", episodes=1, out=tmp_path, workers=1, video=0))
     by_curvature = report["breakdown"]["curvature"]
     assert [row["bin"].split()[0] for row in by_curvature] == ["straight", "gentle", "tight"]
     driven_km = sum(row["km"] for row in by_curvature)
@@ -117,9 +118,9 @@ def test_videos_go_to_tensorboard_as_animated_gifs(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    from driving.rollout.evaluate import log_to_tensorboard
+    from driving.rollout.report import log_to_tensorboard
 
-    report = evaluate("expert", episodes=1, out=tmp_path / "eval", workers=1, video=1)
+    report = evaluate(EvalConfig("expert", episodes=1, out=tmp_path / "eval", workers=1, video=1))
     with SummaryWriter(str(tmp_path / "tb")) as writer:
         log_to_tensorboard(writer, report, step=7)
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})

@@ -4,13 +4,15 @@ import json
 
 import pytest
 
-from driving.record.collect import CollectConfig, collect
 from driving.data import read_episode, scan
-from driving.rollout.evaluate import LANE_CHANGE_S, EvalConfig, drive, evaluate, format_table, rollout
 from driving.learn.train import TrainConfig, train
+from driving.record.collect import CollectConfig, collect
+from driving.rollout.evaluate import EvalConfig, evaluate
+from driving.rollout.loop import LANE_CHANGE_S, drive, rollout
+from driving.rollout.report import format_table
 from envs import eval_seeds
 from envs.traffic_expert import TrafficExpert
-from envs.world import make_env, make_expert, scenario_config
+from envs.world import World, make_env, make_expert, scenario_config
 
 LANE_CHANGING_SEED = eval_seeds(1)[0]  # the expert changes lanes 6 times on this road
 
@@ -57,17 +59,20 @@ def test_staying_off_the_lane_centre_is_an_intervention_after_the_lane_change_al
 
 def test_collect_train_and_evaluate_take_the_traffic_scenario(tmp_path):
     data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "eval"
-    collect(CollectConfig(out=data, episodes=1, scenario="highway-traffic", density="dense"))
+    dense = World(scenario="highway-traffic", density="dense")
+    collect(CollectConfig(out=data, episodes=1, world=dense))
     episode = read_episode(scan(data)[0][0])
-    assert episode.meta["scenario_name"] == "highway-traffic"
-    assert episode.meta["density_setting"] == "dense" and 20 <= episode.meta["density"] <= 35
+    assert episode.world == dense and 20 <= episode.meta["density"] <= 35  # drawn vehicles/km
     train(TrainConfig(data=data, run=run, epochs=1, val_fraction=0.0, batch_size=64))
     # The checkpoint names its world, and evaluation drives there unless told otherwise.
-    assert EvalConfig(str(run / "best.pt")).world() == ("highway-traffic", "default")
-    assert EvalConfig(str(run / "best.pt"), density="light").world() == ("highway-traffic", "light")
+    assert EvalConfig(str(run / "best.pt")).world() == dense
+    light = EvalConfig(str(run / "best.pt"), density="light").world()
+    assert (light.scenario, light.density) == ("highway-traffic", "light")
     report = evaluate(
-        str(run / "best.pt"), episodes=1, out=out, workers=1, video=0, compare_expert=False,
-        clips=False, density="light",
+        EvalConfig(
+            str(run / "best.pt"), episodes=1, out=out, workers=1, video=0, compare_expert=False,
+            clips=False, density="light",
+        )
     )  # fmt: skip
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["scenario"] == "highway-traffic" and saved["density"] == "light"

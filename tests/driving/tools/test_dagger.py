@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import Recording
+from conftest import TRAFFIC, Recording
 
-from driving.record.collect import CollectConfig, NoiseConfig, collect
-from driving.tools.dagger import DaggerConfig, MixedPolicy, dagger, record_episode
 from driving.data import read_episode, scan
 from driving.learn.model import ModelConfig, PilotNet
+from driving.record.collect import CollectConfig, NoiseConfig, collect
+from driving.tools.dagger import DaggerConfig, MixedPolicy, dagger, record_episode
 from envs.expert import Expert
 from envs.world import make_env
 
@@ -122,3 +122,14 @@ def test_start_bend_rolls_out_from_before_each_roads_tightest_bend(tmp_path):
         assert bend.seed == whole.seed and bend.meta["start"] == "bend"
         # The road's hardest steering (its tightest bend) comes within the 140 recorded steps.
         assert np.abs(bend.labels[:, 0]).max() > 0.9 * np.abs(whole.labels[:, 0]).max()
+
+
+def test_dagger_from_a_traffic_policy_rolls_it_out_in_the_traffic_it_learned_in(
+    traffic_checkpoint, tmp_path
+):
+    small = dict(episodes=1, max_steps=8, samples=16, eval_episodes=0, workers=1)
+    dagger(DaggerConfig(out=tmp_path, rounds=0, policy=str(traffic_checkpoint), **small))
+    (episode,) = [read_episode(p) for p in scan(tmp_path / "data")[0]]
+    assert episode.world == TRAFFIC and episode.meta["driver"] == "dagger"
+    assert episode.meta["policy"] == str(traffic_checkpoint) and len(episode.labels) == 8
+    assert episode.meta["density"] > 0  # vehicles/km drawn by the traffic scenario itself

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from driving.learn.checkpoint import save_checkpoint
-from driving.tools.export import TOLERANCE, ExportConfig, export_onnx
 from driving.learn.model import ModelConfig, PilotNet
+from driving.tools.export import TOLERANCE, ExportConfig, export_onnx
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,15 @@ import imageio_ffmpeg
 import numpy as np
 import pygame
 import pytest
+from conftest import TRAFFIC
 
 from driving.cli import main
-from driving.rollout.evaluate import drive
-from driving.tools.watch import OVERVIEW, RunningMetrics, WatchConfig, open_window, play, watch
 from driving.draw.window import WindowError
+from driving.rollout.loop import drive
+from driving.tools.watch import OVERVIEW, RunningMetrics, WatchConfig, open_window, play, watch
 from envs.camera import Camera
 from envs.expert import Expert
-from envs.world import make_env
+from envs.world import World, make_env
 
 
 @pytest.fixture
@@ -197,3 +198,13 @@ def test_watch_drives_a_net_that_stacks_frames_with_its_saliency(tmp_path, no_di
 def test_saliency_needs_a_network_policy(no_display):
     with pytest.raises(ValueError, match="saliency"):
         WatchConfig("expert", saliency=True).validate()
+
+
+def test_a_traffic_policy_is_watched_in_the_traffic_it_learned_in(
+    traffic_checkpoint, tmp_path, no_display
+):
+    summary = watch(WatchConfig(str(traffic_checkpoint), out=tmp_path, max_steps=5))
+    assert World.from_dict(summary["world"]) == TRAFFIC
+    overview = read_mp4(summary["videos"][0])[-1][: OVERVIEW.height, : OVERVIEW.width].astype(int)
+    red, blue = overview[..., 0], overview[..., 2]
+    assert ((blue > 180) & (red < 120)).sum() > 30  # other cars (drawn blue) around the ego

@@ -1,0 +1,70 @@
+"""One drive, step by step, into an Episode: shared by expert collection, keyboard driving, DAgger.
+
+rows = StepRows()
+rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"])
+episode = rows.episode(seed, drive_meta(env, "expert", info))
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+
+from driving.data import Episode
+
+COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
+"""The Episode arrays a drive fills, one row per step."""
+
+
+class StepRows:
+    """Per-step values of one drive, turned into an `Episode` at its end."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list] = {k: [] for k in COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.rows["frames"])
+
+    def add(
+        self,
+        frame: np.ndarray,
+        label: np.ndarray,
+        action: np.ndarray,
+        speed: float,
+        lateral_offset: float,
+        heading_error: float,
+    ) -> None:
+        """One step: the frame seen, the expert's label, the executed action, the ground truth
+        ([m/s], [m], [rad]) when the frame was seen."""
+        for name, value in zip(
+            COLUMNS, (frame, label, action, speed, lateral_offset, heading_error), strict=True
+        ):
+            self.rows[name].append(value)
+
+    def episode(self, seed: int, meta: dict) -> Episode:
+        """The rows as an Episode of road `seed`."""
+        arrays = {
+            k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32)
+            for k, v in self.rows.items()
+        }
+        return Episode(seed=seed, meta=meta, **arrays)
+
+
+def drive_meta(env, driver: str, info: dict, **extra) -> dict:
+    """Episode metadata of a drive in `env` that ended with `info`: who drove, the world
+    (`env.world`, the record every later stage reads), the host and process, the outcome."""
+    meta = {
+        "driver": driver,
+        "world": env.world.to_dict(),
+        "scenario": env.unwrapped.__class__.__name__,
+        "collector": {"host": socket.gethostname(), "pid": os.getpid()},
+        **({"density": info["density"]} if "density" in info else {}),  # the drawn vehicles/km
+        "outcome": {
+            "on_road": info["on_road"],
+            "crashed": info["crashed"],
+            "reached_end": bool(info.get("reached_end", False)),
+        },
+    }
+    return meta | extra

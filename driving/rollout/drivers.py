@@ -1,0 +1,63 @@
+"""Who drives, and where: a policy named on the command line, and the world it is driven in.
+
+    world = policy_world("logs/demo/run/best.pt")                  # the world it was trained in
+    world = policy_world("logs/demo/run/best.pt", density="dense")   # ... with denser traffic
+    env, policy, expert = drivers("logs/demo/run/best.pt", world, terminate_off_road=False)
+
+Evaluation, `drive watch`, `drive saliency` and DAgger all choose their world here, so a policy
+is measured, watched and explained in the world it learned in unless the user says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from driving.learn.policy import NetPolicy
+from envs.expert import Expert
+from envs.world import World, make_world
+from envs.wrapper import DrivingWrapper
+
+EXPERT = "expert"
+"""The policy name of the privileged expert (no checkpoint)."""
+
+
+def load_policy(spec: str) -> NetPolicy | None:
+    """The network policy of checkpoint `spec`; None for 'expert'.
+
+    Raises:
+        ValueError: `spec` is neither 'expert' nor a readable checkpoint (one line).
+    """
+    if spec == EXPERT:
+        return None
+    if not Path(spec).is_file():
+        raise ValueError(f"policy {spec!r} is neither 'expert' nor a checkpoint file")
+    return NetPolicy.from_checkpoint(spec)
+
+
+def policy_world(spec: str, scenario: str = "", density: str = "") -> World:
+    """The world to drive policy `spec` in: the one its checkpoint records (the default World for
+    the expert), in `scenario` and `density` where given (another scenario starts from the
+    default density). Drives start at each road's beginning, whatever rule collection used.
+
+    Raises:
+        ValueError: a bad policy, scenario or density (one line).
+    """
+    net = load_policy(spec)
+    world = World() if net is None else net.world
+    if scenario and scenario != world.scenario:
+        world = replace(world, scenario=scenario, density="default")
+    if density:
+        world = replace(world, density=density)
+    return replace(world, start="beginning").validate()
+
+
+def drivers(
+    spec: str, world: World, **config: Any
+) -> tuple[DrivingWrapper, NetPolicy | Expert, Expert]:
+    """(env, policy, expert) for driving policy `spec` in `world`; the expert is the safety driver
+    and, for 'expert', the policy too. `config`: highway-env entries (terminate_off_road...)."""
+    env, expert = make_world(world, **config)
+    net = load_policy(spec)
+    return env, net if net is not None else expert, expert
