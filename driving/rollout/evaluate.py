@@ -6,8 +6,9 @@ Every episode runs on an evaluation seed (see `envs`), never seen in training, i
 the policy was trained in (its checkpoint says which; `--scenario` and `--density` choose another).
 When the policy gets more than 1 m off the lane centre (in traffic: for more than 3 s, since a lane
 change crosses a lane line), leaves the road or crashes, the expert takes over until the car is
-back on the centre; each takeover counts as an intervention (metrics in `driving.rollout.metrics`; in
-traffic also `driving.rollout.traffic_metrics`: collisions/km, headway under 1 s, driving score).
+back on the centre; each takeover counts as an intervention (metrics in
+`driving.rollout.metrics`; in traffic also `driving.rollout.traffic_metrics`: collisions/km,
+headway under 1 s, driving score).
 Writes `metrics.json` (overall and per episode, with the seeds, and the interventions broken down
 by road curvature and speed, also drawn in `breakdown.png`), mp4 videos of the first episodes, a
 short clip of every intervention and failure (`clips/`), and prints a table with the expert's

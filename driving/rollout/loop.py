@@ -62,8 +62,8 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     `INTERVENTION_OFFSET` from the lane centre (in traffic: for more than `LANE_CHANGE_S`, so
     that lane changes are allowed), leaves the road or crashes; the expert then drives until the
     car is back within `BACK_ON_CENTRE` of the centre and aligned. The policy is shown the frames
-    the expert drove (`driving.learn.policy.observe`), so that a net stacking earlier frames has them
-    when it takes over again.
+    the expert drove (`driving.learn.policy.observe`), so that a net stacking earlier frames has
+    them when it takes over again.
     """
     obs, info = env.reset(seed=seed)
     policy.reset()

@@ -12,9 +12,9 @@ TENSORBOARD_CLIPS = 5  # clips of interventions and failures that go to TensorBo
 
 
 def overall(episodes: list[dict]) -> dict:
-    """Overall metrics of a run (`driving.rollout.metrics.summarize`); in traffic also the fleet figures of
-    `driving.rollout.traffic_metrics` (clean_share, collisions_per_km, headway_under_share,
-    lane_changes_per_km, driving_score)."""
+    """Overall metrics of a run (`driving.rollout.metrics.summarize`); in traffic also the fleet
+    figures of `driving.rollout.traffic_metrics` (clean_share, collisions_per_km,
+    headway_under_share, lane_changes_per_km, driving_score)."""
     result = summarize(episodes)
     if all("traffic" in e for e in episodes):
         traffic = summarize_traffic([e["traffic"] for e in episodes])

@@ -4,9 +4,10 @@
 
 The preprocessing is inside the graph: inputs are the camera frames exactly as the camera gives
 them, `image` uint8 (B, H, W, 3) RGB (for a model stacking K frames, (B, H, W, 3K): the K most
-recent frames side by side on the channel axis, oldest first, see `driving.learn.model`), and `speed`
-float32 (B,) [m/s] (absent for a model trained without the speed input); the output `action` is
-float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size is free.
+recent frames side by side on the channel axis, oldest first, see `driving.learn.model`), and
+`speed` float32 (B,) [m/s] (absent for a model trained without the speed input); the output
+`action` is float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size is
+free.
 """
 
 from __future__ import annotations

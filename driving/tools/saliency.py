@@ -4,7 +4,8 @@
     drive saliency --policy logs/demo/run/best.pt --data logs/demo/data   # stored frames, no score
 
 The maps are VisualBackProp's (`driving.learn.saliency`). The measurement drives held-out roads
-live (the policy in control, `driving.rollout.loop.drive`), and asks the camera where the road cues are in each frame (`envs.camera.Camera.render_mask`): lane
+live (the policy in control, `driving.rollout.loop.drive`) in the world the policy learned in, and
+asks the camera where the road cues are in each frame (`envs.camera.Camera.render_mask`): lane
 markings, road edges, other vehicles. It reports the share of saliency mass on each class against
 the share of pixels the class covers; their ratio says how many times more attention a class gets
 than uniform attention would give it. The same frames through an untrained PilotNet are the

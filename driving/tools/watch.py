@@ -162,7 +162,8 @@ def watch_road(
     """Drive road `metrics.seed` as the evaluator does; yield each watch frame.
 
     `metrics` is updated in place, so it holds the episode's figures when the stream ends.
-    `saliency`: a `driving.learn.saliency.VisualBackProp` of the policy, blended onto the camera frame.
+    `saliency`: a `driving.learn.saliency.VisualBackProp` of the policy, blended onto the camera
+    frame.
     """
     base = env.unwrapped
     top = Camera(OVERVIEW)

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TRAFFIC, record_drive
+from conftest import TRAFFIC, record_drive, save_untrained
 
 from driving.cli import main
 from driving.data import write_episode
 from driving.draw.overlays import saliency_overlay
-from driving.learn.checkpoint import save_checkpoint
 from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.saliency import VisualBackProp, class_shares, summarize_shares
 from driving.tools.saliency import SaliencyConfig, run_saliency
@@ -153,21 +152,7 @@ def test_class_shares_on_a_hand_made_map():
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    torch.manual_seed(0)
-    config = ModelConfig()
-    model = PilotNet(config)
-    path = tmp_path / "net.pt"
-    save_checkpoint(
-        path,
-        model=model,
-        model_config=config,
-        optimizer=None,
-        step=0,
-        epoch=0,
-        best_val=None,
-        config={},
-    )
-    return path
+    return save_untrained(tmp_path / "net.pt")
 
 
 @pytest.mark.slow
