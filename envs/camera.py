@@ -1,9 +1,10 @@
 """Ego-centric, heading-up bird's-eye camera drawn with OpenCV from highway-env road geometry.
 
-The policy sees only this camera. It replaces highway-env's pygame renderer, which is world-aligned,
-draws road and ground in the same grey, draws the ego's front wheels turned by the steering command
-(a label leak) and returns black frames under ``SDL_VIDEODRIVER=dummy``. This module never imports
-pygame and never calls ``env.render()``.
+The policy sees this camera or, with `CameraConfig.kind="dashcam"`, the driver's-eye
+`envs.dashcam.Dashcam`; `CameraConfig` (here) sets up both. Both replace highway-env's pygame
+renderer, which is world-aligned, draws road and ground in the same grey, draws the ego's front
+wheels turned by the steering command (a label leak) and returns black frames under
+``SDL_VIDEODRIVER=dummy``. This module never imports pygame and never calls ``env.render()``.
 
 It works on any highway-env scenario: everything is read from ``env.unwrapped.road`` (lanes of
 ``road.network``, ``road.vehicles``) and ``env.unwrapped.vehicle`` (the ego). The world uses
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -49,9 +50,10 @@ VEHICLE_RGB = (60, 120, 235)
 EGO_RGB = (225, 50, 45)
 """The ego vehicle (red)."""
 
-MASK_GROUND, MASK_ROAD, MASK_MARKING, MASK_VEHICLE, MASK_EGO = 0, 1, 2, 3, 4
-"""Classes of `Camera.render_mask`: ground, road surface, lane markings and road edges, other
-vehicles, the ego."""
+MASK_GROUND, MASK_ROAD, MASK_MARKING, MASK_VEHICLE, MASK_EGO, MASK_SKY = 0, 1, 2, 3, 4, 5
+"""Classes of `Camera.render_mask` (and `envs.dashcam.Dashcam.render_mask`): ground, road surface,
+lane markings and road edges, other vehicles, the ego (the dashcam's bonnet), sky and haze (the
+dashcam only)."""
 
 _MAP_MIN_RADIUS_M = 120.0  # [m] half side of the local map
 _MAP_MIN_PX_PER_M = 8.0  # [px/m]
@@ -72,11 +74,31 @@ class CameraError(ValueError):
     """A camera setting or input that cannot work; the message says which and what to do."""
 
 
+KINDS = ("topdown", "dashcam")
+"""`CameraConfig.kind`: the heading-up bird's-eye camera (`Camera`) or the driver's-eye
+perspective camera (`envs.dashcam.Dashcam`)."""
+APPEARANCES = ("plain", "train", "held-out")
+"""`CameraConfig.appearance`: fixed colours, or per-road looks drawn from the training range or
+from the held-out range (`envs.appearance`)."""
+
+# Ranges of the dashcam's numeric settings: (name, lowest, highest, unit).
+_DASHCAM_RANGES = (
+    ("mount_height_m", 0.3, 10.0, "m"),
+    ("mount_forward_m", -10.0, 10.0, "m"),
+    ("pitch_deg", 0.0, 60.0, "deg"),
+    ("fov_deg", 20.0, 150.0, "deg"),
+    ("view_m", 10.0, 500.0, "m"),
+)
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     """What the camera sees and at which resolution.
 
-    Pixels may be anisotropic on purpose: lateral detail matters most for steering.
+    `kind` picks the camera: "topdown" (heading-up bird's-eye view, `Camera`; uses height, width,
+    ahead_m, behind_m, span_m) or "dashcam" (driver's-eye perspective view, `envs.dashcam.Dashcam`;
+    uses height, width and the mount_*, pitch, fov, view, bonnet and appearance settings).
+    Top-down pixels may be anisotropic on purpose: lateral detail matters most for steering.
     """
 
     height: int = 66
@@ -89,6 +111,23 @@ class CameraConfig:
     """How far the bottom edge of the frame is behind the ego's centre [m]."""
     span_m: float = 30.0
     """Lateral extent of the frame, left edge to right edge [m]."""
+    kind: Literal["topdown", "dashcam"] = "topdown"
+    """Camera: 'topdown' (heading-up bird's-eye view) or 'dashcam' (driver's-eye perspective)."""
+    mount_height_m: float = 1.3
+    """Dashcam: height of the camera above the ground [m]."""
+    mount_forward_m: float = 0.5
+    """Dashcam: camera position ahead of the ego's centre [m]."""
+    pitch_deg: float = 10.0
+    """Dashcam: downward tilt of the camera [deg] (0 puts the horizon on the centre row)."""
+    fov_deg: float = 90.0
+    """Dashcam: horizontal field of view [deg]."""
+    view_m: float = 70.0
+    """Dashcam: ground is drawn up to this distance ahead [m]; beyond it, it fades into haze."""
+    bonnet: bool = False
+    """Dashcam: draw the ego's bonnet at the bottom of the frame (a fixed shape)."""
+    appearance: Literal["plain", "train", "held-out"] = "plain"
+    """Dashcam: 'plain' (fixed colours), or a look per road drawn from the 'train' range or
+    from the 'held-out' range that no training frame may show."""
 
     def validate(self) -> None:
         """Raise CameraError (a ValueError) with one clear line if a setting is nonsense."""
@@ -111,6 +150,28 @@ class CameraConfig:
             raise CameraError(f"CameraConfig.behind_m={self.behind_m} must be >= 0 [m]")
         if self.span_m <= 0:
             raise CameraError(f"CameraConfig.span_m={self.span_m} must be > 0 [m]")
+        self._validate_dashcam()
+
+    def _validate_dashcam(self) -> None:
+        """The kind, the dashcam's settings, and no dashcam-only look on the top-down camera."""
+        for name, choices in (("kind", KINDS), ("appearance", APPEARANCES)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise CameraError(f"CameraConfig.{name}={value!r} must be one of {choices}")
+        if not isinstance(self.bonnet, (bool, np.bool_)):
+            raise CameraError(f"CameraConfig.bonnet={self.bonnet!r} must be true or false")
+        for name, low, high, unit in _DASHCAM_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise CameraError(f"CameraConfig.{name}={value!r} must be a number [{unit}]")
+            if not low <= value <= high:  # also refuses nan
+                raise CameraError(f"CameraConfig.{name}={value} must be in [{low}, {high}] {unit}")
+        if self.kind == "topdown" and (self.appearance != "plain" or self.bonnet):
+            name, value = ("bonnet", True) if self.bonnet else ("appearance", self.appearance)
+            raise CameraError(
+                f"CameraConfig.{name}={value!r} is for kind='dashcam'; the top-down camera draws "
+                "fixed colours and no bonnet: set kind='dashcam' or leave it at its default"
+            )
 
     @property
     def view_radius_m(self) -> float:
@@ -149,23 +210,18 @@ class Camera:
         self._mask_map: np.ndarray | None = None  # class ids, drawn on demand by render_mask
         self._mask_origin: np.ndarray | None = None  # the map origin the mask map was drawn at
 
-    def reset(self, road: Road) -> None:
+    def reset(self, road: Road, seed: int | None = None) -> None:
         """Precompute the static road drawing for a new episode (call after env.reset).
 
         Args:
             road: a highway-env ``Road`` (``env.unwrapped.road``).
+            seed: the road's seed; unused (the top-down camera has one fixed look), accepted so
+                that every camera resets alike (`envs.dashcam.Dashcam` draws its look from it).
 
         Raises:
             CameraError: the object has no lane network.
         """
-        network = getattr(road, "network", None)
-        if network is None or not hasattr(network, "graph"):
-            raise CameraError(
-                f"Camera.reset got {type(road).__name__}, not a highway-env Road: "
-                "pass env.unwrapped.road"
-            )
-        lanes = [lane for tos in network.graph.values() for ids in tos.values() for lane in ids]
-        self._shapes = [shape for shape in map(shape_lane, lanes) if shape is not None]
+        self._shapes = road_shapes(road, "Camera")
         self._road = road
         self._map_valid = False
         self._mask_origin = None
@@ -289,6 +345,18 @@ class Camera:
         tx = k * (-(i00 * u0 + i01 * v0) - ox) - 0.5
         ty = k * (-(i10 * u0 + i11 * v0) - oy) - 0.5
         return np.array([[k * i00, k * i01, tx], [k * i10, k * i11, ty]])
+
+
+def road_shapes(road: Road, camera: str) -> list[LaneShape]:
+    """Every lane of `road`, sampled for `draw_map`; CameraError if `road` is not a Road."""
+    network = getattr(road, "network", None)
+    if network is None or not hasattr(network, "graph"):
+        raise CameraError(
+            f"{camera}.reset got {type(road).__name__}, not a highway-env Road: "
+            "pass env.unwrapped.road"
+        )
+    lanes = [lane for tos in network.graph.values() for ids in tos.values() for lane in ids]
+    return [shape for shape in map(shape_lane, lanes) if shape is not None]
 
 
 def _fill_vehicle(

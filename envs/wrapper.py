@@ -1,7 +1,8 @@
 """The camera wrapper: any highway-env env driven by [steering, throttle] from camera frames.
 
 `DrivingWrapper` turns a highway-env environment into the project's interface: the observation is
-the heading-up camera frame (`envs.camera`) and the speedometer, the action is [steering,
+the camera frame (`CameraConfig.kind`: the heading-up `envs.camera` or the driver's-eye
+`envs.dashcam`) and the speedometer, the action is [steering,
 throttle] in [-1, 1], and `info` carries the per-step ground truth of `ground_truth` plus the
 distance travelled.
 """
@@ -15,7 +16,8 @@ import numpy as np
 from highway_env.envs.common.abstract import AbstractEnv
 from highway_env.utils import wrap_to_pi
 
-from envs.camera import Camera, CameraConfig
+from envs.camera import CameraConfig
+from envs.dashcam import make_camera
 from envs.lane_lookup import use_fast_lane_lookup
 from envs.winding import MAX_SPEED, lane_curvature
 
@@ -41,13 +43,13 @@ class DrivingWrapper(gym.Wrapper):
     """Camera frames in, [steering, throttle] out, ground truth in `info`, for any highway-env env.
 
     highway-env's ContinuousAction takes [acceleration, steering]; this wrapper takes the field's
-    [steering, throttle] order. The observation is the heading-up camera frame and the speedometer.
+    [steering, throttle] order. The observation is the camera frame and the speedometer.
     """
 
     def __init__(self, env: gym.Env, camera: CameraConfig = CameraConfig()) -> None:
         super().__init__(env)
         camera.validate()
-        self.camera = Camera(camera)
+        self.camera = make_camera(camera)
         self.camera_config = camera
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict(
@@ -71,7 +73,9 @@ class DrivingWrapper(gym.Wrapper):
         self.distance = 0.0
         base = self.env.unwrapped
         use_fast_lane_lookup(base.road.network)  # any scenario: same lanes found, found faster
-        self.camera.reset(base.road)
+        # The road's seed picks the dashcam's look: the same road always looks the same.
+        road_seed = seed if seed is not None else getattr(base, "road_seed", None)
+        self.camera.reset(base.road, 0 if road_seed is None else int(road_seed))
         info.update(ground_truth(base), distance=0.0)
         info.setdefault("progress", 0.0)
         return self._observe(), info

@@ -1,0 +1,405 @@
+"""Driver's-eye perspective camera ("dashcam"): the road as seen from behind the windscreen.
+
+A pinhole camera `mount_height_m` above the ground and `mount_forward_m` ahead of the ego's
+centre, pitched down by `pitch_deg`, with a horizontal field of view `fov_deg` (focal length
+f = (W / 2) / tan(fov / 2) [px], principal point at the frame centre); 66x200 by default, like
+PilotNet's input. It has the top-down `envs.camera.Camera`'s interface (`reset`, `render`,
+`render_mask`, `config`); `make_camera(config)` builds the camera `config.kind` asks for.
+
+How a frame is made, fast enough for collection (flat ground, as PilotNet's viewpoint transform):
+- Ground: the road is drawn into two local top-down maps (`envs.ground.LocalMap`), each seen
+  through one ground-plane homography per frame (`cv2.warpPerspective`). Rows near the horizon
+  cover metres of road each and would alias markings into noise, so the near rows come from a
+  fine map (dashes, world-anchored texture) and the far rows from a coarse map on which dashes are
+  drawn as the faint solid line they average to, sampled twice per row and averaged. The two
+  blend over a few rows, and the ground fades into haze towards `view_m`; every per-row weight is
+  computed once, from the settings.
+- Sky above the horizon: a gradient by elevation, drawn once per road.
+- Other cars: solid boxes (LENGTH x WIDTH x `BOX_HEIGHT_M`) with dark windows, only the faces
+  turned to the camera, shaded per face, painted far to near, clipped at `NEAR_PLANE_M` in front
+  of the camera. Nothing drawn depends on the action (no wheels): no label leak.
+- The look of each road (colours, texture, light) comes from `envs.appearance`.
+
+World convention: highway-env's, y points down, heading h means direction (cos h, sin h) and the
+car's right is (-sin h, cos h). Frame pixel (u, v) has its centre at integer coordinates (OpenCV).
+
+    camera = make_camera(CameraConfig(kind="dashcam", appearance="train"))
+    camera.reset(env.unwrapped.road, seed=3)  # the road seed picks the look
+    frame = camera.render(env.unwrapped.road, env.unwrapped.vehicle)  # (66, 200, 3) uint8 RGB
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from envs.appearance import (
+    AMPLITUDE_UNIT,
+    Appearance,
+    draw_appearance,
+    map_colours,
+    sky_colours,
+    texture_tile,
+)
+from envs.camera import (
+    EGO_RGB,
+    MASK_EGO,
+    MASK_GROUND,
+    MASK_MARKING,
+    MASK_ROAD,
+    MASK_SKY,
+    MASK_VEHICLE,
+    VEHICLE_RGB,
+    Camera,
+    CameraConfig,
+    CameraError,
+    road_shapes,
+)
+from envs.ground import SHIFT, LocalMap
+
+if TYPE_CHECKING:
+    from highway_env.road.road import Road
+    from highway_env.vehicle.kinematics import Vehicle
+
+BOX_HEIGHT_M = 1.5
+"""Height of the boxes drawn for other cars [m]."""
+NEAR_PLANE_M = 0.2
+"""Car faces are clipped this far in front of the camera [m]."""
+
+_NEAR_PX_PER_M, _FAR_PX_PER_M = 8.0, 4.0  # resolution of the near and far maps [px/m]
+_NEAR_TRAVEL_M, _FAR_TRAVEL_M = 50.0, 100.0  # room to drive in each map before a redraw [m]
+_MAP_MAX_SIDE_PX = 4096  # bounds memory (64 MiB) whatever the settings
+_BLEND_FOOTPRINT_M = (1.0, 2.5)  # [m] of road per row: near map up to the first, far from the 2nd
+_FAR_SUPERSAMPLE = 2  # far rows: samples per pixel down the rows (metres of road), averaged
+_HAZE_START = 0.35  # haze starts at this share of view_m and is complete at view_m
+_SKY_TOP_DEG = 30.0  # elevation where the sky gradient reaches its top colour [deg]
+# Box corners 0-3 on the ground, 4-7 above them: front-right, front-left, back-left, back-right,
+# as (along the car, across it, 1).
+_CORNERS = np.array([[1, 1, -1, -1] * 2, [1, -1, -1, 1] * 2, [1] * 8], dtype=float)
+_FACE_INDEX = ((0, 1, 5, 4), (2, 3, 7, 6), (1, 2, 6, 5), (3, 0, 4, 7), (4, 5, 6, 7))
+_FACE_SHADE = (0.8, 0.8, 0.62, 0.62, 1.2)  # front, back, left, right, top: reads as 3D
+_GLASS_RGB = (40, 50, 64)  # car windows
+_WINDOW_SPAN = ((0.12, 0.88), (0.12, 0.88), (0.2, 0.8), (0.2, 0.8))  # along faces 0-3
+
+
+def _window_corners() -> np.ndarray:
+    """(8, 16) box corners -> the corners of a window on each of faces 0-3, 55-88 % up."""
+    weights = np.zeros((8, 16))
+    for j, (u0, u1) in enumerate(_WINDOW_SPAN):
+        corners = [_FACE_INDEX[j][k] for k in (0, 1, 3)]  # a bottom corner, the next, above it
+        for k, (u, w) in enumerate(((u0, 0.55), (u1, 0.55), (u1, 0.88), (u0, 0.88))):
+            weights[corners, 4 * j + k] = (1 - u - w, u, w)
+    return weights
+
+
+_WINDOWS = _window_corners()  # corners 8-23 of a box
+_POLYGONS = np.array([*_FACE_INDEX, *(range(8 + 4 * j, 12 + 4 * j) for j in range(4))])
+_BONNET = ((-0.05, 1.05), (0.08, 0.9), (0.3, 0.85), (0.7, 0.85), (0.92, 0.9), (1.05, 1.05))
+_CLASSES = ((MASK_GROUND,), (MASK_ROAD,), (MASK_MARKING,))  # draw_map's colours for the mask
+_ONE = 1 << SHIFT
+_HALF = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])  # half-resolution px -> px
+
+
+def make_camera(config: CameraConfig) -> Camera | Dashcam:
+    """The camera `config.kind` asks for: `Camera` (top-down) or `Dashcam`."""
+    return Dashcam(config) if config.kind == "dashcam" else Camera(config)
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+class Dashcam:
+    """Driver's-eye perspective camera; see the module docstring."""
+
+    def __init__(self, config: CameraConfig = CameraConfig(kind="dashcam")) -> None:
+        """Check the settings, build the pinhole model and size the local maps.
+
+        Raises:
+            CameraError: a setting is nonsense, or `config.kind` is not "dashcam".
+        """
+        config.validate()
+        if config.kind != "dashcam":
+            raise CameraError(f"Dashcam needs CameraConfig.kind='dashcam', got {config.kind!r}")
+        self.config = config
+        width, height = config.width, config.height
+        self._half_fov_tan = math.tan(math.radians(config.fov_deg) / 2)  # [m across / m depth]
+        self.focal_px = (width / 2) / self._half_fov_tan
+        """Focal length [px]."""
+        f, cu, cv = self.focal_px, (width - 1) / 2, (height - 1) / 2
+        self._cv, self._centre_fixed = cv, np.array([cu, cv]) * _ONE
+        pitch, h = math.radians(config.pitch_deg), config.mount_height_m
+        self._cos, self._sin = c, s = math.cos(pitch), math.sin(pitch)
+        # Ground point (forward a, right b) [m] from the camera -> homogeneous frame pixel.
+        ground_to_frame = np.array(
+            [[cu * c, f, cu * h * s], [cv * c - f * s, 0.0, h * (f * c + cv * s)], [c, 0.0, h * s]]
+        )
+        self._frame_to_ground = np.linalg.inv(ground_to_frame)
+        self.horizon_row = cv - f * math.tan(pitch)
+        """Row of the horizon [px] (fractional; rows below it see the ground)."""
+        self._rows(config)
+        top, far_end, near_start = self._bands
+        self._far_band, self._near_band = _band(top, _FAR_SUPERSAMPLE), _band(near_start, 1)
+        self._far_size = (width, (far_end - top) * _FAR_SUPERSAMPLE)
+        # Ground (ahead, right) [m] and height of box corners -> camera frame (right, down, depth).
+        self._ground_to_camera = np.array([[0.0, 1.0], [-s, 0.0], [c, 0.0]])
+        up = np.array([0.0] * 4 + [BOX_HEIGHT_M] * 4) - h  # (8,) [m] above the camera
+        self._up_to_camera = np.array([0.0 * up, -c * up, -s * up])  # (3, 8)
+
+        def reach(near_m: float, far_m: float) -> np.ndarray:  # ground seen, camera frame [m]
+            near_m, far_m = min(near_m, config.view_m), min(far_m, config.view_m)
+            b_near, b_far = (self._half_fov_tan * (a * c + h * s) + 1.0 for a in (near_m, far_m))
+            return np.array([[near_m, -b_near], [near_m, b_near], [far_m, -b_far], [far_m, b_far]])
+
+        near = reach(self._distance(height - 0.5), self._distance(near_start - 1.5))
+        far = reach(self._distance(far_end + 0.5), config.view_m)
+        self._near = LocalMap(near, _NEAR_TRAVEL_M, _NEAR_PX_PER_M, _MAP_MAX_SIDE_PX)
+        self._far = LocalMap(far, _FAR_TRAVEL_M, _FAR_PX_PER_M, _MAP_MAX_SIDE_PX)
+        self._buffer = np.zeros((height, width, 4), np.uint8)  # RGBA frame being composed
+        self._road: Road | None = None
+        self.look: Appearance = draw_appearance(0, "plain")
+        """The current road's look (`envs.appearance`), drawn at `reset`."""
+        bonnet = np.array(_BONNET) * (width, height) - 0.5
+        self._bonnet = np.round(bonnet * _ONE).astype(np.int32)
+
+    def _distance(self, row: float) -> float:
+        """Forward distance [m] from the camera to the ground seen at `row` (inf: none)."""
+        angle = math.radians(self.config.pitch_deg) + math.atan((row - self._cv) / self.focal_px)
+        return self.config.mount_height_m / math.tan(angle) if angle > 1e-9 else math.inf
+
+    def _rows(self, config: CameraConfig) -> None:
+        """Per-row weights, once: far-map share, haze, and the row bands that need each map."""
+        rows = np.arange(config.height, dtype=float)
+        distance = np.array([self._distance(v) for v in rows])  # [m]
+        footprint = np.array([self._distance(v - 0.5) - self._distance(v + 0.5) for v in rows])
+        low, high = _BLEND_FOOTPRINT_M
+        with np.errstate(invalid="ignore"):  # inf - inf above the horizon: nan, then 1
+            far_share = np.nan_to_num(_smoothstep((footprint - low) / (high - low)), nan=1.0)
+        start = _HAZE_START * config.view_m
+        haze = _smoothstep((distance - start) / (config.view_m - start))
+        # Both fall row by row: rows [top, far_end) need the far map, [near_start, H) the near
+        # map, [top, haze_end) haze; rows above `top` show only sky and haze.
+        top = int(np.count_nonzero(haze >= 1.0))
+        far_end = top + int(np.count_nonzero(far_share[top:] > 0))
+        near_start = config.height - int(np.count_nonzero(far_share[top:] < 1))
+        self._bands, self._ground_top = (top, far_end, near_start), top
+        self._split = top + int(np.count_nonzero(far_share[top:] >= 0.5))  # render_mask's
+        self._haze_end = top + int(np.count_nonzero(haze[top:] > 0))
+
+        def weights(share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # per pixel, blendLinear's
+            share = np.repeat(share.astype(np.float32)[:, None], config.width, axis=1)
+            return 1 - share, share
+
+        self._blend_weights = weights(far_share[max(near_start, top) : far_end])
+        self._haze_weights = weights(haze[top : self._haze_end])
+        self._elevation = -np.degrees(
+            math.radians(config.pitch_deg) + np.arctan((rows - self._cv) / self.focal_px)
+        )
+
+    def reset(self, road: Road, seed: int | None = None) -> None:
+        """Take a new road and draw its look from `seed` (the road seed; None: 0).
+
+        Raises:
+            CameraError: `road` is not a highway-env Road, or `seed` is negative.
+        """
+        shapes = road_shapes(road, "Dashcam")
+        try:
+            look = draw_appearance(0 if seed is None else seed, self.config.appearance)
+        except ValueError as error:
+            raise CameraError(f"Dashcam.reset: {error}") from None
+        self._road, self.look = road, look
+        textured = max(look.asphalt_texture, look.marking_wear, look.grass_texture) > 0
+        tile = texture_tile(0 if seed is None else seed) / AMPLITUDE_UNIT if textured else None
+        near, far, dashes = map_colours(look, self._far.px_per_m)
+        self._near.set_road(shapes, near, texture=tile)
+        self._far.set_road(shapes, far, dashes)
+        self._buffer[:] = sky_colours(look, self._elevation, _SKY_TOP_DEG)[:, None, :]
+        self._haze_rgb = np.array(look.tone(look.haze_rgb), float)
+        rows = (self._haze_end - self._ground_top, self.config.width, 4)
+        self._haze_rows = np.full(rows, (*self._haze_rgb, 0), np.uint8)
+        shades = [tuple(min(255, k * c) for c in VEHICLE_RGB) for k in _FACE_SHADE]
+        glass = [tuple(k * c for c in _GLASS_RGB) for k in _FACE_SHADE[:4]]
+        self._colours = np.array([look.tone(rgb) for rgb in shades + glass], float)  # _POLYGONS
+        self._bonnet_rgb = look.tone(tuple(0.75 * c for c in EGO_RGB))
+
+    def render(self, road: Road, ego: Vehicle) -> np.ndarray:
+        """Draw the frame seen from the ego's driving seat.
+
+        Resets lazily (look of seed 0) when given a road it has not seen.
+
+        Args:
+            road: a highway-env ``Road`` (``env.unwrapped.road``).
+            ego: the ego vehicle (``env.unwrapped.vehicle``); only its pose is used.
+
+        Returns:
+            (height, width, 3) uint8 RGB frame.
+        """
+        if road is not self._road:
+            self.reset(road)
+        to_world, pose = self._view(ego)
+        frame = self._draw_ground(to_world, pose)
+        self._draw_cars(frame, self._nearby_cars(road, ego, pose), cv2.LINE_AA, None)
+        if self.config.bonnet:
+            cv2.fillConvexPoly(frame, self._bonnet, self._bonnet_rgb, cv2.LINE_AA, SHIFT)
+        return frame
+
+    def render_mask(self, road: Road, ego: Vehicle) -> np.ndarray:
+        """Where the road cues are in the frame `render` draws for the same pose.
+
+        Drawn from the geometry, pixel-aligned with `render`: `MASK_SKY` above the horizon and
+        where the ground has faded into haze, `MASK_MARKING` for lane markings and a band about
+        2 px wide along the road's edges, `MASK_ROAD`, `MASK_GROUND`, `MASK_VEHICLE` for the
+        faces of other cars (in the same painter's order) and `MASK_EGO` for the bonnet.
+
+        Returns:
+            (height, width) uint8 class ids.
+        """
+        if road is not self._road:
+            self.reset(road)
+        cfg = self.config
+        to_world, pose = self._view(ego)
+        mask = np.full((cfg.height, cfg.width), MASK_SKY, np.uint8)
+        bands = ((self._far, self._ground_top, self._split), (self._near, self._split, cfg.height))
+        flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        for local, top, bottom in bands:  # the far map above the blend's middle, the near below
+            if bottom > top:
+                local.ensure(*pose)
+                m, classes = local.from_world @ to_world @ _band(top, 1), local.class_map(_CLASSES)
+                size, out = (cfg.width, bottom - top), mask[top:bottom]
+                cv2.warpPerspective(classes, m, size, out, flags, cv2.BORDER_CONSTANT, MASK_GROUND)
+        ground = mask[self._ground_top :]  # road edges: either side of the road/ground boundary
+        if ground.size:
+            on_road, kernel = (ground != MASK_GROUND).astype(np.uint8), np.ones((3, 3), np.uint8)
+            ground[cv2.dilate(on_road, kernel) != cv2.erode(on_road, kernel)] = MASK_MARKING
+        self._draw_cars(mask, self._nearby_cars(road, ego, pose), cv2.LINE_8, MASK_VEHICLE)
+        if cfg.bonnet:
+            cv2.fillConvexPoly(mask, self._bonnet, MASK_EGO, cv2.LINE_8, SHIFT)
+        return mask
+
+    def _view(self, ego: Vehicle) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """(3, 3) frame pixel -> world ground point [m]; the camera's x, y [m] and heading [rad]."""
+        heading = float(ego.heading)
+        x, y = np.asarray(ego.position, dtype=float).tolist()
+        if not all(map(math.isfinite, (x, y, heading))):
+            raise CameraError(f"ego pose is not finite: position={(x, y)}, heading={heading}")
+        c, s = math.cos(heading), math.sin(heading)
+        x, y = x + self.config.mount_forward_m * c, y + self.config.mount_forward_m * s
+        camera_to_world = np.array([[c, -s, x], [s, c, y], [0.0, 0.0, 1.0]])
+        return camera_to_world @ self._frame_to_ground, (x, y, heading)
+
+    def _draw_ground(self, to_world: np.ndarray, pose: tuple[float, float, float]) -> np.ndarray:
+        """The frame's sky and ground (RGB): far and near maps, their blend, haze, texture."""
+        buffer, (top, far_end, near_start) = self._buffer, self._bands
+        flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_CONSTANT
+        haze = (*self._haze_rgb.tolist(), 0)
+        if far_end > top:
+            self._far.ensure(*pose)
+            m = self._far.from_world @ to_world @ self._far_band
+            far = cv2.warpPerspective(self._far.image, m, self._far_size, None, flags, border, haze)
+            far = cv2.resize(far, (self.config.width, far_end - top), None, 0, 0, cv2.INTER_AREA)
+        if self.config.height > near_start:
+            self._near.ensure(*pose)
+            near, to_world = buffer[near_start:], to_world @ self._near_band
+            m = self._near.from_world @ to_world
+            cv2.warpPerspective(self._near.image, m, near.shape[1::-1], near, flags, border, haze)
+        if far_end > top:  # far rows, then the band where the two maps blend
+            overlap = max(near_start, top)
+            buffer[top:overlap] = far[: overlap - top]
+            rows, (keep, add) = buffer[overlap:far_end], self._blend_weights
+            cv2.blendLinear(rows, far[overlap - top :], keep, add, rows)
+        if self._haze_end > top:
+            rows, (keep, add) = buffer[top : self._haze_end], self._haze_weights
+            cv2.blendLinear(rows, self._haze_rows, keep, add, rows)
+        frame = cv2.cvtColor(buffer, cv2.COLOR_RGBA2RGB)
+        if self._near.texture is not None and self.config.height > near_start:
+            # Alpha holds the texture's amplitude (faded where the far map and haze take over).
+            # The texture is smooth at the pixel scale: sampled at half resolution, then enlarged.
+            m = self._near.noise_from_world @ to_world @ _HALF
+            size = ((self.config.width + 1) // 2, (self.config.height - near_start + 1) // 2)
+            noise = cv2.warpPerspective(self._near.noise, m, size, None, flags)
+            noise = cv2.resize(noise, near.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+            delta = cv2.multiply(noise, cv2.extractChannel(near, 3), dtype=cv2.CV_32F)
+            rows = frame[near_start:]
+            cv2.add(rows, cv2.merge([delta, delta, delta]), rows, dtype=cv2.CV_8U)
+        return frame
+
+    def _nearby_cars(self, road: Road, ego: Vehicle, pose: tuple) -> list[tuple]:
+        """The other cars that may show: in the field of view and before the haze, or beside
+        the camera (to be clipped). Per car: squared distance [m^2], distance ahead [m], the
+        camera's position in the car's frame (along, across [m]), half length and half width
+        [m], then the car's ground pose in the camera frame (`_CORNERS` -> ahead, right: 6)."""
+        x, y, heading = pose
+        c, s = math.cos(heading), math.sin(heading)
+        spread, far = self._half_fov_tan, self.config.view_m + 5.0
+        cars = []
+        for vehicle in road.vehicles:  # plain floats: numpy per car costs more than the maths
+            if vehicle is ego:
+                continue
+            dx, dy = float(vehicle.position[0]) - x, float(vehicle.position[1]) - y
+            ahead, side, size = dx * c + dy * s, dy * c - dx * s, vehicle.LENGTH
+            if not (-size < ahead < far and abs(side) < spread * max(ahead, 0.0) + size + 2.0):
+                continue
+            turn = float(vehicle.heading) - heading
+            ca, sa = math.cos(turn), math.sin(turn)
+            half_l, half_w = vehicle.LENGTH / 2, vehicle.WIDTH / 2
+            along, across = -(ahead * ca + side * sa), ahead * sa - side * ca
+            ground = (ca * half_l, -sa * half_w, ahead, sa * half_l, ca * half_w, side)
+            cars.append((ahead**2 + side**2, ahead, along, across, half_l, half_w, *ground))
+        return cars
+
+    def _draw_cars(self, image: np.ndarray, cars: list[tuple], line_type: int, cls) -> None:
+        """Cars (`_nearby_cars`) as boxes, far to near, in face colours or class id `cls`."""
+        if not cars:
+            return
+        cars = sorted(cars, reverse=True)  # far to near
+        # Corners on the ground (N, 2, 3) @ (3, 8) -> (N, 2, 8) [m], then in 3D with windows.
+        ground = np.array([car[6:] for car in cars]).reshape(-1, 2, 3) @ _CORNERS
+        points = self._ground_to_camera @ ground + self._up_to_camera  # right, down, depth
+        points = np.concatenate([points, points @ _WINDOWS], axis=2).transpose(0, 2, 1)
+        polygons = self._project(points)[:, _POLYGONS].copy()  # (N, 24, 3) [m] -> (N, 9, 4, 2)
+        clipped = (points[..., 2].min(axis=1) < NEAR_PLANE_M).tolist()
+        start, fade = _HAZE_START * self.config.view_m, (1 - _HAZE_START) * self.config.view_m
+        top = self.config.mount_height_m > BOX_HEIGHT_M
+        for i, (_, ahead, along, across, half_l, half_w, *_) in enumerate(cars):
+            faces = (along > half_l, along < -half_l, across < -half_w, across > half_w, top)
+            h = min(max((ahead - start) / fade, 0.0), 1.0)
+            h = h * h * (3 - 2 * h)  # haze, as `_smoothstep`
+            if h >= 1.0:
+                continue
+            colours = self._colours if h == 0.0 else (self._colours * (1 - h) + self._haze_rgb * h)
+            colours = colours.tolist()
+            for j in (j for j in range(5) if faces[j]):
+                for k in (j, j + 5) if cls is None and j < 4 else (j,):  # face, then window
+                    polygon = polygons[i, k]
+                    if clipped[i]:
+                        polygon = self._project(_clip_near(points[i, _POLYGONS[k]]))
+                    colour = (cls,) if cls is not None else colours[k]
+                    if len(polygon) >= 3:
+                        cv2.fillConvexPoly(image, polygon, colour, line_type, SHIFT)
+
+    def _project(self, points: np.ndarray) -> np.ndarray:
+        """Camera-frame points (..., 3) [m] (right, down, depth) -> (..., 2) fixed-point pixels."""
+        scale = self.focal_px * _ONE / np.maximum(points[..., 2:], NEAR_PLANE_M)
+        uv = points[..., :2] * scale + self._centre_fixed
+        return np.clip(uv, -1e6, 1e6).round().astype(np.int32)
+
+
+def _band(first_row: int, supersample: int) -> np.ndarray:
+    """(3, 3) pixel of a band image (from row `first_row`, `supersample` rows a row) -> frame px."""
+    k = 1.0 / supersample
+    return np.array([[1.0, 0.0, 0.0], [0.0, k, 0.5 * k - 0.5 + first_row], [0.0, 0.0, 1.0]])
+
+
+def _clip_near(polygon: np.ndarray) -> np.ndarray:
+    """The part of a convex polygon (K, 3) at depth >= NEAR_PLANE_M (Sutherland-Hodgman)."""
+    out = []
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
+        if a[2] >= NEAR_PLANE_M:
+            out.append(a)
+        if (a[2] >= NEAR_PLANE_M) != (b[2] >= NEAR_PLANE_M):
+            out.append(a + (NEAR_PLANE_M - a[2]) / (b[2] - a[2]) * (b - a))
+    return np.array(out).reshape(-1, 3)
