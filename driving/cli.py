@@ -72,6 +72,8 @@ class DemoConfig:
     """camera frames stacked as the network's input (see `drive train --help`)"""
     frame_stride: int = 1
     """policy steps between stacked frames"""
+    seed: int = 0
+    """training seed (initial weights, sampling order): another seed checks a result's spread"""
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -94,7 +96,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     summary = train(
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
-            frames=cfg.frames, frame_stride=cfg.frame_stride,
+            frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from driving.learn.model import PilotNet
-from envs.camera import MASK_EGO, MASK_GROUND, MASK_MARKING, MASK_ROAD, MASK_VEHICLE
+from envs.camera import MASK_EGO, MASK_GROUND, MASK_MARKING, MASK_ROAD, MASK_SKY, MASK_VEHICLE
 
 CLASSES = {
     "cues": (MASK_MARKING, MASK_VEHICLE),
     "road_surface": (MASK_ROAD,),
     "ground": (MASK_GROUND,),
     "ego": (MASK_EGO,),
+    "sky": (MASK_SKY,),  # the dashcam's sky and haze; never in a top-down frame
 }
 """Groups of `render_mask` classes that the measurement reports on.
 

@@ -92,12 +92,23 @@ class CollectConfig:
         self.world.validate()
         self.noise.validate()
         self.viewpoint.validate()
-        if self.driver == "keyboard" and self.viewpoint.views > 0:
+        check_training_world(self.world)
+        if self.driver == "keyboard" and self.viewpoint.enabled:
             raise ValueError(
-                "--viewpoint.views needs the expert to label the shifted views; "
-                "use it with --driver expert"
+                "--viewpoint.views and --viewpoint.rig-m need the expert to label the shifted "
+                "views; use them with --driver expert"
             )
         return train_seeds(self.first_seed, self.episodes)[index::count]
+
+
+def check_training_world(world: World) -> None:
+    """ValueError if `world` may not give training data: the held-out appearance range is kept
+    for measuring robustness, so no training frame ever shows it."""
+    if world.camera.appearance == "held-out":
+        raise ValueError(
+            "--camera.appearance held-out is kept out of training data; collect with 'train' "
+            "and drive the held-out range with drive evaluate --appearance held-out"
+        )
 
 
 def parse_shard(shard: str) -> tuple[int, int]:

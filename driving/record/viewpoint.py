@@ -8,6 +8,10 @@ pose: its lateral controller settles on the lane centre and heading in about 2 s
 overshoot (`envs/expert.py`), which is PilotNet's correction rule. Nothing is executed from a
 shifted pose; the car drives on from its real one.
 
+PilotNet's car also carried fixed left and right cameras beside the centre one; `rig_m` adds
+their views to every frame (the side cameras `rig_m` to each side, looking ahead), labelled the
+same way, so that the two recipes can be compared.
+
 Shifted views are stored as an episode of their own, `driver = "viewpoint"`, beside the real one
 (same road seed, same format; `actions` holds the label, as nothing was executed). Its rows are
 not a trajectory: each is one real step seen from a shifted pose.
@@ -38,10 +42,20 @@ class ViewpointConfig:
     """standard deviation of the rotation [deg]"""
     max_lateral_m: float = 1.2
     """largest sideways shift [m] (stays inside a 3.2 m lane's neighbourhood)"""
+    rig_m: float = 0.0
+    """PilotNet's fixed camera rig: every frame also gets the views of a left and a right camera
+    mounted this far to each side [m] (0 = no rig)"""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any extra view is rendered."""
+        return self.views > 0 or self.rig_m > 0
 
     def validate(self) -> None:
         if not 0 <= self.views <= 10:
             raise ValueError(f"--viewpoint.views must be in [0, 10], got {self.views}")
+        if not 0 <= self.rig_m <= 2:
+            raise ValueError(f"--viewpoint.rig-m must be in [0, 2] m, got {self.rig_m}")
         if self.lateral_m < 0 or self.yaw_deg < 0 or self.max_lateral_m < 0:
             raise ValueError(
                 "--viewpoint.lateral-m, --viewpoint.yaw-deg and --viewpoint.max-lateral-m "
@@ -92,11 +106,15 @@ class ViewSampler:
         self.rng = np.random.default_rng([seed, 0x5EE])  # a stream apart from the DART noise
 
     def shifts(self) -> list[tuple[float, float]]:
-        """(lateral [m], yaw [rad]) of the views to render at this step (possibly none)."""
+        """(lateral [m], yaw [rad]) of the views to render at this step (possibly none): the
+        rig's left and right cameras, then the randomly shifted ones."""
+        rig = [(-self.cfg.rig_m, 0.0), (self.cfg.rig_m, 0.0)] if self.cfg.rig_m > 0 else []
+        if self.cfg.views == 0:
+            return rig  # no draw: the random stream stays as it was without views
         whole, part = divmod(self.cfg.views, 1.0)
         count = int(whole) + int(self.rng.random() < part)
         limit = self.cfg.max_lateral_m
-        return [
+        return rig + [
             (
                 float(np.clip(self.rng.normal(0, self.cfg.lateral_m), -limit, limit)),
                 float(self.rng.normal(0, math.radians(self.cfg.yaw_deg))),

@@ -36,10 +36,11 @@ def load_policy(spec: str) -> NetPolicy | None:
     return NetPolicy.from_checkpoint(spec)
 
 
-def policy_world(spec: str, scenario: str = "", density: str = "") -> World:
+def policy_world(spec: str, scenario: str = "", density: str = "", appearance: str = "") -> World:
     """The world to drive policy `spec` in: the one its checkpoint records (the default World for
-    the expert), in `scenario` and `density` where given (another scenario starts from the
-    default density). Drives start at each road's beginning, whatever rule collection used.
+    the expert), in `scenario`, `density` and the camera's `appearance` where given (another
+    scenario starts from the default density). Drives start at each road's beginning, whatever
+    rule collection used.
 
     Raises:
         ValueError: a bad policy, scenario or density (one line).
@@ -50,6 +51,8 @@ def policy_world(spec: str, scenario: str = "", density: str = "") -> World:
         world = replace(world, scenario=scenario, density="default")
     if density:
         world = replace(world, density=density)
+    if appearance:
+        world = replace(world, camera=replace(world.camera, appearance=appearance))
     return replace(world, start="beginning").validate()
 
 

@@ -66,10 +66,13 @@ class EvalConfig:
     density: str = ""
     """traffic density in the traffic scenarios: light, default, dense or vehicles/km/lane;
     empty: the policy's own"""
+    appearance: str = ""
+    """the dashcam's appearance range: 'train', 'held-out' (colours and light no training frame
+    shows: a robustness test) or 'plain'; empty: the policy's own"""
 
     def world(self) -> World:
         """The world to drive in (`driving.rollout.drivers.policy_world`)."""
-        return policy_world(self.policy, self.scenario, self.density)
+        return policy_world(self.policy, self.scenario, self.density, self.appearance)
 
     def validate(self) -> World:
         """Check the settings once (a bad checkpoint is refused before any work); returns the

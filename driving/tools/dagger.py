@@ -31,6 +31,7 @@ from driving.files import write_json
 from driving.learn.policy import observe
 from driving.learn.train import TrainConfig, train
 from driving.parallel import per_process, run_parallel
+from driving.record.collect import check_training_world
 from driving.record.steps import StepRows, drive_meta
 from driving.rollout.drivers import EXPERT, drivers, policy_world
 from driving.rollout.evaluate import EvalConfig, evaluate
@@ -97,7 +98,9 @@ class DaggerConfig:
         """The world the rollouts drive in: --policy's own (the default world without one),
         with --scenario, --density and --start applied."""
         world = policy_world(self.policy or EXPERT, self.scenario, self.density)
-        return replace(world, start=self.start).validate()
+        world = replace(world, start=self.start).validate()
+        check_training_world(world)
+        return world
 
 
 class MixedPolicy:

@@ -156,6 +156,8 @@ def format_shares(report: dict) -> str:
     ]
     for name in CLASSES:
         p, u = report["policy_shares"][name], report["untrained_shares"][name]
+        if p["pixel_share"] == 0:
+            continue  # a class this camera never shows (the sky from above)
         lines.append(
             f"| {name} | {p['pixel_share']:.1%} | {p['saliency_share']:.1%} | {p['ratio']:.2f} "
             f"| {u['saliency_share']:.1%} | {u['ratio']:.2f} |"

@@ -66,6 +66,8 @@ class WatchConfig:
     """world to drive in; empty: the policy's own (from its checkpoint)"""
     density: str = ""
     """traffic density in the traffic scenarios; empty: the policy's own"""
+    appearance: str = ""
+    """the dashcam's appearance range ('train', 'held-out', 'plain'); empty: the policy's own"""
 
     def validate(self) -> World:
         """Check the settings once; return the world to drive in (the policy's own unless
@@ -78,7 +80,7 @@ class WatchConfig:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
         if self.policy == EXPERT and self.saliency:
             raise ValueError("--saliency needs a network policy (a checkpoint), not the expert")
-        return policy_world(self.policy, self.scenario, self.density)
+        return policy_world(self.policy, self.scenario, self.density, self.appearance)
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """Viewpoint-shift augmentation: real renders from a shifted pose, labels that steer back."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from driving.data import read_episode, scan
 from driving.record.collect import CollectConfig, NoiseConfig, collect
-from driving.record.viewpoint import ViewpointConfig, render_shifted
+from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs.camera import ROAD_RGB
 from envs.expert import Expert
 from envs.world import make_env
@@ -62,3 +65,29 @@ def test_collection_with_views_writes_a_viewpoint_episode_beside_the_driven_one(
     explained = 1 - np.var(correction - design @ coef) / np.var(correction)
     assert coef[0] < 0 and coef[1] < 0 and explained > 0.9
     assert views.meta["viewpoint"]["views"] == 1
+
+
+def test_the_camera_rig_adds_a_left_and_a_right_view_of_every_frame_labelled_to_steer_back(
+    tmp_path,
+):
+    clean = NoiseConfig(0.0, 0.0, 0.0)
+    rig = ViewpointConfig(rig_m=0.6)
+    assert ViewSampler(rig, seed=0).shifts() == [(-0.6, 0.0), (0.6, 0.0)]
+    collect(CollectConfig(out=tmp_path, episodes=1, noise=clean, viewpoint=rig))
+    episodes = {e.meta["driver"]: e for e in map(read_episode, scan(tmp_path)[0])}
+    driven, views = episodes["expert"], episodes["viewpoint"]
+    assert len(views.frames) == 2 * len(driven.frames)
+    left, right = views.lateral_offset[0::2], views.lateral_offset[1::2]
+    assert np.allclose(left - driven.lateral_offset, -0.6, atol=1e-4)
+    assert np.allclose(right - driven.lateral_offset, 0.6, atol=1e-4)
+    # The left camera's label steers right (positive), the right camera's left.
+    assert (views.labels[0::2, 0] > driven.labels[:, 0]).mean() > 0.95
+    assert (views.labels[1::2, 0] < driven.labels[:, 0]).mean() > 0.95
+
+
+def test_the_rig_and_shifted_views_need_the_expert_and_a_sane_mount():
+    with pytest.raises(ValueError, match="rig-m"):
+        ViewpointConfig(rig_m=-1).validate()
+    keyboard = CollectConfig(out=Path("x"), driver="keyboard", viewpoint=ViewpointConfig(rig_m=0.5))
+    with pytest.raises(ValueError, match="--driver expert"):
+        keyboard.validate()
