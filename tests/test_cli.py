@@ -1,5 +1,6 @@
 """The `drive` command: every bad input is one clear line on stderr and a non-zero exit."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 
 from driving.cli import main
 from driving.data import scan
+from driving.learn.policy import NetPolicy
 
 
 @pytest.fixture
@@ -196,3 +198,31 @@ def test_training_on_damaged_episodes_is_one_clear_error(damage, tmp_path, capsy
     assert err.startswith("error: ") and "1 unreadable" in err and episode.name in err
     assert episode.stat().st_size == (len(raw) // 2 if damage == "truncate" else 0)  # untouched
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_every_command_works_with_the_dashcam_and_keeps_its_world(tmp_path, monkeypatch):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "out"
+    dashcam = ["--camera.kind", "dashcam", "--camera.appearance", "train"]
+    assert main(["collect", "--out", str(data), "--episodes", "2", *dashcam]) == 0
+    assert main(["collect", "--out", str(tmp_path / "rig"), "--episodes", "1", "--viewpoint.rig-m",
+                 "0.6", *dashcam]) == 0  # fmt: skip
+    train = ["--data", str(data), "--run", str(run), "--epochs", "1", "--val-fraction", "0"]
+    assert main(["train", *train, "--eval-episodes", "0"]) == 0
+    policy = ["--policy", str(run / "best.pt")]
+    assert NetPolicy.from_checkpoint(run / "best.pt").world.camera.kind == "dashcam"
+    for appearance in ("train", "held-out"):
+        evaluate = ["evaluate", *policy, "--episodes", "1", "--out", str(out / appearance)]
+        assert main([*evaluate, "--appearance", appearance, "--no-compare-expert"]) == 0
+        report = json.loads((out / appearance / "metrics.json").read_text())
+        assert report["world"]["camera"]["appearance"] == appearance
+    assert main(["watch", *policy, "--display", "mp4", "--out", str(out), "--max-steps", "5"]) == 0
+    assert main(["saliency", *policy, "--data", str(data), "--frames", "2", "--out", str(out)]) == 0
+    assert main(["export", *policy, "--out", str(out / "net.onnx")]) == 0
+    assert main(["view", str(data), "--out", str(out / "view")]) == 0
+    assert (out / "watch_1000000.mp4").stat().st_size > 0 and (out / "net.onnx").exists()
+    held_out = ["--camera.kind", "dashcam", "--camera.appearance", "held-out"]
+    # training data never shows the held-out appearance
+    assert main(["collect", "--out", str(tmp_path / "x"), *held_out]) == 2
