@@ -29,7 +29,7 @@ from driving.files import write_json
 from driving.learn.saliency import VisualBackProp
 from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
-from driving.rollout.drivers import EXPERT, drivers, load_policy, policy_world
+from driving.rollout.drivers import EXPERT, drivers, policy_world
 from driving.rollout.loop import rollout
 from driving.rollout.report import format_table, overall
 from envs import eval_seeds
@@ -168,8 +168,7 @@ def run_episodes(
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate `cfg.policy` on held-out roads; writes `out/metrics.json` and videos; returns it
     all (the policy's and the expert's metrics, per episode and overall, and the table)."""
-    world = cfg.validate()
-    load_policy(cfg.policy)  # refuse a bad checkpoint before any work
+    world = cfg.validate()  # reads the checkpoint: a bad one is refused before any work
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     report_config = {k: str(v) for k, v in asdict(cfg).items()}
     write_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
