@@ -82,6 +82,18 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> flo
     return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def _matching_checkpoint(flag: str, path, model_config: ModelConfig) -> dict:
+    """The checkpoint at `path`, refused in one line if it holds another network."""
+    ckpt = load_checkpoint(path, device="cpu")
+    if stored_model_config(ckpt, source=path) != model_config:
+        raise TrainingError(
+            f"{flag}: {path} was trained with {ckpt['model_config']} but the data and flags now "
+            f"give {asdict(model_config)}; use the same --data, --speed-input, --frames and "
+            "--frame-stride"
+        )
+    return ckpt
+
+
 def model_and_optimizer(
     model_config: ModelConfig,
     device: torch.device,
@@ -114,24 +126,12 @@ def model_and_optimizer(
             optimizer state does not fit.
     """
     model, step, epoch, best_val, ckpt = PilotNet(model_config), 0, 0, None, None
-    same_flags = "use the same --data, --speed-input, --frames and --frame-stride"
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, device="cpu")
-        if stored_model_config(ckpt, source=resume_from) != model_config:
-            raise TrainingError(
-                f"--resume: {resume_from} was trained with {ckpt['model_config']} but the data "
-                f"and flags now give {asdict(model_config)}; {same_flags}"
-            )
+        ckpt = _matching_checkpoint("--resume", resume_from, model_config)
         model = build_model(ckpt, source=resume_from)
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
     elif init is not None:
-        start = load_checkpoint(init, device="cpu")
-        if stored_model_config(start, source=init) != model_config:
-            raise TrainingError(
-                f"--init: {init} was trained with {start['model_config']} but the data and "
-                f"flags now give {asdict(model_config)}; {same_flags}"
-            )
-        model = build_model(start, source=init)
+        model = build_model(_matching_checkpoint("--init", init, model_config), source=init)
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if ckpt is not None:
