@@ -74,6 +74,8 @@ class DemoConfig:
     """policy steps between stacked frames"""
     seed: int = 0
     """training seed (initial weights, sampling order): another seed checks a result's spread"""
+    colour_jitter: float = 0.0
+    """strength of the colour augmentation of training frames (see `drive train --help`)"""
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -97,6 +99,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
+            colour_jitter=cfg.colour_jitter,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

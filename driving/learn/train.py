@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from driving.data import Frames, load_split, read_episode, scan
 from driving.learn import distributed
+from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.checkpoint import jsonable
 from driving.learn.distributed import Ranks
@@ -75,6 +76,10 @@ class TrainConfig:
     """Seed of the split, the initial weights and the sampling order."""
     device: str = "auto"
     """'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'."""
+    colour_jitter: float = 0.0
+    """Strength (0 to 1) of the colour augmentation of training frames: SimCLR's brightness,
+    contrast, saturation and hue jitter and 20 % grey frames (`driving.learn.augment`); it makes
+    a net carry over to looks it was not shown. 0 = off."""
     curve_weighting: bool = True
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
     speed_input: bool = True
@@ -121,6 +126,8 @@ class TrainConfig:
             raise TrainingError(f"--frames must be at most {MAX_FRAMES}, got {self.frames}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise TrainingError(f"--lr must be a positive number, got {self.lr}")
+        if not 0.0 <= self.colour_jitter <= 1.0:
+            raise TrainingError(f"--colour-jitter must be in [0, 1], got {self.colour_jitter}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         resolve_device(self.device)
@@ -189,6 +196,7 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
     total_steps = cfg.epochs * steps_per_epoch
     warmup = max(1, min(500, total_steps // 20))
     seen, train_time = 0, 0.0
+    jitter = torch.Generator()
     for epoch in range(state.epoch, cfg.epochs):
         state.model.train()
         order = epoch_order(len(train_set), weights, cfg.seed, epoch, train_set.index_device)
@@ -200,6 +208,9 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch
             batch = train_set.batch(distributed.shard(idx, state.ranks))
+            if cfg.colour_jitter > 0:  # drawn from (seed, step, rank): a resumed run draws alike
+                jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank)) % 2**63)
+                batch = (colour_jitter(batch[0], cfg.colour_jitter, jitter), *batch[1:])
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
             per_output = train_step(state, batch, len(idx), lr, cfg.run)
             state.step += 1

@@ -1,0 +1,64 @@
+"""Colour augmentation of training batches: looks the camera never rendered.
+
+The dashcam draws every road in a look from a training range (`envs.appearance`); a net trained on
+those looks alone learns their colours (grey road, green verge) rather than the road's shape, and
+fails on looks outside the range. Jittering the colours of every training frame is the standard
+remedy. `colour_jitter` follows SimCLR's colour distortion (Chen et al. 2020), whose ranges were
+set for natural images, not tuned here: with strength s, brightness, contrast and saturation are
+each scaled by a factor drawn from [1 - 0.8 s, 1 + 0.8 s], the hue is rotated by up to 0.2 s of a
+turn, and one frame in five becomes grey. One draw per sample, the same for all of a sample's
+stacked frames (they are one moment's light), and the labels are untouched: a frame's colours do
+not change where the road goes.
+
+    generator = torch.Generator().manual_seed(seed)
+    image = colour_jitter(image, strength=0.5, generator=generator)  # (B, H, W, 3K) uint8
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+GREY_SHARE = 0.2
+"""Share of frames turned grey (SimCLR's)."""
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 grey
+
+
+def _uniform(count: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(count, generator=generator)
+
+
+def colour_matrices(count: int, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """(count, 3, 3) per-sample RGB maps: a hue rotation about the grey axis, then saturation."""
+    angle = _uniform(count, -0.2 * strength, 0.2 * strength, generator) * 2 * math.pi
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    ones = torch.full((3, 3), 1.0 / 3.0)
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / math.sqrt(3.0)
+    rotation = cos * torch.eye(3) + (1 - cos) * ones + sin * cross  # Rodrigues, axis (1,1,1)/√3
+    saturation = _uniform(count, 1 - 0.8 * strength, 1 + 0.8 * strength, generator)
+    grey = torch.rand(count, generator=generator) < GREY_SHARE
+    saturation = torch.where(grey, torch.zeros_like(saturation), saturation)[:, None, None]
+    to_grey = _LUMA.expand(3, 3)  # every output channel = the luma of the input
+    return (saturation * torch.eye(3) + (1 - saturation) * to_grey) @ rotation
+
+
+def colour_jitter(image: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """`image` (B, H, W, 3K) uint8 with each sample's colours jittered; strength 0: unchanged.
+
+    Brightness scales every channel, contrast scales the distance from the sample's mean grey,
+    and `colour_matrices` turns the hue and scales the saturation. The result is rounded back
+    to uint8, so the network's own input normalisation is unchanged.
+    """
+    if strength <= 0:
+        return image
+    batch, height, width, channels = image.shape
+    matrices = colour_matrices(batch, strength, generator).to(image.device)
+    brightness = _uniform(batch, 1 - 0.8 * strength, 1 + 0.8 * strength, generator)
+    contrast = _uniform(batch, 1 - 0.8 * strength, 1 + 0.8 * strength, generator)
+    x = image.reshape(batch, -1, 3).float()  # stacked frames: more pixels of the same sample
+    x = torch.bmm(x, matrices.transpose(1, 2))
+    mean = (x @ _LUMA.to(x.device)).mean(dim=1)[:, None, None]  # (B, 1, 1) mean grey
+    contrast, brightness = contrast.to(x.device), brightness.to(x.device)
+    x = (mean + contrast[:, None, None] * (x - mean)) * brightness[:, None, None]
+    return x.clamp_(0, 255).round_().to(torch.uint8).reshape(batch, height, width, channels)

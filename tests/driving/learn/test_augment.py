@@ -1,0 +1,84 @@
+"""Colour augmentation: reproducible, label-free, one look per sample, grey kept grey."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from test_train import SETTINGS, data  # noqa: F401  (the toy dataset fixture)
+
+from driving.learn.augment import GREY_SHARE, colour_jitter, colour_matrices
+from driving.learn.checkpoint import load_checkpoint
+from driving.learn.train import TrainConfig, train
+
+
+def _frames(count: int = 64, channels: int = 3) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randint(0, 256, (count, 6, 8, channels), generator=generator, dtype=torch.uint8)
+
+
+def _jitter(image: torch.Tensor, strength: float = 0.5, seed: int = 0) -> torch.Tensor:
+    return colour_jitter(image, strength, torch.Generator().manual_seed(seed))
+
+
+def test_strength_zero_leaves_frames_alone():
+    image = _frames()
+    assert _jitter(image, strength=0.0) is image
+
+
+def test_same_seed_same_frames_other_seed_other_frames():
+    image = _frames()
+    out = _jitter(image)
+    assert out.dtype == torch.uint8 and out.shape == image.shape
+    assert torch.equal(out, _jitter(image))
+    assert not torch.equal(out, _jitter(image, seed=1))
+    assert not torch.equal(out, image)
+
+
+def test_stacked_frames_of_a_sample_get_the_same_look():
+    frame = _frames()
+    stacked = _jitter(torch.cat([frame, frame], dim=-1))  # (B, H, W, 6): two identical frames
+    assert torch.equal(stacked[..., :3], stacked[..., 3:])
+
+
+def test_hue_and_saturation_keep_grey_grey():
+    matrices = colour_matrices(500, 1.0, torch.Generator().manual_seed(0))
+    grey = matrices @ torch.ones(3)
+    assert torch.allclose(grey, torch.ones(500, 3), atol=1e-5)
+    assert not torch.allclose(matrices, torch.eye(3).expand(500, 3, 3), atol=0.05)
+
+
+def test_about_one_frame_in_five_turns_grey():
+    out = _jitter(_frames(count=2000), strength=0.5).int()
+    spread = (out.amax(dim=-1) - out.amin(dim=-1)).amax(dim=(1, 2))  # per sample
+    grey_share = (spread <= 1).float().mean().item()  # rounding may leave one level
+    assert grey_share == pytest.approx(GREY_SHARE, abs=0.04)
+
+
+def test_brightness_spreads_with_the_strength():
+    image = torch.full((2000, 4, 4, 3), 128, dtype=torch.uint8)
+    for strength, low, high in ((0.25, 0.8, 1.2), (0.5, 0.6, 1.4)):
+        mean = _jitter(image, strength).float().mean(dim=(1, 2, 3)) / 128
+        assert mean.min() >= low - 0.01 and mean.max() <= high + 0.01
+        assert mean.min() < low + 0.05 and mean.max() > high - 0.05
+
+
+def test_training_with_colour_jitter_differs_and_repeats_exactly(data, tmp_path):  # noqa: F811
+    base = TrainConfig(data=data, run=tmp_path / "plain", **(SETTINGS | {"epochs": 1}))
+    train(base)
+    jittered = replace(base, run=tmp_path / "jitter", colour_jitter=0.5)
+    train(jittered)
+    train(replace(jittered, run=tmp_path / "again"))
+
+    def weights(run):
+        return load_checkpoint(run / "last.pt")["model"]
+
+    plain, once, again = weights(base.run), weights(jittered.run), weights(tmp_path / "again")
+    assert any(not torch.equal(plain[k], once[k]) for k in plain)
+    assert all(torch.equal(once[k], again[k]) for k in once)
+
+
+def test_colour_jitter_out_of_range_is_refused(data, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="colour-jitter"):
+        train(TrainConfig(data=data, run=tmp_path / "run", colour_jitter=1.5))
