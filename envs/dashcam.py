@@ -71,6 +71,7 @@ NEAR_PLANE_M = 0.2
 
 _NEAR_PX_PER_M, _FAR_PX_PER_M = 8.0, 4.0  # resolution of the near and far maps [px/m]
 _NEAR_TRAVEL_M, _FAR_TRAVEL_M = 50.0, 100.0  # room to drive in each map before a redraw [m]
+_NEAR_SIDE_M, _FAR_SIDE_M = 8.0, 20.0  # room on either side of each map, for bends [m]
 _MAP_MAX_SIDE_PX = 4096  # bounds memory (64 MiB) whatever the settings
 _BLEND_FOOTPRINT_M = (1.0, 2.5)  # [m] of road per row: near map up to the first, far from the 2nd
 _FAR_SUPERSAMPLE = 2  # far rows: samples per pixel down the rows (metres of road), averaged
@@ -100,7 +101,6 @@ _POLYGONS = np.array([*_FACE_INDEX, *(range(8 + 4 * j, 12 + 4 * j) for j in rang
 _BONNET = ((-0.05, 1.05), (0.08, 0.9), (0.3, 0.85), (0.7, 0.85), (0.92, 0.9), (1.05, 1.05))
 _CLASSES = ((MASK_GROUND,), (MASK_ROAD,), (MASK_MARKING,))  # draw_map's colours for the mask
 _ONE = 1 << SHIFT
-_HALF = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])  # half-resolution px -> px
 
 
 def make_camera(config: CameraConfig) -> Camera | Dashcam:
@@ -157,8 +157,8 @@ class Dashcam:
 
         near = reach(self._distance(height - 0.5), self._distance(near_start - 1.5))
         far = reach(self._distance(far_end + 0.5), config.view_m)
-        self._near = LocalMap(near, _NEAR_TRAVEL_M, _NEAR_PX_PER_M, _MAP_MAX_SIDE_PX)
-        self._far = LocalMap(far, _FAR_TRAVEL_M, _FAR_PX_PER_M, _MAP_MAX_SIDE_PX)
+        self._near = LocalMap(near, _NEAR_TRAVEL_M, _NEAR_SIDE_M, _NEAR_PX_PER_M, _MAP_MAX_SIDE_PX)
+        self._far = LocalMap(far, _FAR_TRAVEL_M, _FAR_SIDE_M, _FAR_PX_PER_M, _MAP_MAX_SIDE_PX)
         self._buffer = np.zeros((height, width, 4), np.uint8)  # RGBA frame being composed
         self._road: Road | None = None
         self.look: Appearance = draw_appearance(0, "plain")
@@ -314,18 +314,7 @@ class Dashcam:
         if self._haze_end > top:
             rows, (keep, add) = buffer[top : self._haze_end], self._haze_weights
             cv2.blendLinear(rows, self._haze_rows, keep, add, rows)
-        frame = cv2.cvtColor(buffer, cv2.COLOR_RGBA2RGB)
-        if self._near.texture is not None and self.config.height > near_start:
-            # Alpha holds the texture's amplitude (faded where the far map and haze take over).
-            # The texture is smooth at the pixel scale: sampled at half resolution, then enlarged.
-            m = self._near.noise_from_world @ to_world @ _HALF
-            size = ((self.config.width + 1) // 2, (self.config.height - near_start + 1) // 2)
-            noise = cv2.warpPerspective(self._near.noise, m, size, None, flags)
-            noise = cv2.resize(noise, near.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-            delta = cv2.multiply(noise, cv2.extractChannel(near, 3), dtype=cv2.CV_32F)
-            rows = frame[near_start:]
-            cv2.add(rows, cv2.merge([delta, delta, delta]), rows, dtype=cv2.CV_8U)
-        return frame
+        return cv2.cvtColor(buffer, cv2.COLOR_RGBA2RGB)
 
     def _nearby_cars(self, road: Road, ego: Vehicle, pose: tuple) -> list[tuple]:
         """The other cars that may show: in the field of view and before the haze, or beside

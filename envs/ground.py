@@ -43,7 +43,7 @@ class LaneShape:
 
     lane: AbstractLane
     line_types: tuple[int, int]  # (left, right) = sides at lateral -w/2 and +w/2
-    bbox: np.ndarray  # (4,) x_min, y_min, x_max, y_max [m]
+    bbox: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max [m]
     s: np.ndarray | None = None  # (N,) arc length of the samples; None: straight, sampled later
     left: np.ndarray | None = None  # (N, 2) edge at lateral -w/2
     right: np.ndarray | None = None  # (N, 2) edge at lateral +w/2
@@ -94,7 +94,7 @@ def shape_lane(lane: AbstractLane) -> LaneShape | None:
     points = np.concatenate([left, right])
     if not np.isfinite(points).all():
         return None
-    bbox = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    bbox = tuple(np.concatenate([points.min(axis=0), points.max(axis=0)]).tolist())
     if s is None:
         return LaneShape(lane, types, bbox)
     return LaneShape(lane, types, bbox, s, left, right)
@@ -107,10 +107,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _pieces_in_window(
-    shape: LaneShape, lo: np.ndarray, hi: np.ndarray
+    shape: LaneShape, lo: tuple[float, float], hi: tuple[float, float]
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The parts of a lane inside the world window [lo, hi]: list of (s, left, right)."""
-    if np.any(shape.bbox[:2] > hi) or np.any(shape.bbox[2:] < lo):
+    x_min, y_min, x_max, y_max = shape.bbox  # plain floats: most lanes stop here
+    if x_min > hi[0] or y_min > hi[1] or x_max < lo[0] or y_max < lo[1]:
         return []
     lane = shape.lane
     if shape.s is None:
@@ -157,26 +158,37 @@ def draw_map(
     colours: tuple[tuple, tuple, tuple],
     line_type: int = cv2.LINE_AA,
     striped: tuple | None = None,
+    axes: np.ndarray | None = None,
 ) -> None:
-    """Draw into square `image` the top view whose top-left pixel corner is at `origin` [m].
+    """Draw into `image` the top view whose top-left pixel corner is at `origin` [m].
 
     `colours` are (ground, road, markings): RGBA for the camera's map, class ids for the cue
     mask (drawn with `line_type` LINE_8 so that no blended values appear, and markings 2 px
     wider to cover the anti-aliased fringe that the camera draws around them). With `striped`,
     striped lines are drawn solid in that colour instead of dashed: what a distant view, whose
-    pixels each cover several dashes, averages them to (the dashcam's far map).
+    pixels each cover several dashes, averages them to (the dashcam's far map). `axes` (2, 2)
+    holds, as rows, the world directions of the image's columns and rows (a map turned to a
+    viewer's heading); None: the world's x and y.
     """
-    side_px = image.shape[0]
+    height_px, width_px = image.shape[:2]
     ground, road, marking = colours
     # cv2 fills 3-channel images ~50x faster than numpy broadcasting a colour.
-    cv2.rectangle(image, (0, 0), (side_px, side_px), ground, cv2.FILLED)
+    cv2.rectangle(image, (0, 0), (width_px, height_px), ground, cv2.FILLED)
     margin = 2.0  # [m] so that edges straddling the border are drawn
-    lo = origin - margin
-    hi = origin + side_px / px_per_m + margin
+    size = np.array([width_px, height_px]) / px_per_m  # [m]
+    if axes is None:
+        lo, hi = origin - margin, origin + size + margin
+    else:  # the world box around the turned rectangle
+        corners = origin + np.array([[0.0, 0.0], [size[0], 0.0], [0.0, size[1]], size]) @ axes
+        lo, hi = corners.min(axis=0) - margin, corners.max(axis=0) + margin
+    lo, hi = tuple(lo.tolist()), tuple(hi.tolist())
 
     def to_px(points: np.ndarray) -> np.ndarray:
+        offset = points - origin
+        if axes is not None:
+            offset = offset @ axes.T
         # Pixel centres sit at integer coordinates in OpenCV, hence the half-pixel offset.
-        return np.round(((points - origin) * px_per_m - 0.5) * _ONE).astype(np.int32)
+        return np.round((offset * px_per_m - 0.5) * _ONE).astype(np.int32)
 
     surfaces, markings, solid = [], [], []
     for shape in shapes:
@@ -202,43 +214,59 @@ def draw_map(
 
 
 class LocalMap:
-    """A square top-down map of the road around a moving viewer, redrawn only when needed.
+    """A top-down map of the road ahead of a moving viewer, turned to its heading at each redraw.
 
     The viewer sees the ground points of a fixed polygon `reach` (in its own frame: metres
-    forward, metres to the right). The map holds that polygon plus `travel_m` of room to drive
-    into and is redrawn, ahead of the viewer, only when part of the polygon would leave it.
+    forward, metres to the right). At a redraw the map is a rectangle aligned with the viewer:
+    the polygon's bounding box plus `travel_m` of room to drive into and `side_m` on either side
+    (for bends and lane changes, which turn and shift the polygon). It is redrawn only when part
+    of the polygon would leave it. Frame rows, seen through it, run along map rows: a
+    perspective warp then reads memory in order.
 
-        near = LocalMap(reach, travel_m=40.0, px_per_m=10.0, max_side_px=4096)
+        near = LocalMap(reach, travel_m=40.0, side_m=6.0, px_per_m=10.0, max_side_px=4096)
         near.set_road(shapes, colours)
         near.ensure(x, y, heading)        # before every frame
         near.from_world                   # (3, 3) world [m] -> map pixel (pixel centres)
     """
 
     def __init__(
-        self, reach: np.ndarray, travel_m: float, px_per_m: float, max_side_px: int
+        self,
+        reach: np.ndarray,
+        travel_m: float,
+        side_m: float,
+        px_per_m: float,
+        max_side_px: int,
     ) -> None:
-        """Size the map for the polygon `reach` ((K, 2) forward, right [m]) and `travel_m`."""
+        """Size the map for the polygon `reach` ((K, 2) forward, right [m]) and its margins."""
         reach = np.asarray(reach, dtype=float)
         self._reach = reach.tolist()
-        centre = (reach.min(axis=0) + reach.max(axis=0)) / 2
-        radius = float(np.max(np.hypot(*(reach - centre).T)))
-        self._centre = centre + np.array([travel_m / 2, 0.0])  # viewer frame [m]
-        half = radius + travel_m  # [m]
+        (back, left), (ahead, right) = reach.min(axis=0), reach.max(axis=0)
+        # The map's top-left corner in the viewer's frame at a redraw (forward, right) [m]; 1 m
+        # behind the polygon, so that it starts inside `ensure`'s 1 m border.
+        self._corner = (ahead + travel_m, left - side_m)
+        width_m, height_m = right - left + 2 * side_m, ahead + travel_m - back + 2.0
         # Past the memory bound the map gets coarser (blurrier frames) rather than huge.
-        self.px_per_m = min(px_per_m, max_side_px / (2 * half))
-        self.side_px = int(math.ceil(2 * half * self.px_per_m))
+        self.px_per_m = min(px_per_m, max_side_px / max(width_m, height_m))
+        self.shape = (
+            int(math.ceil(height_m * self.px_per_m)),
+            int(math.ceil(width_m * self.px_per_m)),
+        )
+        """(rows, columns) of the map [px]."""
         self.image: np.ndarray | None = None
         self.origin = np.zeros(2)  # world point of the map's top-left corner [m]
+        self.axes = np.eye(2)  # world directions of the map's columns and rows (rows of axes)
         self._from_world = np.eye(3)
         self._shapes: list[LaneShape] = []
         self._colours: tuple = ()
         self._striped: tuple | None = None
         self._valid = False
-        self.texture: np.ndarray | None = None  # periodic tile [TEXTURE_PX_PER_M], see set_road
-        self.noise = np.zeros((1, 1), np.float32)  # the tile over the map's window
-        self.noise_from_world = np.eye(3)  # world [m] -> `noise` pixel
+        self._texture: np.ndarray | None = None  # periodic tile, repeated to cover the map
+        self._period = 1  # of the texture [texels]
+        self._layer: np.ndarray | None = None  # the map drawn before the texture is laid on it
+        self._scratch: tuple = ()  # buffers of `_lay_texture`
+        self._redraws = 0  # counts redraws: `class_map` follows them
         self._classes: np.ndarray | None = None  # class ids, drawn on demand by `class_map`
-        self._classes_origin: np.ndarray | None = None
+        self._classes_drawn = -1  # `_redraws` when `_classes` was drawn
 
     def set_road(
         self,
@@ -249,57 +277,93 @@ class LocalMap:
     ) -> None:
         """A new road or look: `draw_map`'s colours (RGBA) and `striped`; redrawn on `ensure`.
 
-        `texture`, a periodic tile at `TEXTURE_PX_PER_M`, is laid over the map's window at each
-        redraw (`noise`, `noise_from_world`), rolled so that it stays fixed to the world.
+        `texture`, a periodic tile at `TEXTURE_PX_PER_M`, is laid on the map at each redraw,
+        anchored to the world: each pixel's colour gets the tile's value times the pixel's
+        alpha (RGB +- tile x alpha; the alpha channel is left as drawn).
         """
         self._shapes, self._colours, self._striped = shapes, colours, striped
-        self.texture = texture
         if self.image is None:
-            self.image = np.empty((self.side_px, self.side_px, len(colours[0])), np.uint8)
+            self.image = np.empty((*self.shape, len(colours[0])), np.uint8)
+        self._texture = None
+        if texture is not None:
+            # Repeated to cover the map at any heading, plus one period to start in: sampling
+            # then stays inside the image, where OpenCV's warp is ~7x faster than wrapping.
+            self._period = period = texture.shape[0]  # [texels]
+            diagonal = math.hypot(*self.shape) / self.px_per_m  # [m]
+            repeats = math.ceil((diagonal * TEXTURE_PX_PER_M + 2) / period) + 1
+            self._texture = np.tile(texture, (repeats, repeats))
+            if self._layer is None:  # kept: fresh buffers of this size cost page faults
+                self._layer = np.empty_like(self.image)
+                single = np.empty(self.shape, np.uint8)
+                self._scratch = (
+                    np.empty(self.shape, np.float32),  # the texture over the map
+                    single,  # alpha
+                    np.empty_like(single),  # amount to add or take away
+                    np.empty_like(self.image),  # that amount in RGB
+                    np.zeros_like(single),  # nothing, in alpha
+                )
         self._valid = False
-        self._classes_origin = None
+        self._classes_drawn = -1
 
     def ensure(self, x: float, y: float, heading: float) -> bool:
         """Redraw the map if the viewer at (x, y) [m] facing `heading` [rad] would leave it.
 
         Returns:
-            Whether the map was redrawn (at a new origin).
+            Whether the map was redrawn (at a new origin and heading).
         """
         c, s = math.cos(heading), math.sin(heading)
         ox, oy = self.origin.tolist()
-        low, high = 1.0, self.side_px / self.px_per_m - 1.0  # [m] from the origin
-        if self._valid and all(  # plain floats: this runs every frame
-            low < x + a * c - b * s - ox < high and low < y + a * s + b * c - oy < high
-            for a, b in self._reach
-        ):
-            return False
-        (a, b), half = self._centre.tolist(), self.side_px / self.px_per_m / 2
-        self.origin = np.array([x + a * c - b * s - half, y + a * s + b * c - half])
+        (rx, ry), (dx, dy) = self.axes.tolist()  # the map's column and row directions
+        high_u, high_v = (n / self.px_per_m - 1.0 for n in self.shape[::-1])  # [m]
+        if self._valid:  # plain floats: this runs every frame
+            inside = True
+            for a, b in self._reach:
+                px, py = x + a * c - b * s - ox, y + a * s + b * c - oy
+                u, v = px * rx + py * ry, px * dx + py * dy
+                inside = inside and 1.0 < u < high_u and 1.0 < v < high_v
+            if inside:
+                return False
+        a, b = self._corner
+        self.origin = np.array([x + a * c - b * s, y + a * s + b * c])
+        self.axes = np.array([[-s, c], [-c, -s]])  # columns: to the right; rows: backwards
         k, (ox, oy) = self.px_per_m, self.origin.tolist()
-        self._from_world = np.array([[k, 0, -k * ox - 0.5], [0, k, -k * oy - 0.5], [0, 0, 1.0]])
-        draw_map(
-            self.image,
-            self._shapes,
-            self.origin,
-            self.px_per_m,
-            self._colours,
-            cv2.LINE_AA,
-            self._striped,
+        self._from_world = np.array(
+            [
+                [-k * s, k * c, k * (s * ox - c * oy) - 0.5],
+                [-k * c, -k * s, k * (c * ox + s * oy) - 0.5],
+                [0.0, 0.0, 1.0],
+            ]
         )
-        self._valid = True
-        if self.texture is not None:
+        target = self.image if self._texture is None else self._layer
+        args = (self.origin, k, self._colours, cv2.LINE_AA, self._striped, self.axes)
+        draw_map(target, self._shapes, *args)
+        if self._texture is not None:
             self._lay_texture()
+        self._valid = True
+        self._redraws += 1
         return True
 
     def _lay_texture(self) -> None:
-        """`noise`: the texture tile wrapped around over the map's window, world-anchored."""
-        k, period = TEXTURE_PX_PER_M, self.texture.shape[0]
-        ox, oy = np.floor(self.origin * k).astype(int).tolist()  # texel of the top-left corner
-        side = int(math.ceil(self.side_px / self.px_per_m * k)) + 2
-        rolled = np.roll(self.texture, (-(oy % period), -(ox % period)), axis=(0, 1))
-        grown = max(0, side - period)
-        self.noise = cv2.copyMakeBorder(rolled, 0, grown, 0, grown, cv2.BORDER_WRAP)
-        self.noise_from_world = np.array([[k, 0, -ox - 0.5], [0, k, -oy - 0.5], [0, 0, 1.0]])
+        """`image`: `_layer` with the texture, anchored to the world, laid on its RGB."""
+        # Map pixel -> world [m] -> texel (texel i covers [i, i + 1) / k), shifted by whole
+        # periods so that the map's corners land in the first period and beyond.
+        k = TEXTURE_PX_PER_M
+        to_tile = np.array([[k, 0.0, -0.5], [0.0, k, -0.5], [0.0, 0.0, 1.0]])
+        m = (to_tile @ np.linalg.inv(self._from_world))[:2]
+        rows, columns = self.shape
+        corners = m @ np.array([[0, columns, 0, columns], [0, 0, rows, rows], [1, 1, 1, 1]])
+        m[:, 2] -= np.floor(corners.min(axis=1) / self._period) * self._period
+        size = self.shape[::-1]
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        noise, alpha, amount, shade, zero = self._scratch
+        cv2.warpAffine(self._texture, m, size, noise, flags, cv2.BORDER_WRAP)
+        cv2.extractChannel(self._layer, 3, alpha)
+        # RGB + noise x alpha, clipped, in 8-bit steps (twice as fast as in floats, the same
+        # result): add the positive part (negatives saturate to 0), then take away the negative.
+        cv2.multiply(noise, alpha, amount, 1.0, cv2.CV_8U)
+        cv2.add(self._layer, cv2.merge([amount, amount, amount, zero], shade), self.image)
+        cv2.multiply(noise, alpha, amount, -1.0, cv2.CV_8U)
+        cv2.subtract(self.image, cv2.merge([amount, amount, amount, zero], shade), self.image)
 
     @property
     def from_world(self) -> np.ndarray:
@@ -307,19 +371,12 @@ class LocalMap:
         return self._from_world
 
     def class_map(self, classes: tuple[tuple, tuple, tuple]) -> np.ndarray:
-        """The map drawn in class ids `classes` (ground, road, markings) at the current origin."""
-        if self._classes_origin is None or not np.array_equal(self._classes_origin, self.origin):
+        """The map drawn in class ids `classes` (ground, road, markings) where it lies now."""
+        if self._classes_drawn != self._redraws:
             if self._classes is None:
-                self._classes = np.empty((self.side_px, self.side_px), np.uint8)
+                self._classes = np.empty(self.shape, np.uint8)
             marking = classes[2] if self._striped is not None else None
-            draw_map(
-                self._classes,
-                self._shapes,
-                self.origin,
-                self.px_per_m,
-                classes,
-                cv2.LINE_8,
-                marking,
-            )
-            self._classes_origin = self.origin.copy()
+            args = (self.origin, self.px_per_m, classes, cv2.LINE_8, marking, self.axes)
+            draw_map(self._classes, self._shapes, *args)
+            self._classes_drawn = self._redraws
         return self._classes
