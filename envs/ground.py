@@ -35,6 +35,7 @@ TEXTURE_PX_PER_M = 5.0
 
 _SAMPLE_STEP_M = 1.0  # [m] spacing of lane samples along s
 _ONE = 1 << SHIFT
+_HALF = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])  # half-resolution px -> px
 
 
 @dataclass
@@ -247,11 +248,8 @@ class LocalMap:
         width_m, height_m = right - left + 2 * side_m, ahead + travel_m - back + 2.0
         # Past the memory bound the map gets coarser (blurrier frames) rather than huge.
         self.px_per_m = min(px_per_m, max_side_px / max(width_m, height_m))
-        self.shape = (
-            int(math.ceil(height_m * self.px_per_m)),
-            int(math.ceil(width_m * self.px_per_m)),
-        )
-        """(rows, columns) of the map [px]."""
+        self.shape = tuple(2 * math.ceil(n * self.px_per_m / 2) for n in (height_m, width_m))
+        """(rows, columns) of the map [px], even: `_lay_texture` works at half resolution."""
         self.image: np.ndarray | None = None
         self.origin = np.zeros(2)  # world point of the map's top-left corner [m]
         self.axes = np.eye(2)  # world directions of the map's columns and rows (rows of axes)
@@ -296,6 +294,7 @@ class LocalMap:
                 self._layer = np.empty_like(self.image)
                 single = np.empty(self.shape, np.uint8)
                 self._scratch = (
+                    np.empty([n // 2 for n in self.shape], np.float32),  # the texture, half res
                     np.empty(self.shape, np.float32),  # the texture over the map
                     single,  # alpha
                     np.empty_like(single),  # amount to add or take away
@@ -347,16 +346,18 @@ class LocalMap:
         """`image`: `_layer` with the texture, anchored to the world, laid on its RGB."""
         # Map pixel -> world [m] -> texel (texel i covers [i, i + 1) / k), shifted by whole
         # periods so that the map's corners land in the first period and beyond.
+        # The texture is smooth at the map's scale: sampled at half resolution, then enlarged
+        # (half the time of a full-resolution warp).
         k = TEXTURE_PX_PER_M
         to_tile = np.array([[k, 0.0, -0.5], [0.0, k, -0.5], [0.0, 0.0, 1.0]])
-        m = (to_tile @ np.linalg.inv(self._from_world))[:2]
-        rows, columns = self.shape
+        m = (to_tile @ np.linalg.inv(self._from_world) @ _HALF)[:2]
+        rows, columns = (n // 2 for n in self.shape)
         corners = m @ np.array([[0, columns, 0, columns], [0, 0, rows, rows], [1, 1, 1, 1]])
         m[:, 2] -= np.floor(corners.min(axis=1) / self._period) * self._period
-        size = self.shape[::-1]
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        noise, alpha, amount, shade, zero = self._scratch
-        cv2.warpAffine(self._texture, m, size, noise, flags, cv2.BORDER_WRAP)
+        half, noise, alpha, amount, shade, zero = self._scratch
+        cv2.warpAffine(self._texture, m, half.shape[::-1], half, flags, cv2.BORDER_WRAP)
+        cv2.resize(half, self.shape[::-1], noise, 0, 0, cv2.INTER_LINEAR)
         cv2.extractChannel(self._layer, 3, alpha)
         # RGB + noise x alpha, clipped, in 8-bit steps (twice as fast as in floats, the same
         # result): add the positive part (negatives saturate to 0), then take away the negative.
