@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -76,6 +76,8 @@ class DemoConfig:
     """training seed (initial weights, sampling order): another seed checks a result's spread"""
     colour_jitter: float = 0.0
     """strength of the colour augmentation of training frames (see `drive train --help`)"""
+    input_norm: Literal["fixed", "per-frame"] = "fixed"
+    """the network's input normalisation (see `drive train --help`)"""
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -83,7 +85,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     from driving.learn.model import ModelConfig
     from driving.learn.train import TrainConfig, train
 
-    ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride).validate()  # before any work
+    model = ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride, input_norm=cfg.input_norm)
+    model.validate()  # before any work
     cfg.world.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
@@ -99,7 +102,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
-            colour_jitter=cfg.colour_jitter,
+            colour_jitter=cfg.colour_jitter, input_norm=cfg.input_norm,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

@@ -11,6 +11,11 @@ policy steps old, so the last three are the current frame. From two frames a net
 fast the car ahead comes closer, which one frame cannot show. Only the first conv layer changes
 (3K input channels); the trunk is the paper's.
 
+The input normalisation is fixed (`input_norm="fixed"`, pixels scaled to [-1, 1]) or per frame
+(`"per-frame"`: each channel of each frame to mean 0 and standard deviation 1, a grey-world white
+balance and contrast stretch), which makes the net blind to a frame's overall brightness,
+contrast and colour cast: looks it was never shown then differ less from those it was.
+
     model = PilotNet(ModelConfig(height=66, width=200, speed_input=True))
     action = model(image_uint8_nhwc, speed_m_s)  # (B, 2)
 """
@@ -26,6 +31,9 @@ SPEED_SCALE = 20.0
 """Speed is divided by this [m/s] so that the speed feature sits near the range of the others."""
 MAX_FRAMES = 8
 """Most frames a PilotNet may stack (more only makes the first conv layer larger)."""
+INPUT_NORMS = ("fixed", "per-frame")
+"""How a PilotNet may normalise its input (`ModelConfig.input_norm`)."""
+_MIN_STD = 2.0  # [grey levels] a flat channel is not stretched into noise
 
 
 class ModelConfigError(ValueError):
@@ -57,6 +65,8 @@ class ModelConfig:
     """Frames stacked on the channel axis, oldest first, the current one last (1 = the paper)."""
     frame_stride: int = 1
     """Policy steps between two stacked frames."""
+    input_norm: str = "fixed"
+    """'fixed' (pixels to [-1, 1]) or 'per-frame' (each channel to mean 0, std 1)."""
 
     @property
     def channels(self) -> int:
@@ -83,6 +93,10 @@ class ModelConfig:
                     f"model {name}={value} px is too small for PilotNet's conv stack "
                     "(needs at least 65 px); render larger frames"
                 )
+        if self.input_norm not in INPUT_NORMS:
+            raise ModelConfigError(
+                f"model input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}"
+            )
         if not isinstance(self.speed_input, bool):
             raise ModelConfigError(f"speed_input must be True or False, got {self.speed_input!r}")
         return self
@@ -137,16 +151,20 @@ class PilotNet(nn.Module):
             with torch.no_grad():
                 self.head[0].weight[:, -1].uniform_(-1.0, 1.0)
 
-    @staticmethod
-    def normalize(image: torch.Tensor) -> torch.Tensor:
-        """Fixed (untrained) normalisation: uint8 NHWC frames -> float NCHW in [-1, 1].
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """Untrained normalisation (`ModelConfig.input_norm`): uint8 NHWC frames -> float NCHW,
+        in [-1, 1] ('fixed') or each channel to mean 0 and std 1 ('per-frame').
 
         Stacked frames are channels like any others: (B, H, W, 3K) -> (B, 3K, H, W).
 
         The permuted view of an NHWC tensor is already channels_last in memory, so no copy is
         made before the float conversion.
         """
-        return image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3K, 66, 200)
+        x = image.permute(0, 3, 1, 2).float()  # (B, 3K, 66, 200)
+        if self.config.input_norm == "fixed":
+            return x / 127.5 - 1.0
+        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)
+        return (x - mean) / std.clamp_min(_MIN_STD)
 
     def forward(self, image: torch.Tensor, speed: torch.Tensor | None = None) -> torch.Tensor:
         """Predict [steering, throttle].

@@ -20,6 +20,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.checkpoint import jsonable
 from driving.learn.distributed import Ranks
-from driving.learn.model import MAX_FRAMES, ModelConfig
+from driving.learn.model import INPUT_NORMS, MAX_FRAMES, ModelConfig
 from driving.learn.monitor import (
     draw_steering,
     log_data,
@@ -76,6 +77,10 @@ class TrainConfig:
     """Seed of the split, the initial weights and the sampling order."""
     device: str = "auto"
     """'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'."""
+    input_norm: Literal["fixed", "per-frame"] = "fixed"
+    """The network's input normalisation: 'fixed' (pixels to [-1, 1], the paper's) or
+    'per-frame' (each channel of each frame to mean 0 and std 1: blind to brightness, contrast
+    and colour cast)."""
     colour_jitter: float = 0.0
     """Strength (0 to 1) of the colour augmentation of training frames: SimCLR's brightness,
     contrast, saturation and hue jitter and 20 % grey frames (`driving.learn.augment`); it makes
@@ -126,6 +131,8 @@ class TrainConfig:
             raise TrainingError(f"--frames must be at most {MAX_FRAMES}, got {self.frames}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise TrainingError(f"--lr must be a positive number, got {self.lr}")
+        if self.input_norm not in INPUT_NORMS:
+            raise TrainingError(f"--input-norm must be one of {INPUT_NORMS}, got {self.input_norm}")
         if not 0.0 <= self.colour_jitter <= 1.0:
             raise TrainingError(f"--colour-jitter must be in [0, 1], got {self.colour_jitter}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -157,6 +164,7 @@ def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
         speed_input=cfg.speed_input,
         frames=cfg.frames,
         frame_stride=cfg.frame_stride,
+        input_norm=cfg.input_norm,
     )
 
 

@@ -77,8 +77,3 @@ def test_training_with_colour_jitter_differs_and_repeats_exactly(data, tmp_path)
     plain, once, again = weights(base.run), weights(jittered.run), weights(tmp_path / "again")
     assert any(not torch.equal(plain[k], once[k]) for k in plain)
     assert all(torch.equal(once[k], again[k]) for k in once)
-
-
-def test_colour_jitter_out_of_range_is_refused(data, tmp_path):  # noqa: F811
-    with pytest.raises(ValueError, match="colour-jitter"):
-        train(TrainConfig(data=data, run=tmp_path / "run", colour_jitter=1.5))

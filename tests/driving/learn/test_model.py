@@ -74,6 +74,26 @@ def test_normalisation_is_fixed_and_not_trained():
     torch.testing.assert_close(model(frames), by_hand)
 
 
+def test_per_frame_normalisation_ignores_brightness_contrast_and_colour_cast():
+    model = PilotNet(ModelConfig(input_norm="per-frame"))
+    assert list(model.buffers()) == []
+    frames = _frames(2) // 4 * 2 + 60  # even values in [60, 186]
+    normalised = model.normalize(frames)
+    torch.testing.assert_close(normalised.mean(dim=(2, 3)), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalised.std(dim=(2, 3)), torch.ones(2, 3))
+    # darker, lower contrast and bluer: each channel an exact affine map of the original
+    dusk = (frames // 2 + torch.tensor([10, 20, 40], dtype=torch.uint8)).to(torch.uint8)
+    torch.testing.assert_close(model.normalize(dusk), normalised)
+    torch.testing.assert_close(model(dusk, torch.ones(2)), model(frames, torch.ones(2)))
+    flat = torch.full((1, 66, 200, 3), 90, dtype=torch.uint8)  # nothing to stretch: stays 0
+    assert model.normalize(flat).abs().max() == 0
+
+
+def test_an_unknown_input_normalisation_is_refused():
+    with pytest.raises(ValueError, match="input_norm"):
+        PilotNet(ModelConfig(input_norm="batch"))
+
+
 def test_uint8_input_stays_uint8_until_the_model_and_channels_last_gives_the_same_answer():
     model = PilotNet()
     frames, speed = _frames(3), torch.tensor([0.0, 5.0, 20.0])
@@ -161,6 +181,7 @@ def test_a_checkpoint_from_before_frame_stacking_loads_as_one_frame(tmp_path):
     # when it is rebuilt, then it sees one frame and computes what it did
     rebuilt = build_model(load_checkpoint(path))
     assert (rebuilt.config.frames, rebuilt.config.frame_stride) == (1, 1)
+    assert rebuilt.config.input_norm == "fixed"
     frames, speed = _frames(2), torch.tensor([3.0, 15.0])
     torch.testing.assert_close(rebuilt(frames, speed), model.eval()(frames, speed))
     obs = {"image": frames[0].numpy(), "speed": np.array([3.0], np.float32)}

@@ -178,6 +178,8 @@ def test_without_a_validation_set_best_is_last(data, tmp_path):
         {"frames": 0},
         {"frames": 9},
         {"frame_stride": 0},
+        {"input_norm": "batch"},
+        {"colour_jitter": -0.1},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )

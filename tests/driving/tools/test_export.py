@@ -12,8 +12,13 @@ from driving.tools.export import TOLERANCE, ExportConfig, export_onnx
 
 @pytest.mark.parametrize(
     "config",
-    [ModelConfig(), ModelConfig(speed_input=False), ModelConfig(frames=2, frame_stride=3)],
-    ids=["speed", "no-speed", "2-frames"],
+    [
+        ModelConfig(),
+        ModelConfig(speed_input=False),
+        ModelConfig(frames=2, frame_stride=3),
+        ModelConfig(input_norm="per-frame"),
+    ],
+    ids=["speed", "no-speed", "2-frames", "per-frame-norm"],
 )
 def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     torch.manual_seed(0)
