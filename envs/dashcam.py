@@ -7,8 +7,9 @@ PilotNet's input. It has the top-down `envs.camera.Camera`'s interface (`reset`,
 `render_mask`, `config`); `make_camera(config)` builds the camera `config.kind` asks for.
 
 How a frame is made, fast enough for collection (flat ground, as PilotNet's viewpoint transform):
-- Ground: the road is drawn into two local top-down maps (`envs.ground.LocalMap`), each seen
-  through one ground-plane homography per frame (`cv2.warpPerspective`). Rows near the horizon
+- Ground: the road is drawn into two local top-down maps (`envs.ground.LocalMap`, turned to the
+  car's heading and redrawn ahead of it every few dozen metres), each seen through one
+  ground-plane homography per frame (`cv2.warpPerspective`). Rows near the horizon
   cover metres of road each and would alias markings into noise, so the near rows come from a
   fine map (dashes, world-anchored texture) and the far rows from a coarse map on which dashes are
   drawn as the faint solid line they average to, sampled twice per row and averaged. The two
@@ -289,7 +290,8 @@ class Dashcam:
         return camera_to_world @ self._frame_to_ground, (x, y, heading)
 
     def _draw_ground(self, to_world: np.ndarray, pose: tuple[float, float, float]) -> np.ndarray:
-        """The frame's sky and ground (RGB): far and near maps, their blend, haze, texture."""
+        """The frame's sky and ground (RGB): far and near maps (the texture is baked into the
+        near one, so it fades with it), their blend, haze."""
         buffer, (top, far_end, near_start) = self._buffer, self._bands
         flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_CONSTANT
         haze = (*self._haze_rgb.tolist(), 0)

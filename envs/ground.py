@@ -6,8 +6,9 @@ straight lanes keep only their ends and are sampled inside the window on demand,
 cost nothing). `draw_map` paints the window of the world it is given: ground, the road surface of
 every lane, then the lane markings each lane's `LineType`s ask for (striped lines: the first
 `DASH_ON_M` of every `DASH_PERIOD_M` along the lane, `MARKING_WIDTH_M` wide). `LocalMap` keeps
-such a map around a moving viewer and redraws it only when the viewer's sight would leave it
-(`envs.dashcam.Dashcam` keeps two, and lays a world-anchored texture on one).
+such a map ahead of a moving viewer, turned to its heading, and redraws it only when the
+viewer's sight would leave it (`envs.dashcam.Dashcam` keeps two, and bakes a world-anchored
+texture into one).
 
 Geometry is drawn in OpenCV's fixed point, `SHIFT` fractional bits, so that it is sub-pixel
 accurate. The world uses highway-env's screen convention: y points down.
@@ -34,6 +35,7 @@ TEXTURE_PX_PER_M = 5.0
 """Resolution of the ground texture tiles that `LocalMap` lays [px/m]."""
 
 _SAMPLE_STEP_M = 1.0  # [m] spacing of lane samples along s
+_TEXTURE_MAX_TEXELS = 2048  # side of the repeated texture tile at most (16 MiB)
 _ONE = 1 << SHIFT
 _HALF = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])  # half-resolution px -> px
 
@@ -260,7 +262,6 @@ class LocalMap:
         self._valid = False
         self._texture: np.ndarray | None = None  # periodic tile, repeated to cover the map
         self._period = 1  # of the texture [texels]
-        self._layer: np.ndarray | None = None  # the map drawn before the texture is laid on it
         self._scratch: tuple = ()  # buffers of `_lay_texture`
         self._redraws = 0  # counts redraws: `class_map` follows them
         self._classes: np.ndarray | None = None  # class ids, drawn on demand by `class_map`
@@ -285,13 +286,14 @@ class LocalMap:
         self._texture = None
         if texture is not None:
             # Repeated to cover the map at any heading, plus one period to start in: sampling
-            # then stays inside the image, where OpenCV's warp is ~7x faster than wrapping.
+            # then stays inside the image, where OpenCV's warp is ~7x faster than wrapping
+            # (which still serves maps too large for the bound on memory).
             self._period = period = texture.shape[0]  # [texels]
             diagonal = math.hypot(*self.shape) / self.px_per_m  # [m]
             repeats = math.ceil((diagonal * TEXTURE_PX_PER_M + 2) / period) + 1
+            repeats = max(1, min(repeats, _TEXTURE_MAX_TEXELS // period))
             self._texture = np.tile(texture, (repeats, repeats))
-            if self._layer is None:  # kept: fresh buffers of this size cost page faults
-                self._layer = np.empty_like(self.image)
+            if not self._scratch:  # kept: fresh buffers of this size cost page faults
                 single = np.empty(self.shape, np.uint8)
                 self._scratch = (
                     np.empty([n // 2 for n in self.shape], np.float32),  # the texture, half res
@@ -333,9 +335,8 @@ class LocalMap:
                 [0.0, 0.0, 1.0],
             ]
         )
-        target = self.image if self._texture is None else self._layer
         args = (self.origin, k, self._colours, cv2.LINE_AA, self._striped, self.axes)
-        draw_map(target, self._shapes, *args)
+        draw_map(self.image, self._shapes, *args)
         if self._texture is not None:
             self._lay_texture()
         self._valid = True
@@ -343,11 +344,11 @@ class LocalMap:
         return True
 
     def _lay_texture(self) -> None:
-        """`image`: `_layer` with the texture, anchored to the world, laid on its RGB."""
-        # Map pixel -> world [m] -> texel (texel i covers [i, i + 1) / k), shifted by whole
-        # periods so that the map's corners land in the first period and beyond.
-        # The texture is smooth at the map's scale: sampled at half resolution, then enlarged
-        # (half the time of a full-resolution warp).
+        """Lay the texture, anchored to the world, on the RGB of the freshly drawn `image`."""
+        # Half-resolution map pixel -> world [m] -> texel (texel i covers [i, i + 1) / k),
+        # shifted by whole periods so that the map's corners land in the first period and
+        # beyond. The texture is smooth at the map's scale: sampled at half resolution, then
+        # enlarged (half the time of a full-resolution warp).
         k = TEXTURE_PX_PER_M
         to_tile = np.array([[k, 0.0, -0.5], [0.0, k, -0.5], [0.0, 0.0, 1.0]])
         m = (to_tile @ np.linalg.inv(self._from_world) @ _HALF)[:2]
@@ -358,11 +359,11 @@ class LocalMap:
         half, noise, alpha, amount, shade, zero = self._scratch
         cv2.warpAffine(self._texture, m, half.shape[::-1], half, flags, cv2.BORDER_WRAP)
         cv2.resize(half, self.shape[::-1], noise, 0, 0, cv2.INTER_LINEAR)
-        cv2.extractChannel(self._layer, 3, alpha)
+        cv2.extractChannel(self.image, 3, alpha)
         # RGB + noise x alpha, clipped, in 8-bit steps (twice as fast as in floats, the same
         # result): add the positive part (negatives saturate to 0), then take away the negative.
         cv2.multiply(noise, alpha, amount, 1.0, cv2.CV_8U)
-        cv2.add(self._layer, cv2.merge([amount, amount, amount, zero], shade), self.image)
+        cv2.add(self.image, cv2.merge([amount, amount, amount, zero], shade), self.image)
         cv2.multiply(noise, alpha, amount, -1.0, cv2.CV_8U)
         cv2.subtract(self.image, cv2.merge([amount, amount, amount, zero], shade), self.image)
 

@@ -27,8 +27,10 @@ from envs.camera import (
     Camera,
     CameraConfig,
     CameraError,
+    road_shapes,
 )
 from envs.dashcam import Dashcam, make_camera
+from envs.ground import LocalMap
 from envs.world import World, make_env
 
 DASHCAM = CameraConfig(kind="dashcam")
@@ -248,6 +250,57 @@ def test_the_ground_texture_is_fixed_to_the_world_not_to_the_map():
     frame_a, frame_b = a.render(road, ego), b.render(road, ego)
     assert not np.array_equal(a._near.origin, b._near.origin)
     assert np.abs(frame_a.astype(int) - frame_b).mean() < 1.0
+
+
+def test_a_local_map_turns_with_the_viewer_and_is_redrawn_only_when_the_view_leaves_it():
+    # given a map of a one-lane road along +x for a view from 2 m to 20 m ahead, 21 m to each side
+    road = straight_road(lanes=1)
+    reach = np.array([[2.0, -3.0], [2.0, 3.0], [20.0, -21.0], [20.0, 21.0]])
+    local = LocalMap(reach, travel_m=50.0, side_m=8.0, px_per_m=8.0, max_side_px=4096)
+    ground, asphalt = (0, 200, 0, 0), (100, 100, 100, 0)
+    local.set_road(road_shapes(road, "test"), (ground, asphalt, (255, 255, 255, 0)))
+    # then it is drawn at the first call, kept for 40 m, redrawn after 60 m
+    assert local.ensure(100.0, 0.0, 0.0)
+    assert not local.ensure(140.0, 0.0, 0.0)
+    assert local.ensure(160.0, 0.0, 0.0)
+    # and kept through a 0.2 rad turn (its side margin), redrawn at 0.4 rad
+    assert not local.ensure(160.0, 0.0, 0.2)
+    assert local.ensure(160.0, 0.0, 0.4)
+    # and, redrawn facing +y (down the screen), it shows ahead up and the viewer's right (-x)
+    # right, with the road 30 m ahead of it and the verge 20 m ahead
+    assert local.ensure(100.0, -30.0, math.pi / 2)
+
+    def colour(x: float, y: float) -> tuple:
+        u, v = np.round(pixel(x, y)).astype(int)
+        return tuple(local.image[v, u])
+
+    def pixel(x: float, y: float) -> np.ndarray:
+        return (local.from_world @ [x, y, 1.0])[:2]
+
+    assert pixel(100.0, -10.0)[1] < pixel(100.0, -20.0)[1]
+    assert pixel(90.0, -20.0)[0] > pixel(100.0, -20.0)[0]
+    assert colour(100.0, 0.0) == asphalt and colour(100.0, -10.0) == ground
+
+
+def test_maps_drawn_at_another_heading_show_the_same_road():
+    # given two cameras whose maps were drawn facing 0.18 rad apart (the maps turn with the
+    # viewer at each redraw, and are kept while the view stays inside them)
+    road = straight_road(lanes=2)
+    config = CameraConfig(kind="dashcam", appearance="train")
+    a, b = Dashcam(config), Dashcam(config)
+    a.reset(road, seed=3)
+    b.reset(road, seed=3)
+    ego = add_car(road, 96.0, 2.0, heading=0.2)
+    b.render(road, ego)
+    b.render_mask(road, ego)
+    ego.position, ego.heading = np.array([100.0, 1.0]), 0.02
+    # then both see the same road, texture and cues from the same pose, but for resampling
+    frame_a, frame_b = a.render(road, ego), b.render(road, ego)
+    mask_a, mask_b = a.render_mask(road, ego), b.render_mask(road, ego)
+    assert not np.allclose(a._near.axes, b._near.axes)
+    assert not np.allclose(a._far.axes, b._far.axes)
+    assert np.abs(frame_a.astype(int) - frame_b).mean() < 1.5
+    assert (mask_a == mask_b).mean() > 0.97
 
 
 @pytest.mark.parametrize("appearance", ["plain", "train", "held-out"])
