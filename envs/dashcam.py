@@ -85,14 +85,16 @@ _FACE_INDEX = ((0, 1, 5, 4), (2, 3, 7, 6), (1, 2, 6, 5), (3, 0, 4, 7), (4, 5, 6,
 _FACE_SHADE = (0.8, 0.8, 0.62, 0.62, 1.2)  # front, back, left, right, top: reads as 3D
 _GLASS_RGB = (40, 50, 64)  # car windows
 _WINDOW_SPAN = ((0.12, 0.88), (0.12, 0.88), (0.2, 0.8), (0.2, 0.8))  # along faces 0-3
+_WINDOW_ROWS = (0.55, 0.88)  # bottom and top of the windows, shares of the box's height
 
 
 def _window_corners() -> np.ndarray:
-    """(8, 16) box corners -> the corners of a window on each of faces 0-3, 55-88 % up."""
+    """(8, 16) box corners -> the corners of a window on each of faces 0-3, `_WINDOW_ROWS` up."""
     weights = np.zeros((8, 16))
     for j, (u0, u1) in enumerate(_WINDOW_SPAN):
         corners = [_FACE_INDEX[j][k] for k in (0, 1, 3)]  # a bottom corner, the next, above it
-        for k, (u, w) in enumerate(((u0, 0.55), (u1, 0.55), (u1, 0.88), (u0, 0.88))):
+        low, high = _WINDOW_ROWS
+        for k, (u, w) in enumerate(((u0, low), (u1, low), (u1, high), (u0, high))):
             weights[corners, 4 * j + k] = (1 - u - w, u, w)
     return weights
 
@@ -362,12 +364,15 @@ class Dashcam:
         polygons = np.take(self._project(points), _POLYGONS, axis=1)
         clipped = (points[..., 2].min(axis=1) < NEAR_PLANE_M).tolist()
         top = self.config.mount_height_m > BOX_HEIGHT_M
-        for i, ((_, _, along, across, half_l, half_w, *_), h) in enumerate(shown):
+        # Windows less than a pixel tall (cars beyond ~50 m, mostly haze) are not drawn.
+        window_m = (_WINDOW_ROWS[1] - _WINDOW_ROWS[0]) * BOX_HEIGHT_M * self.focal_px  # [m]
+        for i, ((_, ahead, along, across, half_l, half_w, *_), h) in enumerate(shown):
             faces = (along > half_l, along < -half_l, across < -half_w, across > half_w, top)
             colours = self._colours if h == 0.0 else (self._colours * (1 - h) + self._haze_rgb * h)
             colours = colours.tolist()
+            windows = cls is None and ahead < window_m
             for j in (j for j in range(5) if faces[j]):
-                for k in (j, j + 5) if cls is None and j < 4 else (j,):  # face, then window
+                for k in (j, j + 5) if windows and j < 4 else (j,):  # face, then window
                     polygon = polygons[i, k]
                     if clipped[i]:
                         polygon = self._project(_clip_near(points[i, _POLYGONS[k]].tolist()))
