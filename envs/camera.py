@@ -127,7 +127,8 @@ class CameraConfig:
     """Dashcam: draw the ego's bonnet at the bottom of the frame (a fixed shape)."""
     appearance: Literal["plain", "train", "held-out"] = "plain"
     """Dashcam: 'plain' (fixed colours), or a look per road drawn from the 'train' range or
-    from the 'held-out' range that no training frame may show."""
+    from the 'held-out' range that no training frame may show. The top-down camera draws its
+    fixed colours for 'plain' and 'train' alike and has no 'held-out' look."""
 
     def validate(self) -> None:
         """Raise CameraError (a ValueError) with one clear line if a setting is nonsense."""
@@ -166,7 +167,9 @@ class CameraConfig:
                 raise CameraError(f"CameraConfig.{name}={value!r} must be a number [{unit}]")
             if not low <= value <= high:  # also refuses nan
                 raise CameraError(f"CameraConfig.{name}={value} must be in [{low}, {high}] {unit}")
-        if self.kind == "topdown" and (self.appearance != "plain" or self.bonnet):
+        # The top-down camera has one look, fixed colours: its 'plain' is its 'train' look (so a
+        # world may switch camera with kind alone); it has no held-out look and no bonnet.
+        if self.kind == "topdown" and (self.appearance == "held-out" or self.bonnet):
             name, value = ("bonnet", True) if self.bonnet else ("appearance", self.appearance)
             raise CameraError(
                 f"CameraConfig.{name}={value!r} is for kind='dashcam'; the top-down camera draws "

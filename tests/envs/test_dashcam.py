@@ -375,11 +375,21 @@ def test_bad_dashcam_settings_raise_one_line_naming_the_field(field, value):
         make_camera(config)
 
 
-@pytest.mark.parametrize(("field", "value"), [("appearance", "train"), ("bonnet", True)])
+@pytest.mark.parametrize(("field", "value"), [("appearance", "held-out"), ("bonnet", True)])
 def test_the_top_down_camera_refuses_dashcam_only_looks(field, value):
     with pytest.raises(CameraError, match=f"{field}.*kind='dashcam'") as error:
         CameraConfig(**{field: value}).validate()
     assert "\n" not in str(error.value)
+
+
+def test_the_top_down_cameras_training_look_is_its_fixed_look():
+    env = make_env("winding-road")
+    env.reset(seed=5)
+    road, ego = env.unwrapped.road, env.unwrapped.vehicle
+    plain, train = CameraConfig(), CameraConfig(appearance="train")
+    train.validate()
+    frame = make_camera(train).render(road, ego)
+    assert np.array_equal(frame, make_camera(plain).render(road, ego))
 
 
 def test_dashcam_refuses_a_top_down_config_a_non_road_and_a_negative_seed():
