@@ -48,6 +48,7 @@ from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: 
 from driving.record.viewpoint import ViewpointConfig  # noqa: E402
 from driving.rollout.evaluate import EvalConfig, evaluate  # noqa: E402
 from driving.tools.dagger import DaggerConfig, dagger  # noqa: E402
+from envs.camera import CameraConfig  # noqa: E402
 from envs.world import World  # noqa: E402
 
 METHODS = ("plain", "dart", "viewpoint", "dagger", "viewpoint+dart")
@@ -92,6 +93,11 @@ class CompareConfig:
     """where each training road's drive starts (DAgger's rollouts too):
     'anywhere' is a point drawn along the road, so its first steps are not the first straight;
     'bend' is 60 to 120 m before the road's tightest arc, so every drive takes one"""
+    camera: CameraConfig = CameraConfig()
+    """the camera every pool is recorded with (--camera.kind dashcam --camera.appearance train:
+    the driver's-eye camera); the dagger method runs with the top-down camera only"""
+    colour_jitter: float = 0.0
+    """strength of the colour augmentation in training (see `drive train --help`)"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:
@@ -107,7 +113,7 @@ def _pool(cfg: CompareConfig, method: str) -> Path:
     path = cfg.out / "pools" / method
     roads = math.ceil(max(cfg.budgets) / cfg.steps_per_road) * (4 if cfg.stratify else 1)
     setup = {"episodes": roads, "workers": cfg.workers, **POOLS[method]}
-    collect(CollectConfig(out=path, world=World(start=cfg.start), **setup))
+    collect(CollectConfig(out=path, world=World(start=cfg.start, camera=cfg.camera), **setup))
     return path
 
 
@@ -184,7 +190,13 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
     data = budget_dataset(cfg, method, budget)
     frames = sum(len(read_episode(p).labels) for p in scan(data)[0])
     epochs = max(1, math.ceil(cfg.samples / frames))
-    train(TrainConfig(data=data, run=run, epochs=epochs, val_fraction=0.0, seed=seed, resume=True))
+    jitter = cfg.colour_jitter
+    train(
+        TrainConfig(
+            data=data, run=run, epochs=epochs, val_fraction=0.0, seed=seed, resume=True,
+            colour_jitter=jitter,
+        )
+    )  # fmt: skip
     return run / "best.pt", frames
 
 
@@ -259,6 +271,8 @@ def main(cfg: CompareConfig) -> None:
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise SystemExit(f"error: unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
+    if "dagger" in cfg.methods and cfg.camera != CameraConfig():
+        raise SystemExit("error: the dagger method runs with the top-down camera only; drop it")
     unit = cfg.steps_per_road * (cfg.dagger_rounds + 1)
     if any(b % unit for b in cfg.budgets):
         raise SystemExit(
