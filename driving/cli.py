@@ -36,7 +36,11 @@ from driving.tools.export import ExportConfig, export_onnx
 from driving.tools.saliency import SaliencyConfig, format_shares, run_saliency
 from driving.tools.view import ViewConfig, view
 from driving.tools.watch import WatchConfig, watch
+from envs.camera import CameraConfig
 from envs.world import World
+
+DEMO_WORLD = World(camera=CameraConfig(kind="dashcam", appearance="train"))
+"""The demo's world: the winding road seen by the driver's-eye camera, a look per road."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +70,26 @@ class DemoConfig:
     """processes for collection and evaluation"""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     """DART noise while collecting"""
-    world: Annotated[World, tyro.conf.arg(name="")] = World()
-    """the world to collect in; training and evaluation follow it (--scenario, --density, ...)"""
+    world: Annotated[World, tyro.conf.arg(name="")] = DEMO_WORLD
+    """the world to collect in; training and evaluation follow it (--scenario, --density, ...);
+    the driver's-eye camera with per-road looks unless --camera.kind topdown"""
     frames: int = 1
     """camera frames stacked as the network's input (see `drive train --help`)"""
     frame_stride: int = 1
     """policy steps between stacked frames"""
     seed: int = 0
     """training seed (initial weights, sampling order): another seed checks a result's spread"""
-    colour_jitter: float = 0.0
-    """strength of the colour augmentation of training frames (see `drive train --help`)"""
+    colour_jitter: float | None = None
+    """strength of the colour augmentation of training frames (see `drive train --help`);
+    default: the camera's recipe (0.5 on the dashcam, 0 on the top-down camera)"""
     input_norm: Literal["fixed", "per-frame"] = "fixed"
     """the network's input normalisation (see `drive train --help`)"""
+
+    def jitter(self) -> float:
+        """--colour-jitter, or the camera's recipe where it is not given."""
+        if self.colour_jitter is not None:
+            return self.colour_jitter
+        return 0.5 if self.world.camera.kind == "dashcam" else 0.0
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -85,8 +97,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     from driving.learn.model import ModelConfig
     from driving.learn.train import TrainConfig, train
 
-    model = ModelConfig(frames=cfg.frames, frame_stride=cfg.frame_stride, input_norm=cfg.input_norm)
-    model.validate()  # before any work
+    model = {"frames": cfg.frames, "frame_stride": cfg.frame_stride, "input_norm": cfg.input_norm}
+    ModelConfig(**model).validate()  # before any work
     cfg.world.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
@@ -102,7 +114,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
-            colour_jitter=cfg.colour_jitter, input_norm=cfg.input_norm,
+            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

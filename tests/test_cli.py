@@ -226,3 +226,19 @@ def test_every_command_works_with_the_dashcam_and_keeps_its_world(tmp_path, monk
     held_out = ["--camera.kind", "dashcam", "--camera.appearance", "held-out"]
     # training data never shows the held-out appearance
     assert main(["collect", "--out", str(tmp_path / "x"), *held_out]) == 2
+
+
+def test_the_demo_drives_the_dashcam_and_the_top_down_camera_is_one_flag_away():
+    import tyro
+
+    from driving.cli import DemoConfig
+
+    default = tyro.cli(DemoConfig, args=[])
+    default.world.validate()
+    assert (default.world.camera.kind, default.world.camera.appearance) == ("dashcam", "train")
+    assert (default.jitter(), default.input_norm) == (0.5, "fixed")
+    top_down = tyro.cli(DemoConfig, args=["--camera.kind", "topdown"])
+    top_down.world.validate()
+    assert top_down.world.camera.kind == "topdown"
+    assert top_down.jitter() == 0.0
+    assert tyro.cli(DemoConfig, args=["--colour-jitter", "0.2"]).jitter() == 0.2
