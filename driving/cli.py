@@ -99,6 +99,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     model = {"frames": cfg.frames, "frame_stride": cfg.frame_stride, "input_norm": cfg.input_norm}
     ModelConfig(**model).validate()  # before any work
+    if not 0.0 <= cfg.jitter() <= 1.0:
+        raise ValueError(f"--colour-jitter must be in [0, 1], got {cfg.jitter()}")
     cfg.world.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"

@@ -48,6 +48,7 @@ BAD_INPUTS = {
         "--device",
         "tpu",
     ],
+    "demo colour jitter": lambda p, **_: ["demo", "--out", str(p / "d"), "--colour-jitter", "2"],
     "negative episodes": lambda p, **_: ["collect", "--out", str(p / "d"), "--episodes", "-3"],
     "zero workers": lambda p, **_: ["collect", "--out", str(p / "d"), "--workers", "0"],
     "unknown scenario": lambda p, **_: ["collect", "--out", str(p / "d"), "--scenario", "moon-v0"],
