@@ -17,10 +17,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -142,22 +144,32 @@ def main(argv: list[str] | None = None) -> int:
     from driving.learn.train import TrainConfig
 
     reflow_field_docs()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--version"]:
+        print(f"drive {version('pixels-to-pedals')}")
+        return 0
+    verbs = {
+        "collect": CollectConfig,
+        "info": InfoConfig,
+        "train": TrainConfig,
+        "evaluate": EvalConfig,
+        "dagger": DaggerConfig,
+        "demo": DemoConfig,
+        "export": ExportConfig,
+        "watch": WatchConfig,
+        "view": ViewConfig,
+        "saliency": SaliencyConfig,
+    }
+    if args and not args[0].startswith("-") and args[0] not in verbs:
+        close = difflib.get_close_matches(args[0], verbs, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(verbs)}"
+        print(f"error: unknown command '{args[0]}'; {hint}", file=sys.stderr)
+        return 2
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {
-            "collect": CollectConfig,
-            "info": InfoConfig,
-            "train": TrainConfig,
-            "evaluate": EvalConfig,
-            "dagger": DaggerConfig,
-            "demo": DemoConfig,
-            "export": ExportConfig,
-            "watch": WatchConfig,
-            "view": ViewConfig,
-            "saliency": SaliencyConfig,
-        },
+        verbs,
         prog="drive",
         description=__doc__.split("\n")[0],
-        args=argv,
+        args=args,
     )
     try:
         if isinstance(cfg, CollectConfig):

@@ -243,3 +243,14 @@ def test_the_demo_drives_the_dashcam_and_the_top_down_camera_is_one_flag_away():
     assert top_down.world.camera.kind == "topdown"
     assert top_down.jitter() == 0.0
     assert tyro.cli(DemoConfig, args=["--colour-jitter", "0.2"]).jitter() == 0.2
+
+
+def test_version_and_a_mistyped_verb(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "drive 0.1.0"
+    assert main(["trian", "--data", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: unknown command 'trian'; did you mean 'train'?"
+    assert main(["fly"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown command 'fly'; choose one of collect, info, train")
