@@ -18,13 +18,16 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from filelock import FileLock, Timeout
 
 from driving.data.format import (
     ARRAYS,
+    CHECKSUM,
     FORMAT_NAME,
     FORMAT_VERSION,
     FRAME_COMPRESSION,
     FRAMES_PER_CHUNK,
+    HDF5_FORMAT,
     LOCK,
     MANIFEST,
     STALE_TMP_AGE,
@@ -115,6 +118,27 @@ def prepare_folder(root: Path) -> None:
             _write_manifest(root, [])
         elif (problem := load_manifest(root)[1]) is not None:
             raise DatasetError(f"{problem}: repair it, or collect into a new folder")
+
+
+def claim_road(root: Path, seed: int, recorded) -> FileLock | None:
+    """Reserve road `seed` of the dataset in `root` for this process; None if it is taken.
+
+    The claim is an OS lock on `.claims/<seed>.lock`, held until the caller releases the returned
+    lock or dies (the kernel then releases it): it names no process id, so it holds across PID
+    namespaces (containers) and a claim left by a killed process never blocks the road. None
+    when another live collector holds the road or `recorded(root, seed)` says it is recorded.
+    """
+    claims = Path(root) / ".claims"
+    claims.mkdir(exist_ok=True)
+    lock = FileLock(claims / f"{seed}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    if recorded(root, seed):  # checked under the claim: its writer published before releasing
+        lock.release()
+        return None
+    return lock
 
 
 # ---------------------------------------------------------------- writing
@@ -225,16 +249,19 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
     plain write raises OSError (ENOSPC) and the caller removes the partial file.
     """
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
+    with h5py.File(buffer, "w", libver=HDF5_FORMAT) as f:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["seed"] = seed
         f.attrs["num_frames"] = len(arrays["frames"])
-        f.attrs["meta"] = meta_json
+        # Fixed-length bytes live in the object header, which carries a checksum; a str would be
+        # stored in the global heap, which has none.
+        f.attrs["meta"] = np.bytes_(meta_json.encode())
         frames = arrays["frames"]
         chunks = (min(FRAMES_PER_CHUNK, len(frames)), *frames.shape[1:])
-        f.create_dataset("frames", data=frames, chunks=chunks, **FRAME_COMPRESSION)
+        f.create_dataset("frames", data=frames, chunks=chunks, **FRAME_COMPRESSION, **CHECKSUM)
         for name in STEP_ARRAYS:
-            f.create_dataset(name, data=arrays[name].astype(np.float32, copy=False))
+            data = arrays[name].astype(np.float32, copy=False)
+            f.create_dataset(name, data=data, chunks=data.shape, **CHECKSUM)
     with open(tmp, "xb") as handle:
         handle.write(buffer.getbuffer())
         handle.flush()
