@@ -15,7 +15,8 @@ Format, version 2 (HDF5 + JSON; the frames are Zstandard-compressed, so plain h5
                                        <hex8> = 8 random hex digits so that names never collide
     DIR/.lock                          empty; writers hold an exclusive flock on it
     DIR/*.tmp                          files being written, or left by a killed writer: ignore them
-    DIR/manifest.tmp.json              the same, for the manifest
+    DIR/manifest.*.tmp.json            the same, for the manifest
+    DIR/.claims/<seed>.lock            a collector holds an OS lock on it while it drives a road
 
 Every episode file holds T >= 1 steps (one row per policy step; row t's label is the expert's
 answer to frame t) as root-level datasets:

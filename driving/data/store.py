@@ -104,9 +104,8 @@ def prepare_folder(root: Path) -> None:
     if root.is_dir() and not (root / MANIFEST).exists():
         # Before the manifest exists a concurrent first writer may leave only these two; its
         # episode files come after the manifest, so look at the manifest again after listing.
-        # (`write_json` writes the manifest as "manifest.tmp.json", then renames it.)
-        ours = (LOCK, MANIFEST.replace(".json", ".tmp.json"))
-        others = sorted(p.name for p in root.iterdir() if p.name not in ours)
+        # (`write_json` writes the manifest as "manifest.<pid>.<random>.tmp.json", then renames it.)
+        others = sorted(p.name for p in root.iterdir() if p.name != LOCK and not _manifest_tmp(p))
         if others and not (root / MANIFEST).exists():
             raise DatasetError(
                 f"{root} is not a dataset folder (it holds {others[0]!r} but no {MANIFEST}): "
@@ -139,6 +138,11 @@ def claim_road(root: Path, seed: int, recorded) -> FileLock | None:
         lock.release()
         return None
     return lock
+
+
+def _manifest_tmp(path: Path) -> bool:
+    """Whether `path` is a writer's temporary manifest (`driving.files.replacing`'s name)."""
+    return path.name.startswith("manifest.") and path.name.endswith(".tmp.json")
 
 
 # ---------------------------------------------------------------- writing
@@ -269,9 +273,9 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
 
 
 def _remove_stale_tmp(root: Path) -> None:
-    """Delete `.h5.tmp` files left by writers killed more than an hour ago (not live writers')."""
+    """Delete temporary files left by writers killed more than an hour ago (not live writers')."""
     now = time.time()
-    for path in root.glob("*.h5.tmp"):
+    for path in [*root.glob("*.h5.tmp"), *filter(_manifest_tmp, root.glob("manifest.*"))]:
         with contextlib.suppress(OSError):
             if now - path.stat().st_mtime > STALE_TMP_AGE:
                 path.unlink()
