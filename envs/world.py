@@ -58,7 +58,10 @@ def make_expert(env: gym.Env):
 
 
 def make_env(
-    scenario: str = SCENARIO, camera: CameraConfig = CameraConfig(), **config: Any
+    scenario: str = SCENARIO,
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    **config: Any,
 ) -> DrivingWrapper:
     """Build a scenario with the camera wrapper.
 
@@ -66,10 +69,11 @@ def make_env(
         scenario: "winding-road", "winding-traffic", "highway-traffic" (ours) or any registered
             highway-env id ("highway-v0", ...).
         camera: camera settings.
+        render_mode: None, or "rgb_array": `render()` returns the camera frame.
         **config: highway-env config entries that override the scenario's defaults.
 
     Raises:
-        ValueError: unknown scenario name.
+        ValueError: unknown scenario name or render mode.
     """
     check_scenario(scenario)
     if scenario == SCENARIO:
@@ -80,7 +84,7 @@ def make_env(
         config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
         base = gym.make(scenario, config=config).unwrapped
     base.enable_auto_render = False  # highway-env would redraw on every sub-step
-    env = DrivingWrapper(base, camera)
+    env = DrivingWrapper(base, camera, render_mode)
     # What this env is, as far as the entries given say (`make_world` records the exact World).
     density = config.get("density", "default")
     start, road = config.get("start", "beginning"), config.get("road", RoadSettings())
@@ -191,16 +195,22 @@ def make_world(world: World = World(), **config: Any) -> tuple[DrivingWrapper, E
     return env, make_expert(env)
 
 
-def make_winding_road(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
+def make_winding_road(
+    camera: CameraConfig = CameraConfig(), render_mode: str | None = None, **config: Any
+) -> DrivingWrapper:
     """gymnasium entry point of `WindingRoad-v0`."""
-    return make_env(SCENARIO, camera, **config)
+    return make_env(SCENARIO, camera, render_mode, **config)
 
 
-def make_winding_traffic(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
+def make_winding_traffic(
+    camera: CameraConfig = CameraConfig(), render_mode: str | None = None, **config: Any
+) -> DrivingWrapper:
     """gymnasium entry point of `WindingTraffic-v0`."""
-    return make_env("winding-traffic", camera, **config)
+    return make_env("winding-traffic", camera, render_mode, **config)
 
 
-def make_highway_traffic(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
+def make_highway_traffic(
+    camera: CameraConfig = CameraConfig(), render_mode: str | None = None, **config: Any
+) -> DrivingWrapper:
     """gymnasium entry point of `HighwayTraffic-v0`."""
-    return make_env("highway-traffic", camera, **config)
+    return make_env("highway-traffic", camera, render_mode, **config)
