@@ -171,6 +171,15 @@ def _check_episode(episode: Episode) -> tuple[int, dict[str, np.ndarray]]:
     check_values({name: arrays[name] for name in STEP_ARRAYS})
     if not isinstance(episode.meta, dict):
         raise Invalid(f"meta must be a dict, got {type(episode.meta).__name__}")
+    last = episode.last_frame
+    if last is not None:
+        if not isinstance(last, np.ndarray) or last.dtype != np.uint8:
+            raise Invalid("'last_frame' must be a uint8 numpy array")
+        if last.shape != arrays["frames"].shape[1:]:
+            raise Invalid(
+                f"'last_frame' has shape {last.shape}, the frames {arrays['frames'].shape}"
+            )
+        arrays = {**arrays, "last_frame": last}
     return seed, arrays
 
 
@@ -235,6 +244,8 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
         f.create_dataset("frames", data=frames, chunks=chunks, **FRAME_COMPRESSION)
         for name in STEP_ARRAYS:
             f.create_dataset(name, data=arrays[name].astype(np.float32, copy=False))
+        if "last_frame" in arrays:
+            f.create_dataset("last_frame", data=arrays["last_frame"])
     with open(tmp, "xb") as handle:
         handle.write(buffer.getbuffer())
         handle.flush()
