@@ -18,7 +18,7 @@ speed [m/s], speed_limit [m/s], curvature [1/m] of the ego's lane.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -195,22 +195,67 @@ def make_world(world: World = World(), **config: Any) -> tuple[DrivingWrapper, E
     return env, make_expert(env)
 
 
-def make_winding_road(
-    camera: CameraConfig = CameraConfig(), render_mode: str | None = None, **config: Any
+GYM_IDS = {
+    SCENARIO: "WindingRoad-v0",
+    "winding-traffic": "WindingTraffic-v0",
+    "highway-traffic": "HighwayTraffic-v0",
+}
+"""The gymnasium id of each of our scenarios (registered by `envs`)."""
+
+
+def world_spec(world: World) -> gym.envs.registration.EnvSpec | None:
+    """The gymnasium spec that rebuilds `world`: its scenario's id with the World as a JSON
+    kwarg (`gymnasium.make(spec)` builds it; datasets record it). None for highway-env's ids."""
+    if world.scenario not in GYM_IDS:
+        return None
+    spec = gym.spec(GYM_IDS[world.scenario])
+    return replace(spec, kwargs={**spec.kwargs, "world": world.to_dict()})
+
+
+def _make_registered(
+    scenario: str,
+    camera: CameraConfig,
+    render_mode: str | None,
+    world: dict | None,
+    config: dict[str, Any],
 ) -> DrivingWrapper:
-    """gymnasium entry point of `WindingRoad-v0`."""
-    return make_env(SCENARIO, camera, render_mode, **config)
+    """The gymnasium entry points' work: the scenario, or the World given as a dict."""
+    if world is None:
+        return make_env(scenario, camera, render_mode, **config)
+    described = World.from_dict(world).validate()
+    if described.scenario != scenario:
+        raise ValueError(f"world of scenario {described.scenario!r} given to {GYM_IDS[scenario]}")
+    env = make_env(scenario, described.camera, render_mode, **described.env_config(), **config)
+    env.world = described
+    return env
+
+
+def make_winding_road(
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    world: dict | None = None,
+    **config: Any,
+) -> DrivingWrapper:
+    """gymnasium entry point of `WindingRoad-v0`; `world`: a `World.to_dict()` (its camera and
+    settings replace `camera`)."""
+    return _make_registered(SCENARIO, camera, render_mode, world, config)
 
 
 def make_winding_traffic(
-    camera: CameraConfig = CameraConfig(), render_mode: str | None = None, **config: Any
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    world: dict | None = None,
+    **config: Any,
 ) -> DrivingWrapper:
-    """gymnasium entry point of `WindingTraffic-v0`."""
-    return make_env("winding-traffic", camera, render_mode, **config)
+    """gymnasium entry point of `WindingTraffic-v0` (`world`: as `make_winding_road`)."""
+    return _make_registered("winding-traffic", camera, render_mode, world, config)
 
 
 def make_highway_traffic(
-    camera: CameraConfig = CameraConfig(), render_mode: str | None = None, **config: Any
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    world: dict | None = None,
+    **config: Any,
 ) -> DrivingWrapper:
-    """gymnasium entry point of `HighwayTraffic-v0`."""
-    return make_env("highway-traffic", camera, render_mode, **config)
+    """gymnasium entry point of `HighwayTraffic-v0` (`world`: as `make_winding_road`)."""
+    return _make_registered("highway-traffic", camera, render_mode, world, config)
