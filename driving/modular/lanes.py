@@ -108,37 +108,59 @@ def extract(top: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.maximum(marking, edge)
 
 
-def _profile_peaks(evidence: np.ndarray, rows: slice) -> np.ndarray:
-    """Lateral pixel columns of the local maxima of the evidence summed over `rows`."""
-    profile = cv2.GaussianBlur(evidence[rows].sum(axis=0, keepdims=True), (5, 1), 0)[0]
+def _shape(shape: tuple[float, float, float], x: np.ndarray) -> np.ndarray:
+    """Lateral displacement b x + c x^2 + d x^3 [m] of a lane model at `x` [m] ahead."""
+    b, c, d = shape
+    return x * (b + x * (c + x * d))
+
+
+def _start_peaks(evidence: np.ndarray, view: BirdsEye, rows: slice, shape: tuple) -> np.ndarray:
+    """Lateral positions [m] at the car (x = 0) of the boundaries seen in `rows`: the evidence
+    moved back along the last frame's lane `shape`, so that a bend does not slant the lines
+    across the band, summed per column; its local maxima."""
+    band = evidence[rows]
+    hits = np.nonzero(band)
+    x, y = view.x[rows][hits], view.y[rows][hits]
+    cols = np.round((y - _shape(shape, x) - view.y[0, 0]) * PX_PER_M).astype(int)
+    keep = (cols >= 0) & (cols < band.shape[1])
+    profile = np.bincount(cols[keep], band[hits][keep], band.shape[1]).astype(np.float32)
+    profile = cv2.GaussianBlur(profile[None, :], (5, 1), 0)[0]
     if profile.max() <= 0:
-        return np.array([], int)
+        return np.array([])
     inner = profile[1:-1]
     peaks = (inner >= profile[:-2]) & (inner > profile[2:]) & (inner >= 0.25 * profile.max())
-    return np.flatnonzero(peaks) + 1
+    return view.y[0, np.flatnonzero(peaks) + 1]
 
 
 def _follow(
-    evidence: np.ndarray, view: BirdsEye, starts: tuple[float | None, float | None]
+    evidence: np.ndarray, view: BirdsEye, starts: tuple[float | None, float | None], shape: tuple
 ) -> list[np.ndarray | None]:
-    """Per boundary starting at `starts` [m] (None: not seen), its (N, 3) points (x, y [m],
-    weight), followed ahead window by window. The boundaries are parallel: one direction,
+    """Per boundary at `starts` [m] at the car (None: not seen), its (N, 3) points (x, y [m],
+    weight), followed ahead window by window. Until a boundary is first found it is looked for
+    along the last frame's lane `shape`; then the boundaries are parallel: one direction,
     updated from whichever boundary a window finds, carries the other across the gaps between
     dashes."""
     points: list[list[np.ndarray]] = [[], []]
     centres = list(starts)
-    slope, last_x = 0.0, None
+    seen = [False, False]
+    slope, last_x = None, None
     half, rows_per = WINDOW_M / 2, max(1, round(STEP_M * PX_PER_M))
     for bottom in range(evidence.shape[0], 0, -rows_per):
         band = slice(max(bottom - rows_per, 0), bottom)
         xs = view.x[band, 0]
         x = float(xs.mean())
+        if slope is None:  # the nearest row: the direction of the last frame's lane there
+            b, c, d = shape
+            slope = b + x * (2 * c + 3 * d * x)
         dx = x - last_x if last_x is not None else 0.0
         moves = []
         for k, centre in enumerate(centres):
             if centre is None:
                 continue
-            predicted = centre + slope * dx
+            if seen[k]:
+                predicted = centre + slope * dx
+            else:
+                predicted = starts[k] + float(_shape(shape, np.array(x)))
             cols = np.flatnonzero(np.abs(view.y[0] - predicted) <= half)
             window = evidence[band, cols]
             rows, hits = np.nonzero(window > EDGE_EVIDENCE)  # markings
@@ -149,9 +171,9 @@ def _follow(
                 continue
             w, ys = window[rows, hits], view.y[0, cols[hits]]
             found = float(np.average(ys, weights=w))
-            if dx > 0:
+            if dx > 0 and seen[k]:
                 moves.append((found - centre) / dx)
-            centres[k] = found
+            centres[k], seen[k] = found, True
             points[k].append(np.stack([xs[rows], ys, w], axis=1))
         if moves:
             slope = 0.5 * slope + 0.5 * float(np.mean(moves)) if last_x is not None else slope
@@ -191,18 +213,19 @@ class LanePerception:
         """Forget the last road: lane width back to the default, no last estimate."""
         self.width = DEFAULT_WIDTH_M
         self.last = LaneEstimate(0.0, 0.0, 0.0, 0.0, DEFAULT_WIDTH_M, 0)
+        self.shape = (0.0, 0.0, 0.0)  # the last lane model's b, c, d: straight ahead
 
     def estimate(self, frame: np.ndarray) -> LaneEstimate:
         """The lane-frame state seen in `frame` ((H, W, 3) uint8 RGB of the camera)."""
         evidence = extract(self.view.warp(frame), self.view.valid)
         rows = slice(self._start_rows[0], self._start_rows[-1] + 1)
-        peaks = self.view.y[0, _profile_peaks(evidence, rows)]
+        peaks = _start_peaks(evidence, self.view, rows, self.shape)
         left = [y for y in peaks if y < 0]
         right = [y for y in peaks if y >= 0]
         start = (max(left) if left else None, min(right) if right else None)
         if None not in start and not LANE_WIDTH_M[0] <= start[1] - start[0] <= LANE_WIDTH_M[1]:
             start = _plausible_pair(start, left, right, self.width)
-        sides = _follow(evidence, self.view, start)
+        sides = _follow(evidence, self.view, start, self.shape)
         sides = [s if s is not None and len(s) >= 2 * MIN_POINTS else None for s in sides]
         found = sum(s is not None for s in sides)
         if found == 0:
@@ -214,6 +237,7 @@ class LanePerception:
             other[:, 1] += self.width if k == 0 else -self.width
             sides[1 - k] = other
         a_left, a_right, b, c, d = _fit(*sides)
+        self.shape = (b, c, d)
         width = a_right - a_left
         if found == 2 and LANE_WIDTH_M[0] <= width <= LANE_WIDTH_M[1]:
             self.width = width
