@@ -15,6 +15,9 @@ Nothing is learned and no ground truth is read.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from highway_env.vehicle.kinematics import Vehicle
 
@@ -87,3 +90,15 @@ class ModularDriver:
             if kappa > 1e-6:
                 target = min(target, bend_speed(kappa, float(distance), CRUISE_SPEED, self.config))
         return float(target)
+
+
+def source_hash() -> str:
+    """sha256 of this driver's code (this package and the expert's control law): evaluation
+    caches its episodes under it, so that a changed driver is measured again."""
+    files = sorted(Path(__file__).parent.glob("*.py")) + [
+        Path(__file__).parents[2] / "envs/expert.py"
+    ]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
