@@ -135,15 +135,40 @@ def model_and_optimizer(
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if ckpt is not None:
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, TypeError):
-            raise TrainingError(
-                f"--resume: the optimizer state in {resume_from} does not fit; start a new --run"
-            ) from None
+        _load_optimizer(optimizer, ckpt["optimizer"], resume_from)
         if isinstance(rng := ckpt["extra"].get("rng_torch"), torch.Tensor):
-            torch.set_rng_state(rng)
+            torch.set_rng_state(rng)  # its size and dtype were checked by `load_checkpoint`
     return model, optimizer, step, epoch, best_val
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """Restore AdamW's state, refused in one line unless every moment fits its parameter."""
+    problem = ""
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
+        problem = "it belongs to another network"
+    for group in optimizer.param_groups if not problem else ():
+        numbers = [group.get(key) for key in ("lr", "eps", "weight_decay")]
+        numbers += (
+            list(group.get("betas")) if isinstance(group.get("betas"), (list, tuple)) else [None]
+        )
+        if not all(isinstance(n, (int, float)) and math.isfinite(n) for n in numbers):
+            problem = "its hyperparameters (lr, betas, eps, weight_decay) are not all numbers"
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor):
+                    problem = f"'{name}' is a {type(value).__name__}, expected a tensor"
+                elif name != "step" and value.shape != param.shape:
+                    problem = (
+                        f"'{name}' has shape {tuple(value.shape)}, expected {tuple(param.shape)}"
+                    )
+                elif not torch.isfinite(value).all():
+                    problem = f"'{name}' holds NaN or infinite values"
+    if problem:
+        raise TrainingError(
+            f"--resume: the optimizer state in {path} does not fit ({problem}); start a new --run"
+        )
 
 
 @dataclass
