@@ -30,6 +30,9 @@ answer to frame t) as root-level datasets:
     speed           (T,) float32         ego speed [m/s]
     lateral_offset  (T,) float32         signed distance from the lane centre [m]
     heading_error   (T,) float32         heading minus lane direction [rad]
+    last_frame      (H, W, 3) uint8      optional: the frame seen after the last step (the
+                                         episode's last observation; absent in older files,
+                                         shifted-view and DAgger episodes)
 
 Every array carries HDF5's Fletcher-32 checksum on each chunk (the filter is built into HDF5, so
 any HDF5 reader verifies it), and the file uses HDF5 1.10's format (``libver="v110"``), whose
@@ -44,7 +47,10 @@ and root attributes:
     num_frames      int   T
     meta            str   JSON object (bytes since checksums came: `json.loads` takes
                           both): world, driver, noise, outcome...;
-                          meta["driver"] is a short string naming who drove ("expert", ...)
+                          meta["driver"] is a short string naming who drove ("expert", ...);
+                          meta["fps"] the policy rate [Hz] (steps per second), and
+                          meta["last_speed"] the speed [m/s] of the last observation
+                          (both absent in older files)
 
 manifest.json::
 
@@ -128,6 +134,7 @@ class Episode:
     heading_error: np.ndarray  # (T,) float32 [rad]
     seed: int  # the road's seed, >= 0
     meta: dict  # JSON-serialisable settings (driver, world, noise...); read back as JSON
+    last_frame: np.ndarray | None = None  # (H, W, 3) uint8, the frame after the last step
 
     @property
     def world(self) -> World:

@@ -72,9 +72,10 @@ def read_episode(path: Path) -> Episode:
         with opened(path) as f:
             header, meta, small = read_header(f, path)
             frames = np.asarray(f["frames"][...], dtype=np.uint8)
+            last = np.asarray(f["last_frame"][...], np.uint8) if "last_frame" in f else None
     except Invalid as error:
         raise DatasetError(f"cannot read episode {path}: {error}") from None
-    return Episode(frames=frames, seed=header.seed, meta=meta, **small)
+    return Episode(frames=frames, seed=header.seed, meta=meta, last_frame=last, **small)
 
 
 def scan_headers(root: Path, verify: bool = False) -> tuple[list[Header], list[str], int]:

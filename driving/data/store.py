@@ -199,6 +199,15 @@ def _check_episode(episode: Episode) -> tuple[int, dict[str, np.ndarray]]:
     check_values({name: arrays[name] for name in STEP_ARRAYS})
     if not isinstance(episode.meta, dict):
         raise Invalid(f"meta must be a dict, got {type(episode.meta).__name__}")
+    last = episode.last_frame
+    if last is not None:
+        if not isinstance(last, np.ndarray) or last.dtype != np.uint8:
+            raise Invalid("'last_frame' must be a uint8 numpy array")
+        if last.shape != arrays["frames"].shape[1:]:
+            raise Invalid(
+                f"'last_frame' has shape {last.shape}, the frames {arrays['frames'].shape}"
+            )
+        arrays = {**arrays, "last_frame": last}
     return seed, arrays
 
 
@@ -266,6 +275,8 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
         for name in STEP_ARRAYS:
             data = arrays[name].astype(np.float32, copy=False)
             f.create_dataset(name, data=data, chunks=data.shape, **CHECKSUM)
+        if "last_frame" in arrays:
+            f.create_dataset("last_frame", data=arrays["last_frame"], **CHECKSUM)
     with open(tmp, "xb") as handle:
         handle.write(buffer.getbuffer())
         handle.flush()

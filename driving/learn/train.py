@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -263,6 +264,7 @@ def train(cfg: TrainConfig) -> dict:
         KeyboardInterrupt: after saving last.pt, so that the run can be resumed.
     """
     ranks, device = _start(cfg)
+    existed = cfg.run.exists()
     lock = hold_folder(cfg.run) if ranks.is_main else None
     if ranks.is_main and lock is None:
         raise TrainingError(
@@ -271,6 +273,13 @@ def train(cfg: TrainConfig) -> dict:
         )
     try:
         return _train(cfg, ranks, device)
+    except Exception:
+        if lock is not None and not existed:  # refused before any work: leave nothing behind
+            lock.release()
+            lock = None
+            if [p.name for p in cfg.run.iterdir()] == [".lock"]:
+                shutil.rmtree(cfg.run)
+        raise
     finally:
         if lock is not None:
             lock.release()

@@ -172,7 +172,7 @@ def run_expert_episode(
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
     meta = drive_meta(env, "expert", info, noise=asdict(noise))
-    driven = rows.episode(seed, meta)
+    driven = rows.episode(seed, meta, last=obs)
     if not len(shifted):
         return driven, None
     view_meta = {**meta, "driver": VIEWPOINT_DRIVER, "viewpoint": asdict(viewpoint)}

@@ -151,7 +151,7 @@ def drive_road(
             clock.tick(fps)
     meta = drive_meta(env, "keyboard", info, noise=None)
     meta["outcome"]["steps"] = len(rows)
-    return rows.episode(seed, meta)
+    return rows.episode(seed, meta, last=obs)
 
 
 def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
