@@ -197,6 +197,12 @@ def _type_problem(ckpt: dict) -> str:
     for key, tensor in ckpt["model"].items():
         if not isinstance(tensor, torch.Tensor):
             return f"field 'model.{key}' is {type(tensor).__name__}, expected a tensor"
+        stored = tensor.untyped_storage().nbytes()  # [B] read from the file
+        if stored < tensor.numel() * tensor.element_size():  # a view of fewer numbers
+            return (
+                f"field 'model.{key}' declares shape {tuple(tensor.shape)} but the file holds "
+                f"{stored} bytes of it"
+            )
     rng = ckpt["extra"].get("rng_torch")
     if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
         return f"field 'extra.rng_torch' has {tuple(rng.shape)} {rng.dtype}, not torch's RNG state"

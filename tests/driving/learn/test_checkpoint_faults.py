@@ -11,6 +11,7 @@ from conftest import learnable_episode
 
 from driving.cli import main
 from driving.data import write_episode
+from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.train import TrainConfig, train
 
 
@@ -25,24 +26,36 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     return root / "data", root / "run" / "last.pt"
 
 
-def _world(ckpt: dict) -> dict:
-    return ckpt["extra"]["world"]
+def _one_weight(ckpt: dict, value: float) -> None:
+    ckpt["model"]["head.0.weight"][0, 0] = value
+
+
+def _old_style_scenario_list(ckpt: dict) -> None:
+    """A checkpoint from before the World record, whose scenario is a list."""
+    del ckpt["extra"]["world"]
+    ckpt["extra"]["scenario"] = ["winding-road"]
+
+
+def _huge_layer_in_a_small_file(ckpt: dict) -> None:
+    """A model_config of 100000x100000 frames and weights of exactly its shapes, each a view of
+    one stored number: the file stays small, reading it would allocate 4 GB per weight."""
+    ckpt["model_config"].update(height=100_000, width=100_000)
+    with torch.device("meta"):
+        shapes = PilotNet(ModelConfig(**ckpt["model_config"])).state_dict()
+    ckpt["model"] = {k: torch.zeros(1).expand(v.shape) for k, v in shapes.items()}
 
 
 TAMPERS = {
     "extra-is-a-list": lambda c: c.update(extra=[]),
-    "unknown-camera-key": lambda c: _world(c)["camera"].update(zoom=3),
-    "scenario-is-a-list": lambda c: (
-        c["extra"].update(world=None)
-        or c["extra"].pop("world")
-        and c["extra"].update(scenario=["winding-road"])
-    ),
+    "unknown-camera-key": lambda c: c["extra"]["world"]["camera"].update(zoom=3),
+    "scenario-is-a-list": _old_style_scenario_list,
     "epoch-is-a-word": lambda c: c.update(epoch="one"),
     "rng-of-3-bytes": lambda c: c["extra"].update(rng_torch=torch.zeros(3, dtype=torch.uint8)),
     "optimizer-shapes": lambda c: c["optimizer"]["state"][0].update(exp_avg=torch.zeros(7)),
-    "huge-layer": lambda c: c["model_config"].update(height=100_000, width=100_000),
-    "nan-weight": lambda c: next(iter(c["model"].values())).view(-1).__setitem__(0, math.nan),
-    "inf-weight": lambda c: next(iter(c["model"].values())).view(-1).__setitem__(0, math.inf),
+    "huge-model-config": lambda c: c["model_config"].update(height=100_000, width=100_000),
+    "huge-layer-in-a-small-file": _huge_layer_in_a_small_file,
+    "nan-weight": lambda c: _one_weight(c, math.nan),
+    "inf-weight": lambda c: _one_weight(c, -math.inf),
 }
 NOT_OPTIMIZER = [name for name in TAMPERS if name != "optimizer-shapes"]
 
