@@ -1,4 +1,4 @@
-"""Damaged or edited checkpoints: every verb that reads one refuses it in one line, writes nothing."""
+"""Damaged or edited checkpoints: every verb that reads one refuses it in one line."""
 
 from __future__ import annotations
 
