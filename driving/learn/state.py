@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +39,7 @@ __all__ = [
     "model_and_optimizer",
     "resolve_device",
     "save_state",
+    "signals_held",
     "train_step",
 ]
 
@@ -169,6 +174,35 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -
         raise TrainingError(
             f"--resume: the optimizer state in {path} does not fit ({problem}); start a new --run"
         )
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then act as usual (once).
+
+    Around one optimizer step and its count, or a checkpoint and its twin: an interrupt then
+    always finds weights, optimizer and step count that belong together, which is what makes a
+    resumed run take exactly the steps an uninterrupted one takes. Outside the main thread
+    (where Python runs signal handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _HELD}
+    previous = {s: h for s, h in previous.items() if h is not None}  # None: set outside Python
+    for number in previous:
+        signal.signal(number, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # handled now by the handler it would have met
 
 
 @dataclass

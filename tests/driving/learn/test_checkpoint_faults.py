@@ -86,7 +86,7 @@ def test_a_tampered_last_pt_is_refused_by_resume_and_left_as_it_is(run, tmp_path
 
 
 @pytest.mark.parametrize("name", NOT_OPTIMIZER)
-@pytest.mark.parametrize("verb", ["evaluate", "export", "init"])
+@pytest.mark.parametrize("verb", ["evaluate", "export", "init", "watch", "saliency"])
 def test_a_tampered_checkpoint_is_refused_by_every_verb_that_reads_it(
     run, tmp_path, capsys, name, verb
 ):
@@ -96,10 +96,13 @@ def test_a_tampered_checkpoint_is_refused_by_every_verb_that_reads_it(
         "evaluate": ["evaluate", "--policy", str(path), "--episodes", "1", "--out", str(tmp_path)],
         "export": ["export", "--policy", str(path)],
         "init": ["train", "--data", str(data), "--run", str(tmp_path / "new"), "--init", str(path)],
+        "watch": ["watch", "--policy", str(path), "--display", "mp4", "--out", str(tmp_path / "w")],
+        "saliency": ["saliency", "--policy", str(path), "--out", str(tmp_path / "s")],
     }[verb]
     _refused(argv, capsys)
     assert not list(path.parent.glob("*.onnx")) and not list(path.parent.glob("*tmp*"))
     assert not (tmp_path / "new" / "last.pt").exists()
+    assert not list((tmp_path / "w").glob("*.mp4")) and not list((tmp_path / "s").glob("*.png"))
 
 
 def test_export_check_is_bounded_and_leaves_nothing(run, capsys):
