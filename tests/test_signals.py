@@ -20,9 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _drive(*argv: str) -> subprocess.Popen:
+    """`drive ARGV` in a process group of its own (so that a test can signal the whole group)."""
     env = os.environ | {"PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, "-m", "driving.cli", *argv]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def _wait_for(condition, seconds: float = 120.0) -> None:
@@ -51,11 +54,15 @@ def test_sigterm_during_training_saves_last_pt_and_says_so(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_during_collection_keeps_the_finished_episodes(tmp_path):
+@pytest.mark.parametrize("to", ["main-process", "process-group"])  # systemd, Slurm: the group
+def test_sigterm_during_collection_keeps_the_finished_episodes(tmp_path, to):
     out = tmp_path / "data"
     proc = _drive("collect", "--out", str(out), "--episodes", "50", "--workers", "2")
     _wait_for(lambda: len(list(out.glob("episode_*.h5"))) >= 2)
-    proc.send_signal(signal.SIGTERM)
+    if to == "main-process":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)  # the workers get it too
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
