@@ -2,8 +2,8 @@
 
 The main process works too, beside `workers - 1` worker processes. Workers ignore Ctrl-C and
 SIGTERM: the main process drops the episode it is on, stops handing out work and says what was
-saved, while each worker finishes (and saves) the episode it is on. Nothing half-written is left behind
-because every result is written atomically.
+saved, while each worker finishes (and saves) the episode it is on. Nothing half-written is left
+behind because every result is written atomically.
 """
 
 from __future__ import annotations
