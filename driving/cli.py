@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -141,6 +143,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     return report
 
 
+def _terminated(signum: int, frame) -> None:
+    """SIGTERM (how schedulers and container runtimes stop a job) handled as Ctrl-C is: each
+    verb saves what it can and says so in one line."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `drive`; returns the exit code."""
     from driving.learn.train import TrainConfig
@@ -174,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n")[0],
         args=args,
     )
+    if threading.current_thread() is threading.main_thread():  # where Python runs handlers
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         if isinstance(cfg, CollectConfig):
             summary = collect_keyboard(cfg) if cfg.driver == "keyboard" else collect(cfg)

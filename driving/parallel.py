@@ -1,9 +1,9 @@
 """Run independent episodes in worker processes, shared by collection and evaluation.
 
-The main process works too, beside `workers - 1` worker processes. Workers ignore Ctrl-C: the
-main process drops the episode it is on, stops handing out work and says what was saved, while
-each worker finishes (and saves) the episode it is on. Nothing half-written is left behind
-because every result is written atomically.
+The main process works too, beside `workers - 1` worker processes. Workers ignore Ctrl-C and
+SIGTERM: the main process drops the episode it is on, stops handing out work and says what was
+saved, while each worker finishes (and saves) the episode it is on. Nothing half-written is left
+behind because every result is written atomically.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def _exit_with(parent: int) -> None:
 
 def _init_pool_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # and SIGTERM, sent to the group like Ctrl-C
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     init_worker()
 

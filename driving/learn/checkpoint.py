@@ -16,6 +16,7 @@ default, which behaves as the code did then.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from dataclasses import asdict
@@ -152,7 +153,60 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     if missing:
         raise CheckpointError(f"checkpoint {path} is missing {', '.join(missing)}; re-save it")
     ckpt.setdefault("extra", {})
+    problem = _type_problem(ckpt)
+    if problem:
+        raise CheckpointError(f"checkpoint {path}: {problem}; it was damaged or edited: re-save it")
+    stored_world(ckpt, path)  # refused now, not when a command first needs the world
     return ckpt
+
+
+# The type of every field a checkpoint is read for; None allowed where the tuple holds NoneType.
+_FIELD_TYPES = {
+    "model": (dict,),
+    "model_config": (dict,),
+    "optimizer": (dict,),
+    "step": (int,),
+    "epoch": (int,),
+    "best_val": (float, int, type(None)),
+    "config": (dict,),
+    "extra": (dict,),
+}
+_EXTRA_TYPES = {
+    "world": (dict,),
+    "camera": (dict,),
+    "scenario": (str,),
+    "density": (str, int, float),
+    "val": (dict, type(None)),
+    "rng_torch": (torch.Tensor,),
+}
+
+
+def _type_problem(ckpt: dict) -> str:
+    """The first field of `ckpt` with a wrong type or value, in words ('' if all are fine)."""
+    fields = [(key, ckpt[key], _FIELD_TYPES[key]) for key in _FIELD_TYPES]
+    fields += [(f"extra.{k}", ckpt["extra"][k], t) for k, t in _EXTRA_TYPES.items()
+               if isinstance(ckpt["extra"], dict) and k in ckpt["extra"]]  # fmt: skip
+    for name, value, types in fields:
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            return f"field '{name}' is {type(value).__name__} {value!r:.40}, expected {wanted}"
+    if ckpt["step"] < 0 or ckpt["epoch"] < 0:
+        return f"field 'step' or 'epoch' is negative ({ckpt['step']}, {ckpt['epoch']})"
+    if ckpt["best_val"] is not None and not math.isfinite(ckpt["best_val"]):
+        return f"field 'best_val' is {ckpt['best_val']}, expected a finite number"
+    for key, tensor in ckpt["model"].items():
+        if not isinstance(tensor, torch.Tensor):
+            return f"field 'model.{key}' is {type(tensor).__name__}, expected a tensor"
+        stored = tensor.untyped_storage().nbytes()  # [B] read from the file
+        if stored < tensor.numel() * tensor.element_size():  # a view of fewer numbers
+            return (
+                f"field 'model.{key}' declares shape {tuple(tensor.shape)} but the file holds "
+                f"{stored} bytes of it"
+            )
+    rng = ckpt["extra"].get("rng_torch")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        return f"field 'extra.rng_torch' has {tuple(rng.shape)} {rng.dtype}, not torch's RNG state"
+    return ""
 
 
 def _state_dict_mismatch(model: PilotNet, state: dict) -> str:
@@ -212,9 +266,10 @@ def stored_world(ckpt: dict, source: str | Path = "(in memory)") -> World:
             "camera": camera if isinstance(camera, dict) else {},
         }
     try:
-        return World.from_dict(stored)
-    except ValueError as err:
-        raise CheckpointError(f"checkpoint {source} has a bad world record: {err}") from None
+        return World.from_dict(stored).validate()
+    except (TypeError, ValueError) as err:
+        reason = str(err).split(": {")[0]
+        raise CheckpointError(f"checkpoint {source} has a bad world record: {reason}") from None
 
 
 def build_model(ckpt: dict, source: str | Path = "(in memory)") -> PilotNet:
@@ -225,12 +280,22 @@ def build_model(ckpt: dict, source: str | Path = "(in memory)") -> PilotNet:
         source: the file it came from, named in error messages.
 
     Raises:
-        CheckpointError: the model config or the weights do not fit a PilotNet.
+        CheckpointError: the model config or the weights do not fit a PilotNet, or a weight is
+            NaN or infinite.
     """
-    model = PilotNet(stored_model_config(ckpt, source))
+    config = stored_model_config(ckpt, source)
+    with torch.device("meta"):  # shapes only: a forged config allocates nothing
+        shapes = PilotNet(config)
     state = ckpt["model"]
-    problem = _state_dict_mismatch(model, state) if isinstance(state, dict) else "not a dict"
+    problem = _state_dict_mismatch(shapes, state) if isinstance(state, dict) else "not a dict"
     if problem:
         raise CheckpointError(f"checkpoint {source} does not match PilotNet: {problem}")
+    bad = [key for key, tensor in state.items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {source} has NaN or infinite weights ({', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''}): it cannot drive; use an earlier checkpoint"
+        )
+    model = PilotNet(config)
     model.load_state_dict(state)
     return model.eval()

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +39,7 @@ __all__ = [
     "model_and_optimizer",
     "resolve_device",
     "save_state",
+    "signals_held",
     "train_step",
 ]
 
@@ -135,15 +140,69 @@ def model_and_optimizer(
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if ckpt is not None:
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, TypeError):
-            raise TrainingError(
-                f"--resume: the optimizer state in {resume_from} does not fit; start a new --run"
-            ) from None
+        _load_optimizer(optimizer, ckpt["optimizer"], resume_from)
         if isinstance(rng := ckpt["extra"].get("rng_torch"), torch.Tensor):
-            torch.set_rng_state(rng)
+            torch.set_rng_state(rng)  # its size and dtype were checked by `load_checkpoint`
     return model, optimizer, step, epoch, best_val
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """Restore AdamW's state, refused in one line unless every moment fits its parameter."""
+    problem = ""
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
+        problem = "it belongs to another network"
+    for group in optimizer.param_groups if not problem else ():
+        numbers = [group.get(key) for key in ("lr", "eps", "weight_decay")]
+        numbers += (
+            list(group.get("betas")) if isinstance(group.get("betas"), (list, tuple)) else [None]
+        )
+        if not all(isinstance(n, (int, float)) and math.isfinite(n) for n in numbers):
+            problem = "its hyperparameters (lr, betas, eps, weight_decay) are not all numbers"
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor):
+                    problem = f"'{name}' is a {type(value).__name__}, expected a tensor"
+                elif name != "step" and value.shape != param.shape:
+                    problem = (
+                        f"'{name}' has shape {tuple(value.shape)}, expected {tuple(param.shape)}"
+                    )
+                elif not torch.isfinite(value).all():
+                    problem = f"'{name}' holds NaN or infinite values"
+    if problem:
+        raise TrainingError(
+            f"--resume: the optimizer state in {path} does not fit ({problem}); start a new --run"
+        )
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then act as usual (once).
+
+    Around one optimizer step and its count, or a checkpoint and its twin: an interrupt then
+    always finds weights, optimizer and step count that belong together, which is what makes a
+    resumed run take exactly the steps an uninterrupted one takes. Outside the main thread
+    (where Python runs signal handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _HELD}
+    previous = {s: h for s, h in previous.items() if h is not None}  # None: set outside Python
+    for number in previous:
+        signal.signal(number, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # handled now by the handler it would have met
 
 
 @dataclass

@@ -51,6 +51,7 @@ from driving.learn.state import (
     model_and_optimizer,
     resolve_device,
     save_state,
+    signals_held,
     train_step,
 )
 
@@ -207,13 +208,14 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
     warmup = max(1, min(500, total_steps // 20))
     seen, train_time = 0, 0.0
     jitter = torch.Generator()
+    taken = _steps_taken_in_epoch(state, steps_per_epoch)
     for epoch in range(state.epoch, cfg.epochs):
         state.model.train()
         order = epoch_order(len(train_set), weights, cfg.seed, epoch, train_set.index_device)
         quiet = {} if state.ranks.is_main else {"disable": True}  # one bar, rank 0's
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, **quiet
-        )
+        steps = range(taken, steps_per_epoch)  # an interrupted epoch goes on where it stopped
+        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, **quiet)
+        taken = 0
         tick, tick_seen = time.perf_counter(), seen
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch
@@ -222,8 +224,9 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank)) % 2**63)
                 batch = (colour_jitter(batch[0], cfg.colour_jitter, jitter), *batch[1:])
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
-            per_output = train_step(state, batch, len(idx), lr, cfg.run)
-            state.step += 1
+            with signals_held():  # a step is taken and counted whole, or not at all
+                per_output = train_step(state, batch, len(idx), lr, cfg.run)
+                state.step += 1
             seen += len(idx)
             is_log_step = state.step % cfg.log_every == 0 or i == steps_per_epoch - 1
             if is_log_step:
@@ -232,10 +235,26 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
                 train_time, tick, tick_seen = train_time + now - tick, now, seen
                 loss = log_train(state.writer, state.step, per_output, lr, rate)
                 bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{rate:.0f}")
-        state.epoch = epoch + 1
-        if state.ranks.is_main:
-            _end_of_epoch(state, cfg, val_set, train_mean)
+        with signals_held():  # validation and both checkpoints belong to the epoch's end
+            state.epoch = epoch + 1
+            if state.ranks.is_main:
+                _end_of_epoch(state, cfg, val_set, train_mean)
     return seen, train_time
+
+
+def _steps_taken_in_epoch(state: TrainState, steps_per_epoch: int) -> int:
+    """Steps of the current epoch a resumed run has already taken (0 unless it was interrupted
+    mid-epoch); 0, with a warning line, if its step count does not fall in this epoch (the data
+    or --batch-size changed since: that epoch is then run whole, not exactly resumed)."""
+    taken = state.step - state.epoch * steps_per_epoch
+    if 0 <= taken < steps_per_epoch:
+        return taken
+    if state.ranks.is_main:
+        tqdm.write(
+            f"--resume: step {state.step} is not in epoch {state.epoch + 1} of {steps_per_epoch} "
+            "steps (the data or --batch-size changed): the epoch is run whole"
+        )
+    return 0
 
 
 def _start(cfg: TrainConfig) -> tuple[Ranks, torch.device]:
@@ -290,6 +309,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
     train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
+    recording = _recording(cfg.data, train_set)  # a bad world record is refused before any work
     last = cfg.run / "last.pt"
     model, optimizer, step, epoch, best_val = model_and_optimizer(
         _model_config(cfg, train_set),
@@ -305,7 +325,6 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
         cfg.run.mkdir(parents=True, exist_ok=True)
         (cfg.run / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2) + "\n")
         writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
-    recording = _recording(cfg.data, train_set)
     state = TrainState(
         model, optimizer, scaler, writer, device, amp, step, epoch, best_val, recording
     )
@@ -325,7 +344,11 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
             evaluation = _evaluate(cfg, writer, state.step)
     except KeyboardInterrupt:
         if ranks.is_main:
-            save_state(state, cfg.run / "last.pt", asdict(cfg))
+            try:
+                with signals_held():  # a second Ctrl-C waits for this save
+                    save_state(state, cfg.run / "last.pt", asdict(cfg))
+            except KeyboardInterrupt:
+                pass  # it came during the save, which finished: the line below says so
         raise KeyboardInterrupt(
             f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'}: "
             "re-run with --resume to continue"

@@ -118,13 +118,24 @@ def policy_id(spec: str, world: World = World()) -> str:
     return name if world == World() else f"{name}|{json.dumps(world.to_dict(), sort_keys=True)}"
 
 
-def _cached(path: Path, identity: str) -> dict | None:
-    """A finished episode's result from an earlier (possibly killed) run of the same policy."""
+def _digest(result: dict) -> str:
+    """sha256 of a result's JSON: a cached result edited or damaged since is not trusted."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+
+
+def _cached(path: Path, identity: str, seed: int) -> dict | None:
+    """A finished episode's result from an earlier (possibly killed) run of the same policy;
+    None (the road is driven again) if absent, edited, damaged or of another policy or road."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return saved["result"] if saved.get("policy_id") == identity else None
+    if not isinstance(saved, dict) or saved.get("policy_id") != identity:
+        return None
+    result = saved.get("result")
+    if not isinstance(result, dict) or saved.get("sha256") != _digest(result):
+        return None
+    return result if result.get("seed") == seed else None
 
 
 def run_episodes(
@@ -147,7 +158,7 @@ def run_episodes(
     identity = policy_id(spec, world)
     done = {}
     for seed in seeds:
-        result = _cached(cache / f"{seed}.json", identity)
+        result = _cached(cache / f"{seed}.json", identity, seed)
         if result is None or "breakdown" not in result:  # missing, or cached by an older version
             continue
         if seed not in videos or videos[seed].exists():
@@ -157,7 +168,8 @@ def run_episodes(
 
     def finished(result: dict) -> None:
         done[result["seed"]] = result
-        write_json(cache / f"{result['seed']}.json", {"policy_id": identity, "result": result})
+        saved = {"policy_id": identity, "result": result, "sha256": _digest(result)}
+        write_json(cache / f"{result['seed']}.json", saved)
         bar.update(1)
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 

@@ -251,3 +251,16 @@ def test_training_on_stacked_frames_saves_a_policy_that_stacks_them(data, tmp_pa
     # and resuming it with another stack is refused, naming the flags
     with pytest.raises(TrainingError, match="--frames and --frame-stride"):
         train(replace(cfg, epochs=2, resume=True, frames=3))
+
+
+def test_a_dataset_with_an_unknown_camera_key_is_refused_before_training(tmp_path, capsys):
+    from driving.cli import main
+
+    meta = {"driver": "expert", "camera": CAMERA | {"zoom": 3}}  # evaluation could not build it
+    for seed in range(2):
+        write_episode(tmp_path / "data", learnable_episode(seed, frames=16, meta=meta))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--run", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "zoom" in err, err
+    assert not run.exists()  # refused before anything was written

@@ -12,7 +12,7 @@ from conftest import Recording
 from driving.draw.video import read_mp4
 from driving.learn.model import ModelConfig, PilotNet
 from driving.rollout.clips import CLIPS_PER_ROAD
-from driving.rollout.evaluate import EvalConfig, evaluate
+from driving.rollout.evaluate import EvalConfig, _digest, evaluate
 from driving.rollout.loop import drive, rollout
 from envs import eval_seeds
 from envs.expert import Expert
@@ -59,10 +59,23 @@ def test_a_rerun_reuses_finished_episodes(tmp_path):
     cached = tmp_path / "episodes" / "policy" / f"{eval_seeds(1)[0]}.json"
     saved = json.loads(cached.read_text())
     saved["result"]["mean_speed"] = 123.0  # marks the cached result: a re-run must reuse it
+    saved["sha256"] = _digest(saved["result"])
     cached.write_text(json.dumps(saved))
     report = evaluate(EvalConfig("expert", episodes=3, out=tmp_path, workers=1, video=0))
     assert report["episodes"][0]["mean_speed"] == 123.0
     assert report["episodes"][2]["mean_speed"] < 20  # the new road was driven
+
+
+def test_an_edited_or_damaged_cached_episode_is_driven_again(tmp_path):
+    evaluate(EvalConfig("expert", episodes=2, out=tmp_path, workers=1, video=0))
+    first, second = (tmp_path / "episodes" / "policy" / f"{s}.json" for s in eval_seeds(2))
+    saved = json.loads(first.read_text())
+    saved["result"]["mean_speed"] = "fast"  # edited by hand, digest not updated
+    first.write_text(json.dumps(saved))
+    second.write_text(json.dumps([saved]))  # not even an object
+    report = evaluate(EvalConfig("expert", episodes=2, out=tmp_path, workers=1, video=0))
+    assert all(isinstance(e["mean_speed"], float) for e in report["episodes"])
+    assert report["overall"]["success_rate"] == 1.0
 
 
 def test_a_forced_intervention_writes_a_clip_from_3_s_before_to_1_s_after(tmp_path):
