@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-import difflib
+import errno
 import json
 import sys
 import time
@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from driving.helptext import reflow_field_docs
+from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
 from driving.rollout.evaluate import EvalConfig, evaluate
@@ -141,16 +141,56 @@ def run_demo(cfg: DemoConfig) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `drive`; returns the exit code."""
+FOLDER_FLAGS = ("out", "run")
+"""Config fields naming a folder a verb writes into (export's --out is a file, convert's a name)."""
+
+
+def check_output_folders(cfg: object) -> None:
+    """Refuse, before any work, an output folder flag that names a file or lies under one.
+
+    Raises:
+        ValueError: one line naming the flag and the file.
+    """
+    if isinstance(cfg, (ExportConfig, ConvertConfig)):
+        names = ()
+    else:
+        names = [name for name in FOLDER_FLAGS if isinstance(getattr(cfg, name, None), Path)]
+    for name in names:
+        path = getattr(cfg, name)
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            where = "is" if blocking == path else f"lies under {blocking}, which is"
+            raise ValueError(
+                f"--{name} {path} {where} a file, not a folder: choose another --{name}"
+            )
+    out = getattr(cfg, "out", None) if isinstance(cfg, ExportConfig) else None
+    if out is not None and (
+        out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents)
+    ):
+        raise ValueError(f"--out {out} must be a file path in a folder (like net.onnx)")
+
+
+def os_error_line(error: OSError) -> str:
+    """An OSError as one line naming its path, not `[Errno 17] File exists: 'x'`."""
+    path = error.filename
+    if path is None:
+        return error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        return f"{path}: a file stands where a folder is needed; remove it or choose another path"
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device writing {path}; free some space and re-run"
+    if isinstance(error, PermissionError):
+        return f"permission denied: {path}"
+    if isinstance(error, FileNotFoundError):
+        return f"{path} does not exist"
+    return f"{error.strerror or error}: {path}"
+
+
+def verb_configs() -> dict[str, type]:
+    """Each verb of `drive` and the dataclass of its flags."""
     from driving.learn.train import TrainConfig
 
-    reflow_field_docs()
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--version"]:
-        print(f"drive {version('pixels-to-pedals')}")
-        return 0
-    verbs = {
+    return {
         "collect": CollectConfig,
         "info": InfoConfig,
         "train": TrainConfig,
@@ -163,18 +203,25 @@ def main(argv: list[str] | None = None) -> int:
         "view": ViewConfig,
         "saliency": SaliencyConfig,
     }
-    if args and not args[0].startswith("-") and args[0] not in verbs:
-        close = difflib.get_close_matches(args[0], verbs, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(verbs)}"
-        print(f"error: unknown command '{args[0]}'; {hint}", file=sys.stderr)
-        return 2
-    cfg = tyro.extras.subcommand_cli_from_dict(
-        verbs,
-        prog="drive",
-        description=__doc__.split("\n")[0],
-        args=args,
-    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `drive`; returns the exit code."""
+    from driving.learn.train import TrainConfig
+
+    reflow_field_docs()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--version"]:
+        print(f"drive {version('pixels-to-pedals')}")
+        return 0
+    verbs = verb_configs()
     try:
+        cfg = parse_verb(verbs, args, prog="drive", description=__doc__.split("\n")[0])
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        check_output_folders(cfg)
         if isinstance(cfg, CollectConfig):
             summary = collect_keyboard(cfg) if cfg.driver == "keyboard" else collect(cfg)
             print(
@@ -231,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         message = str(interrupt) or "interrupted: finished work is kept on disk"
         print(f"\n{message}", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
+    except OSError as error:
+        print(f"error: {os_error_line(error)}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # DatasetError and CheckpointError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,136 @@
+"""The `drive` command's own messages: tyro's parse errors as one `error:` line, and `--help`
+listing every flag of every verb with its docstring as flowing text."""
+
+import dataclasses
+import re
+import subprocess
+import sys
+import typing
+
+import docstring_parser
+import pytest
+import tyro
+
+from driving.cli import main, verb_configs
+
+PARSE_ERRORS = {
+    "non-numeric count": (["collect", "--out", "d", "--episodes", "x"], "--episodes"),
+    "fractional count": (["collect", "--out", "d", "--episodes", "1.5"], "--episodes"),
+    "unknown flag": (["collect", "--out", "d", "--bogus", "3"], "--bogus"),
+    "missing value": (["train", "--data", "d", "--frames"], "--frames"),
+    "missing required flag": (["evaluate"], "--policy"),
+    "bad choice": (["demo", "--camera.kind", "fish"], "fish"),
+    "flag before any verb": (["--bogus"], "--bogus"),
+    "no verb": ([], "choose one of collect"),
+}
+
+
+@pytest.mark.parametrize("case", list(PARSE_ERRORS))
+def test_a_parse_error_is_one_error_line_naming_the_flag(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv, named = PARSE_ERRORS[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert named in err and not set(err) & set("│╭╰─"), err
+    assert captured.out == ""
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_installed_command_prints_one_line_for_a_bad_flag(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driving.cli",
+            "collect",
+            "--out",
+            str(tmp_path),
+            "--workers",
+            "two",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert "--workers" in done.stderr and "drive collect --help" in done.stderr
+
+
+def test_a_mistyped_verb_gets_the_closest_one(capsys):
+    assert main(["trian", "--data", "x"]) == 2
+    assert capsys.readouterr().err == "error: unknown verb 'trian'; did you mean 'train'?\n"
+    assert main(["fly"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown verb 'fly'; choose one of collect")
+
+
+def flags_and_docs(config: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(flag, flowing docstring) of every leaf field of a verb's config dataclass, nested ones
+    included (`--noise.steering`; a field marked `arg(name="")` adds no prefix)."""
+    docs = {p.arg_name: p.description for p in docstring_parser.parse_from_object(config).params}
+    hints = typing.get_type_hints(config, include_extras=True)
+    found = []
+    for field in dataclasses.fields(config):
+        hint, name = hints[field.name], field.name.replace("_", "-")
+        for meta in getattr(hint, "__metadata__", ()):
+            if meta in typing.get_args(tyro.conf.Positional[int]):
+                name = None  # a positional argument: no flag to list, its help all the same
+            elif getattr(meta, "name", None) is not None:  # tyro.conf.arg(name=...)
+                name = meta.name
+        kind = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+        if dataclasses.is_dataclass(kind):
+            found += flags_and_docs(kind, f"{prefix}{name}." if name else prefix)
+        else:
+            flag = f"--{prefix}{name}" if name is not None else ""
+            found.append((flag, " ".join((docs.get(field.name) or "").split())))
+    return found
+
+
+@pytest.mark.parametrize("verb", list(verb_configs()))
+def test_help_lists_every_flag_with_its_docstring(verb, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # one column of option groups
+    with pytest.raises(SystemExit) as exit_:
+        main([verb, "--help"])
+    assert exit_.value.code == 0
+    # The box's borders out and the lines joined: text that wraps reads as it flows.
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
+    for flag, doc in flags_and_docs(verb_configs()[verb]):
+        assert flag in text, f"{verb}: {flag} missing from --help"
+        assert doc and doc in text, f"{verb} {flag}: docstring {doc!r} not in --help as one flow"
+
+
+FOLDER_FLAGS = {
+    "collect": ["collect", "--out", "{file}"],
+    "train": ["train", "--data", "{dir}", "--run", "{file}"],
+    "evaluate": ["evaluate", "--policy", "expert", "--out", "{file}"],
+    "dagger": ["dagger", "--out", "{file}"],
+    "demo": ["demo", "--out", "{file}"],
+    "watch": ["watch", "--policy", "expert", "--out", "{file}"],
+    "saliency": ["saliency", "--policy", "expert", "--out", "{file}"],
+    "view": ["view", "{dir}", "--out", "{file}"],
+    "under a file": ["collect", "--out", "{file}/data"],
+    "train's data": ["train", "--data", "{file}", "--run", "{dir}/run"],
+}
+
+
+@pytest.mark.parametrize("case", list(FOLDER_FLAGS))
+def test_an_output_folder_that_is_a_file_is_one_line_naming_it(case, tmp_path, capsys):
+    file = tmp_path / "somefile"
+    file.write_text("keep me")
+    argv = [a.format(file=file, dir=tmp_path) for a in FOLDER_FLAGS[case]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and str(file) in err, err
+    assert "Errno" not in err and ("is not a folder" in err or "a file, not a folder" in err), err
+    assert file.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [file]
+
+
+def test_an_os_error_is_a_line_naming_its_path():
+    from driving.cli import os_error_line
+
+    assert os_error_line(FileExistsError(17, "File exists", "logs/x")) == (
+        "logs/x: a file stands where a folder is needed; remove it or choose another path"
+    )
+    assert "no space left" in os_error_line(OSError(28, "No space left on device", "/d/v.mp4"))
+    assert os_error_line(OSError("cannot encode x.png as PNG")) == "cannot encode x.png as PNG"
