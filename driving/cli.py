@@ -95,25 +95,41 @@ class DemoConfig:
             return self.colour_jitter
         return 0.5 if self.world.camera.kind == "dashcam" else 0.0
 
+    def collect_config(self) -> CollectConfig:
+        """What step 1 collects."""
+        return CollectConfig(
+            out=self.out / "data", episodes=self.episodes, workers=self.workers,
+            noise=self.noise, world=self.world,
+        )  # fmt: skip
+
+    def validate(self) -> None:
+        """Check every setting before any work: a bad one is refused before collecting.
+
+        Raises:
+            ValueError: one line naming the flag.
+        """
+        from driving.learn.model import ModelConfig
+
+        for name in ("epochs", "eval_episodes"):
+            if getattr(self, name) < 1:
+                flag = name.replace("_", "-")
+                raise ValueError(f"--{flag} must be >= 1, got {getattr(self, name)}")
+        self.collect_config().validate()  # roads, workers, world, noise
+        model = {"frames": self.frames, "frame_stride": self.frame_stride}
+        ModelConfig(**model, input_norm=self.input_norm).validate()
+        if not 0.0 <= self.jitter() <= 1.0:
+            raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
+
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
-    from driving.learn.model import ModelConfig
     from driving.learn.train import TrainConfig, train
 
-    model = {"frames": cfg.frames, "frame_stride": cfg.frame_stride, "input_norm": cfg.input_norm}
-    ModelConfig(**model).validate()  # before any work
-    if not 0.0 <= cfg.jitter() <= 1.0:
-        raise ValueError(f"--colour-jitter must be in [0, 1], got {cfg.jitter()}")
-    cfg.world.validate()
+    cfg.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
     print(f"[1/3] collecting {cfg.episodes} expert episodes into {data}")
-    collect(
-        CollectConfig(
-            out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise, world=cfg.world
-        )
-    )  # fmt: skip
+    collect(cfg.collect_config())
     print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
     resume = (run / "last.pt").exists()
     summary = train(

@@ -134,3 +134,23 @@ def test_an_os_error_is_a_line_naming_its_path():
     )
     assert "no space left" in os_error_line(OSError(28, "No space left on device", "/d/v.mp4"))
     assert os_error_line(OSError("cannot encode x.png as PNG")) == "cannot encode x.png as PNG"
+
+
+BAD_DEMO = {
+    "no evaluation roads": ["--eval-episodes", "0"],
+    "no epochs": ["--epochs", "0"],
+    "no training roads": ["--episodes", "0"],
+    "no workers": ["--workers", "0"],
+    "negative noise": ["--noise.steering", "-1"],
+    "no frames": ["--frames", "0"],
+    "held-out looks in training": ["--camera.appearance", "held-out"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DEMO))
+def test_a_bad_demo_setting_is_refused_before_collecting(case, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *BAD_DEMO[case]]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert "[1/3]" not in captured.out and not out.exists()
