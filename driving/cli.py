@@ -1,15 +1,15 @@
 """The `drive` command: collect demonstrations, train PilotNet, evaluate, watch and explain it.
 
     drive demo                                   # everything, sized for a 2-core CPU
-    drive collect --out data/demo --episodes 60  # expert demonstrations
+    drive collect --out data/demo --roads 60  # expert demonstrations
     drive info data/demo                         # what a dataset holds
     drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
-    drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
+    drive evaluate --policy logs/mine/best.pt --roads 50 --out logs/mine/eval --video 2
     drive dagger --out logs/dagger --rounds 4    # DAgger rounds, a table per round
     drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
     drive convert data/demo --to minari          # the dataset for Minari (and back), LeRobot
     drive watch --policy logs/mine/best.pt       # live window (or mp4 without a display)
-    drive collect --driver keyboard --out data/me --episodes 3  # you drive (arrow keys)
+    drive collect --driver keyboard --out data/me --roads 3  # you drive (arrow keys)
     drive view data/demo                         # contact sheet, label plots, episode mp4
     drive saliency --policy logs/mine/best.pt    # where the net looks (VisualBackProp), measured
 
@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from driving.flags import EvalRoads, Roads, flag
 from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
@@ -64,11 +65,11 @@ class DemoConfig:
 
     out: Path = Path("logs/demo")
     """run folder: data/, run/ (TensorBoard + checkpoints), eval/ (metrics.json, videos)"""
-    episodes: int = 80
+    episodes: Roads = 80
     """training roads to collect"""
     epochs: int = 5
     """training epochs"""
-    eval_episodes: int = 50
+    eval_episodes: EvalRoads = 50
     """held-out roads to evaluate on"""
     workers: int = 2
     """processes for collection and evaluation"""
@@ -81,6 +82,9 @@ class DemoConfig:
     """camera frames stacked as the network's input (see `drive train --help`)"""
     frame_stride: int = 1
     """policy steps between stacked frames"""
+    device: str = "auto"
+    """where the network trains: auto (a GPU if there is one), cpu, cuda or cuda:N; it drives
+    (evaluation) on the CPU, as `drive evaluate` does by default"""
     seed: int = 0
     """training seed (initial weights, sampling order): another seed checks a result's spread"""
     colour_jitter: float | None = None
@@ -109,11 +113,12 @@ class DemoConfig:
             ValueError: one line naming the flag.
         """
         from driving.learn.model import ModelConfig
+        from driving.learn.state import resolve_device
 
         for name in ("epochs", "eval_episodes"):
             if getattr(self, name) < 1:
-                flag = name.replace("_", "-")
-                raise ValueError(f"--{flag} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
+        resolve_device(self.device)
         self.collect_config().validate()  # roads, workers, world, noise
         model = {"frames": self.frames, "frame_stride": self.frame_stride}
         ModelConfig(**model, input_norm=self.input_norm).validate()
@@ -136,7 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
-            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm,
+            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, device=cfg.device,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import tyro
 
+from driving.flags import new_names
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BOX = "│╭╮╰╯┃"
 HELP_INDENT = 8  # [columns] tyro indents a flag's help text this far under its name in a box
@@ -44,7 +46,7 @@ def parse_verb(
     try:
         with contextlib.redirect_stderr(captured):
             cfg = tyro.extras.subcommand_cli_from_dict(
-                dict(verbs), prog=prog, description=description, args=list(args)
+                dict(verbs), prog=prog, description=description, args=new_names(list(args))
             )
     except SystemExit as exit_:
         if exit_.code in (0, None):  # --help
@@ -69,23 +71,34 @@ def one_line(printed: str) -> str:
     """tyro's error box (or any short error text) as one line: its message sections, no help.
 
     Kept: each section's first paragraph, without the lines indented as a flag's help text.
-    Dropped: the box, the title, the "Argument helptext" and "For full helptext" sections.
+    Dropped: the box (drawn in Unicode or, on a non-UTF-8 terminal, ASCII), the title before
+    the first rule, and the "Argument helptext" and "For full helptext" sections.
     """
+    rows = []  # (indent, text) of each content line; None for a rule between sections
+    for raw in ANSI.sub("", printed).splitlines():
+        line = raw.rstrip().rstrip(BOX).rstrip()
+        stripped = line.lstrip()
+        rule = stripped.strip(BOX + " ")
+        if stripped.startswith(("╭", "╰")) or (rule and set(rule) <= set("─-")):
+            rows.append(None)
+            continue
+        if stripped[:1] in BOX:  # the box's left side and its padding
+            line = line[len(line) - len(stripped) + 1 :]
+            line = line[1:] if line.startswith(" ") else line
+        rows.append((len(line) - len(line.lstrip()), line.strip()))
+    pad = min((row[0] for row in rows if row and row[1]), default=0)
     sections: list[list[str]] = [[]]
     ended = False  # the section's first paragraph has ended
-    for raw in ANSI.sub("", printed).splitlines():
-        line = raw.strip()
-        rule = line.strip(BOX + " ")
-        if line[:1] in "╭╰" or (rule and set(rule) <= {"─"}):
-            sections.append([])  # a border or a rule between sections
+    for row in rows:
+        if row is None:
+            sections.append([])
             ended = False
-            continue
-        inner = line.strip(BOX).rstrip()
-        text = inner[1:] if inner.startswith(" ") else inner  # the box's own padding
-        if not text.strip():
+        elif not row[1]:
             ended = bool(sections[-1])
-        elif not ended and len(text) - len(text.lstrip()) < HELP_INDENT:
-            sections[-1].append(text.strip())
+        elif not ended and row[0] - pad < HELP_INDENT:
+            sections[-1].append(row[1])
+    if len(sections) > 1:
+        sections = sections[1:]  # the title (ASCII), or nothing above the top border (Unicode)
     kept = [
         " ".join(section)
         for section in sections

@@ -220,7 +220,9 @@ def test_every_command_works_with_the_dashcam_and_keeps_its_world(tmp_path, monk
         report = json.loads((out / appearance / "metrics.json").read_text())
         assert report["world"]["camera"]["appearance"] == appearance
     assert main(["watch", *policy, "--display", "mp4", "--out", str(out), "--max-steps", "5"]) == 0
-    assert main(["saliency", *policy, "--data", str(data), "--frames", "2", "--out", str(out)]) == 0
+    assert (
+        main(["saliency", *policy, "--data", str(data), "--pictures", "2", "--out", str(out)]) == 0
+    )
     assert main(["export", *policy, "--out", str(out / "net.onnx")]) == 0
     assert main(["view", str(data), "--out", str(out / "view")]) == 0
     assert (out / "watch_1000000.mp4").stat().st_size > 0 and (out / "net.onnx").exists()

@@ -2,6 +2,7 @@
 listing every flag of every verb with its docstring as flowing text."""
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -14,8 +15,9 @@ import tyro
 from driving.cli import main, verb_configs
 
 PARSE_ERRORS = {
-    "non-numeric count": (["collect", "--out", "d", "--episodes", "x"], "--episodes"),
-    "fractional count": (["collect", "--out", "d", "--episodes", "1.5"], "--episodes"),
+    "non-numeric count": (["collect", "--out", "d", "--roads", "x"], "--roads"),
+    "fractional count": (["collect", "--out", "d", "--roads", "1.5"], "--roads"),
+    "no limit spelled wrong": (["watch", "--policy", "expert", "--max-steps", "none"], "--max"),
     "unknown flag": (["collect", "--out", "d", "--bogus", "3"], "--bogus"),
     "missing value": (["train", "--data", "d", "--frames"], "--frames"),
     "missing required flag": (["evaluate"], "--policy"),
@@ -38,20 +40,14 @@ def test_a_parse_error_is_one_error_line_naming_the_flag(case, capsys, tmp_path,
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_the_installed_command_prints_one_line_for_a_bad_flag(tmp_path):
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])  # tyro draws ASCII boxes on latin-1
+def test_the_installed_command_prints_one_line_for_a_bad_flag(encoding, tmp_path):
+    argv = [sys.executable, "-m", "driving.cli", "collect", "--out", str(tmp_path)]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "driving.cli",
-            "collect",
-            "--out",
-            str(tmp_path),
-            "--workers",
-            "two",
-        ],
+        [*argv, "--workers", "two"],
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONIOENCODING": encoding},
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
@@ -63,6 +59,37 @@ def test_a_mistyped_verb_gets_the_closest_one(capsys):
     assert capsys.readouterr().err == "error: unknown verb 'trian'; did you mean 'train'?\n"
     assert main(["fly"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown verb 'fly'; choose one of collect")
+
+
+def test_one_name_per_meaning_and_the_old_names_still_work():
+    from driving.helptext import parse_verb
+
+    def parse(*args):
+        return parse_verb(verb_configs(), list(args), prog="drive", description="")
+
+    assert parse("collect", "--out", "d", "--roads", "3").episodes == 3
+    assert parse("collect", "--out", "d", "--episodes", "3").episodes == 3
+    assert parse("evaluate", "--policy", "expert", "--episodes=4").episodes == 4
+    assert parse("train", "--data", "d", "--eval-episodes", "2").eval_episodes == 2
+    demo = parse("demo", "--roads", "5", "--eval-roads", "6", "--device", "cpu", "--seed", "1")
+    assert (demo.episodes, demo.eval_episodes, demo.device, demo.seed) == (5, 6, "cpu", 1)
+    assert parse("saliency", "--policy", "p.pt", "--pictures", "4").pictures == 4
+    assert (
+        parse("dagger").max_steps is None and parse("watch", "--policy", "expert").max_steps is None
+    )
+    for verb, required in {"evaluate": ["--policy", "expert"], "watch": ["--policy", "expert"],
+                           "saliency": ["--policy", "p.pt"], "dagger": [], "demo": [],
+                           "train": ["--data", "d"]}.items():  # fmt: skip
+        assert parse(verb, *required, "--device", "cuda:1").device == "cuda:1"
+
+
+@pytest.mark.parametrize("argv", [["saliency", "--policy", "p.pt", "--frames", "4"],
+                                  ["dagger", "--max-steps", "0"], ["evaluate", "--policy",
+                                  "expert", "--device", "tpu"]])  # fmt: skip
+def test_a_flag_of_another_meaning_is_refused(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and argv[-2] in err, err
 
 
 def flags_and_docs(config: type, prefix: str = "") -> list[tuple[str, str]]:
@@ -137,9 +164,10 @@ def test_an_os_error_is_a_line_naming_its_path():
 
 
 BAD_DEMO = {
-    "no evaluation roads": ["--eval-episodes", "0"],
+    "no evaluation roads": ["--eval-roads", "0"],
     "no epochs": ["--epochs", "0"],
-    "no training roads": ["--episodes", "0"],
+    "no training roads": ["--roads", "0"],
+    "no evaluation roads, old name": ["--eval-episodes", "0"],
     "no workers": ["--workers", "0"],
     "negative noise": ["--noise.steering", "-1"],
     "no frames": ["--frames", "0"],
