@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from driving.data.extras import require
 from driving.files import replacing
 from driving.learn.checkpoint import build_model, load_checkpoint
 
@@ -67,8 +68,9 @@ def _latency_ms(run, repeats: int = 300) -> tuple[float, float]:
 
 def export_onnx(cfg: ExportConfig) -> dict:
     """Export, verify parity within `TOLERANCE`, measure batch-1 latency; returns a summary."""
-    import onnxruntime
-
+    for module in ("onnx", "onnxscript"):  # what torch.onnx.export needs
+        require(module, extra="onnx")
+    onnxruntime = require("onnxruntime", extra="onnx")
     if cfg.check < 1:
         raise ValueError(f"--check must be >= 1, got {cfg.check}")
     model = build_model(load_checkpoint(cfg.policy), source=cfg.policy).eval()

@@ -182,3 +182,15 @@ def test_a_bad_demo_setting_is_refused_before_collecting(case, tmp_path, capsys)
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
     assert "[1/3]" not in captured.out and not out.exists()
+
+
+@pytest.mark.parametrize("module", ["onnxruntime", "onnx", "onnxscript"])
+def test_export_without_the_onnx_extra_names_the_pip_command(module, tmp_path, capsys, monkeypatch):
+    from conftest import save_untrained
+
+    checkpoint = save_untrained(tmp_path / "best.pt")
+    monkeypatch.setitem(sys.modules, module, None)  # Python's own "not installed": ImportError
+    assert main(["export", "--policy", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {module} is not installed: pip install 'pixels-to-pedals[onnx]'\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
