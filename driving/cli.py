@@ -1,15 +1,15 @@
 """The `drive` command: collect demonstrations, train PilotNet, evaluate, watch and explain it.
 
     drive demo                                   # everything, sized for a 2-core CPU
-    drive collect --out data/demo --episodes 60  # expert demonstrations
+    drive collect --out data/demo --roads 60  # expert demonstrations
     drive info data/demo                         # what a dataset holds
     drive train --data data/demo --run logs/mine # PilotNet, TensorBoard in logs/mine
-    drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
+    drive evaluate --policy logs/mine/best.pt --roads 50 --out logs/mine/eval --video 2
     drive dagger --out logs/dagger --rounds 4    # DAgger rounds, a table per round
     drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
     drive convert data/demo --to minari          # the dataset for Minari (and back), LeRobot
     drive watch --policy logs/mine/best.pt       # live window (or mp4 without a display)
-    drive collect --driver keyboard --out data/me --episodes 3  # you drive (arrow keys)
+    drive collect --driver keyboard --out data/me --roads 3  # you drive (arrow keys)
     drive view data/demo                         # contact sheet, label plots, episode mp4
     drive saliency --policy logs/mine/best.pt    # where the net looks (VisualBackProp), measured
 
@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-import difflib
+import errno
 import json
 import signal
 import sys
@@ -31,7 +31,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from driving.helptext import reflow_field_docs
+from driving.flags import EvalRoads, Roads, flag
+from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
 from driving.rollout.evaluate import EvalConfig, evaluate
@@ -66,11 +67,11 @@ class DemoConfig:
 
     out: Path = Path("logs/demo")
     """run folder: data/, run/ (TensorBoard + checkpoints), eval/ (metrics.json, videos)"""
-    episodes: int = 80
+    episodes: Roads = 80
     """training roads to collect"""
     epochs: int = 5
     """training epochs"""
-    eval_episodes: int = 50
+    eval_episodes: EvalRoads = 50
     """held-out roads to evaluate on"""
     workers: int = 2
     """processes for collection and evaluation"""
@@ -83,6 +84,9 @@ class DemoConfig:
     """camera frames stacked as the network's input (see `drive train --help`)"""
     frame_stride: int = 1
     """policy steps between stacked frames"""
+    device: str = "auto"
+    """where the network trains: auto (a GPU if there is one), cpu, cuda or cuda:N; it drives
+    (evaluation) on the CPU, as `drive evaluate` does by default"""
     seed: int = 0
     """training seed (initial weights, sampling order): another seed checks a result's spread"""
     colour_jitter: float | None = None
@@ -97,32 +101,49 @@ class DemoConfig:
             return self.colour_jitter
         return 0.5 if self.world.camera.kind == "dashcam" else 0.0
 
+    def collect_config(self) -> CollectConfig:
+        """What step 1 collects."""
+        return CollectConfig(
+            out=self.out / "data", episodes=self.episodes, workers=self.workers,
+            noise=self.noise, world=self.world,
+        )  # fmt: skip
+
+    def validate(self) -> None:
+        """Check every setting before any work: a bad one is refused before collecting.
+
+        Raises:
+            ValueError: one line naming the flag.
+        """
+        from driving.learn.model import ModelConfig
+        from driving.learn.state import resolve_device
+
+        for name in ("epochs", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
+        resolve_device(self.device)
+        self.collect_config().validate()  # roads, workers, world, noise
+        model = {"frames": self.frames, "frame_stride": self.frame_stride}
+        ModelConfig(**model, input_norm=self.input_norm).validate()
+        if not 0.0 <= self.jitter() <= 1.0:
+            raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
+
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole loop: collect -> train -> evaluate; returns the evaluation report."""
-    from driving.learn.model import ModelConfig
     from driving.learn.train import TrainConfig, train
 
-    model = {"frames": cfg.frames, "frame_stride": cfg.frame_stride, "input_norm": cfg.input_norm}
-    ModelConfig(**model).validate()  # before any work
-    if not 0.0 <= cfg.jitter() <= 1.0:
-        raise ValueError(f"--colour-jitter must be in [0, 1], got {cfg.jitter()}")
-    cfg.world.validate()
+    cfg.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
     print(f"[1/3] collecting {cfg.episodes} expert episodes into {data}")
-    collect(
-        CollectConfig(
-            out=data, episodes=cfg.episodes, workers=cfg.workers, noise=cfg.noise, world=cfg.world
-        )
-    )  # fmt: skip
+    collect(cfg.collect_config())
     print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
     resume = (run / "last.pt").exists()
     summary = train(
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
-            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm,
+            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, device=cfg.device,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
@@ -149,16 +170,56 @@ def _terminated(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `drive`; returns the exit code."""
+FOLDER_FLAGS = ("out", "run")
+"""Config fields naming a folder a verb writes into (export's --out is a file, convert's a name)."""
+
+
+def check_output_folders(cfg: object) -> None:
+    """Refuse, before any work, an output folder flag that names a file or lies under one.
+
+    Raises:
+        ValueError: one line naming the flag and the file.
+    """
+    if isinstance(cfg, (ExportConfig, ConvertConfig)):
+        names = ()
+    else:
+        names = [name for name in FOLDER_FLAGS if isinstance(getattr(cfg, name, None), Path)]
+    for name in names:
+        path = getattr(cfg, name)
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            where = "is" if blocking == path else f"lies under {blocking}, which is"
+            raise ValueError(
+                f"--{name} {path} {where} a file, not a folder: choose another --{name}"
+            )
+    out = getattr(cfg, "out", None) if isinstance(cfg, ExportConfig) else None
+    if out is not None and (
+        out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents)
+    ):
+        raise ValueError(f"--out {out} must be a file path in a folder (like net.onnx)")
+
+
+def os_error_line(error: OSError) -> str:
+    """An OSError as one line naming its path, not `[Errno 17] File exists: 'x'`."""
+    path = error.filename
+    if path is None:
+        return error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        return f"{path}: a file stands where a folder is needed; remove it or choose another path"
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device writing {path}; free some space and re-run"
+    if isinstance(error, PermissionError):
+        return f"permission denied: {path}"
+    if isinstance(error, FileNotFoundError):
+        return f"{path} does not exist"
+    return f"{error.strerror or error}: {path}"
+
+
+def verb_configs() -> dict[str, type]:
+    """Each verb of `drive` and the dataclass of its flags."""
     from driving.learn.train import TrainConfig
 
-    reflow_field_docs()
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--version"]:
-        print(f"drive {version('pixels-to-pedals')}")
-        return 0
-    verbs = {
+    return {
         "collect": CollectConfig,
         "info": InfoConfig,
         "train": TrainConfig,
@@ -171,20 +232,27 @@ def main(argv: list[str] | None = None) -> int:
         "view": ViewConfig,
         "saliency": SaliencyConfig,
     }
-    if args and not args[0].startswith("-") and args[0] not in verbs:
-        close = difflib.get_close_matches(args[0], verbs, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(verbs)}"
-        print(f"error: unknown command '{args[0]}'; {hint}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `drive`; returns the exit code."""
+    from driving.learn.train import TrainConfig
+
+    reflow_field_docs()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--version"]:
+        print(f"drive {version('pixels-to-pedals')}")
+        return 0
+    verbs = verb_configs()
+    try:
+        cfg = parse_verb(verbs, args, prog="drive", description=__doc__.split("\n")[0])
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    cfg = tyro.extras.subcommand_cli_from_dict(
-        verbs,
-        prog="drive",
-        description=__doc__.split("\n")[0],
-        args=args,
-    )
     if threading.current_thread() is threading.main_thread():  # where Python runs handlers
         signal.signal(signal.SIGTERM, _terminated)
     try:
+        check_output_folders(cfg)
         if isinstance(cfg, CollectConfig):
             summary = collect_keyboard(cfg) if cfg.driver == "keyboard" else collect(cfg)
             print(
@@ -241,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         message = str(interrupt) or "interrupted: finished work is kept on disk"
         print(f"\n{message}", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
+    except OSError as error:
+        print(f"error: {os_error_line(error)}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # DatasetError and CheckpointError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -105,9 +105,11 @@ def run_parallel(
     started ones (forked on Linux, else spawned: about a second to start, while this one is
     already working).
 
-    `on_result` runs in this process as each task finishes, in completion order.
+    `on_result` runs in this process as each task finishes, in completion order. No more
+    processes start than there are tasks (`--workers 30` for 3 roads: this one and 2 more).
     """
-    if workers == 1 or len(tasks) <= 1:
+    workers = min(workers, len(tasks))
+    if workers <= 1 or len(tasks) <= 1:
         with _one_thread(torch_too=False):
             for task in tasks:
                 on_result(fn(*task))

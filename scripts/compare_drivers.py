@@ -35,7 +35,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from driving.rollout.drivers import drivers, policy_world  # noqa: E402
 
 EVALUATE = [sys.executable, "-m", "driving.cli", "evaluate"]
-ROADS_FLAG = "--episodes"
+ROADS_FLAG = "--roads"
 """`drive evaluate`'s flag for the number of held-out roads."""
 ROWS = (  # (metrics.json key, row label, format)
     ("success_rate", "success", "{:.1%}"),

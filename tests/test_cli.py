@@ -220,7 +220,9 @@ def test_every_command_works_with_the_dashcam_and_keeps_its_world(tmp_path, monk
         report = json.loads((out / appearance / "metrics.json").read_text())
         assert report["world"]["camera"]["appearance"] == appearance
     assert main(["watch", *policy, "--display", "mp4", "--out", str(out), "--max-steps", "5"]) == 0
-    assert main(["saliency", *policy, "--data", str(data), "--frames", "2", "--out", str(out)]) == 0
+    assert (
+        main(["saliency", *policy, "--data", str(data), "--pictures", "2", "--out", str(out)]) == 0
+    )
     assert main(["export", *policy, "--out", str(out / "net.onnx")]) == 0
     assert main(["view", str(data), "--out", str(out / "view")]) == 0
     assert (out / "watch_1000000.mp4").stat().st_size > 0 and (out / "net.onnx").exists()
@@ -245,12 +247,6 @@ def test_the_demo_drives_the_dashcam_and_the_top_down_camera_is_one_flag_away():
     assert tyro.cli(DemoConfig, args=["--colour-jitter", "0.2"]).jitter() == 0.2
 
 
-def test_version_and_a_mistyped_verb(capsys):
+def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == "drive 0.1.0"
-    assert main(["trian", "--data", "x"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "error: unknown command 'trian'; did you mean 'train'?"
-    assert main(["fly"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown command 'fly'; choose one of collect, info, train")

@@ -6,8 +6,11 @@ web browsers too (OpenCV's 'mp4v' files do not).
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
+import shutil
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from driving.files import replacing, write_bytes
 
 SCALE = 3  # camera pixels -> video pixels
 PANEL = 72  # [px] height of the text panel under the frame
+LOW_SPACE = 1 << 20  # [bytes] free space under which a failed write is put down to a full disk
 GREEN, RED, WHITE, GREY = (60, 220, 60), (240, 70, 70), (255, 255, 255), (90, 90, 90)
 
 
@@ -86,15 +90,35 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Pa
             codec="libx264",
             pix_fmt_out="yuv420p",
             macro_block_size=1,
-            output_params=["-loglevel", "error"],
+            output_params=["-loglevel", "quiet"],  # a failure is ours to report, in one line
         )
-        writer.send(None)
         try:
-            for frame in itertools.chain([first], frames):
-                writer.send(np.ascontiguousarray(frame))
-        finally:
-            writer.close()
+            try:
+                writer.send(None)
+                for frame in itertools.chain([first], frames):
+                    writer.send(np.ascontiguousarray(frame))
+            finally:
+                writer.close()
+        except OSError:  # ffmpeg stopped reading (imageio-ffmpeg's IOError: its command line)
+            raise _write_failed(path, tmp) from None
+        if not _reads_back(tmp):  # ffmpeg ended in an error after the last frame
+            raise _write_failed(path, tmp)
     return path
+
+
+def _reads_back(path: Path) -> bool:
+    """Whether ffmpeg reads the video at `path` to its end without an error (no decoding)."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path)]
+    command += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    done = subprocess.run(command, capture_output=True)
+    return done.returncode == 0 and not done.stderr.strip()
+
+
+def _write_failed(path: Path, tmp: Path) -> OSError:
+    """Why the video `path` could not be written (as `tmp`), as an OSError naming `path`."""
+    if shutil.disk_usage(tmp.parent).free < LOW_SPACE:
+        return OSError(errno.ENOSPC, "no space left on the device", str(path))
+    return OSError(errno.EIO, "ffmpeg could not write the video", str(path))
 
 
 def read_mp4(path: Path) -> tuple[list[np.ndarray], float]:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from driving.data import Frames, load_split, read_episode, scan
 from driving.files import hold_folder
+from driving.flags import EvalRoads, flag
 from driving.learn import distributed
 from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
@@ -106,7 +107,7 @@ class TrainConfig:
     rounds do); the optimizer starts afresh. Ignored when --resume finds a last.pt."""
     threads: int = 0
     """CPU threads for torch (0 = torch's default)."""
-    eval_episodes: int = 0
+    eval_episodes: EvalRoads = 0
     """Closed-loop evaluation episodes with best.pt after training (0 = skip)."""
     eval_workers: int = 2
     """Processes for that evaluation."""
@@ -155,7 +156,7 @@ class TrainConfig:
 
 
 def _flag(name: str) -> str:
-    return name.replace("_", "-")  # how tyro spells the field on the command line
+    return flag(name).removeprefix("--")  # how the field is spelled on the command line
 
 
 def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:

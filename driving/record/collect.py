@@ -1,12 +1,12 @@
 """Collect expert demonstrations: camera frames labelled with the expert's [steering, throttle].
 
-    drive collect --out data/demo --episodes 60 --workers 2
+    drive collect --out data/demo --roads 60 --workers 2
 
 Noise injection (DART, Laskey et al. 2017): the executed action is the expert's plus temporally
 correlated noise, so the car really drifts off the lane centre; the stored label is always the
 expert's clean action for the state the car is in, so the data teaches recoveries.
 
-The command is idempotent: `--episodes N` asks for the seeds `first_seed .. first_seed + N - 1`,
+The command is idempotent: `--roads N` asks for the seeds `first_seed .. first_seed + N - 1`,
 and seeds already in the dataset are skipped. Re-running after a kill completes the set; asking
 for more episodes extends it; nothing is overwritten.
 
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from driving.data import VIEWPOINT_DRIVER, Episode, prepare_folder, used_seeds, write_episode
 from driving.data.read import has_episode
 from driving.data.store import claim_road
+from driving.flags import Roads
 from driving.parallel import per_process, run_parallel
 from driving.record.steps import StepRows, drive_meta
 from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
@@ -66,7 +67,7 @@ class CollectConfig:
 
     out: Path
     """dataset folder (created if missing; an existing dataset is extended, never overwritten)"""
-    episodes: int = 60
+    episodes: Roads = 60
     """number of roads: the seeds first_seed .. first_seed + episodes - 1"""
     first_seed: int = 0
     """first road seed (training seeds are below 1,000,000; evaluation roads are never used)"""
@@ -86,7 +87,7 @@ class CollectConfig:
     def validate(self) -> list[int]:
         """Check the settings once; return the seeds to collect."""
         if self.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+            raise ValueError(f"--roads must be >= 1, got {self.episodes}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         index, count = parse_shard(self.shard)

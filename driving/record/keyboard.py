@@ -1,6 +1,6 @@
 """Human demonstrations: drive with the arrow keys (or a gamepad), recorded like the expert's.
 
-    drive collect --driver keyboard --out data/mine --episodes 3
+    drive collect --driver keyboard --out data/mine --roads 3
 
 Left/right steer, up accelerates, down brakes; Esc ends the session (finished roads are kept).
 A held arrow key ramps the steering smoothly towards full lock and releasing it ramps it back to 0,

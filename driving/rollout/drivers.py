@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from driving.learn.policy import NetPolicy
+from driving.learn.state import resolve_device
 from driving.modular.driver import ModularDriver
 from envs.camera import CameraConfig
 from envs.expert import Expert
@@ -33,8 +34,9 @@ CAMERAS = {"topdown": CameraConfig(), "dashcam": CameraConfig(kind="dashcam", ap
 """The cameras a built-in driver can be given by name: the top-down one, the demo's dashcam."""
 
 
-def load_policy(spec: str) -> NetPolicy | None:
-    """The network policy of checkpoint `spec`; None for a built-in driver ('expert', 'modular').
+def load_policy(spec: str, device: str = "cpu") -> NetPolicy | None:
+    """The network policy of checkpoint `spec`, on `device` ('auto', 'cpu', 'cuda', 'cuda:N');
+    None for a built-in driver ('expert', 'modular').
 
     Raises:
         ValueError: `spec` is neither a built-in driver nor a readable checkpoint (one line).
@@ -43,7 +45,7 @@ def load_policy(spec: str) -> NetPolicy | None:
         return None
     if not Path(spec).is_file():
         raise ValueError(f"policy {spec!r} is neither 'expert', 'modular' nor a checkpoint file")
-    return NetPolicy.from_checkpoint(spec)
+    return NetPolicy.from_checkpoint(spec, device=resolve_device(device))
 
 
 def policy_world(
@@ -75,13 +77,14 @@ def policy_world(
 
 
 def drivers(
-    spec: str, world: World, **config: Any
+    spec: str, world: World, device: str = "cpu", **config: Any
 ) -> tuple[DrivingWrapper, NetPolicy | ModularDriver | Expert, Expert]:
-    """(env, policy, expert) for driving policy `spec` in `world`; the expert is the safety driver
-    and, for 'expert', the policy too. `config`: highway-env entries (terminate_off_road...)."""
+    """(env, policy, expert) for driving policy `spec` in `world`, a network running on `device`;
+    the expert is the safety driver and, for 'expert', the policy too. `config`: highway-env
+    entries (terminate_off_road...)."""
     env, expert = make_world(world, **config)
     if spec == MODULAR:
         frequency = env.unwrapped.config["policy_frequency"]
         return env, ModularDriver(world.camera, frequency=frequency), expert
-    net = load_policy(spec)
+    net = load_policy(spec, device)
     return env, net if net is not None else expert, expert

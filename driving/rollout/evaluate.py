@@ -1,6 +1,6 @@
 """Closed-loop evaluation on held-out roads: camera frame in, action out, expert as safety driver.
 
-    drive evaluate --policy logs/demo/best.pt --episodes 50 --out logs/demo/eval
+    drive evaluate --policy logs/demo/best.pt --roads 50 --out logs/demo/eval
 
 Every episode runs on an evaluation seed (see `envs`), never seen in training, in the scenario
 the policy was trained in (its checkpoint says which; `--scenario` and `--density` choose another).
@@ -26,8 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.files import write_json
+from driving.flags import Roads
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
+from driving.learn.state import resolve_device
 from driving.modular.driver import source_hash
 from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
@@ -46,7 +48,7 @@ class EvalConfig:
 
     policy: str
     """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver: `driving.modular`)"""
-    episodes: int = 50
+    episodes: Roads = 50
     """number of held-out roads"""
     out: Path = Path("logs/eval")
     """folder for metrics.json and videos"""
@@ -71,6 +73,8 @@ class EvalConfig:
     appearance: str = ""
     """the dashcam's appearance range: 'train', 'held-out' (colours and light no training frame
     shows: a robustness test) or 'plain'; empty: the policy's own"""
+    device: str = "cpu"
+    """where the network runs: auto (a GPU if there is one), cpu, cuda or cuda:N"""
     camera: str = ""
     """for 'expert' and 'modular': 'topdown' (the default) or 'dashcam' (the demo's camera,
     'train' looks unless --appearance says otherwise)"""
@@ -83,26 +87,33 @@ class EvalConfig:
         """Check the settings once (a bad checkpoint is refused before any work); returns the
         world to drive in."""
         if self.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+            raise ValueError(f"--roads must be >= 1, got {self.episodes}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if self.video < 0:
             raise ValueError(f"--video must be >= 0, got {self.video}")
+        resolve_device(self.device)
         return self.world()
 
 
-def _build(spec: str, world: World) -> dict:
+def _build(spec: str, world: World, device: str) -> dict:
     """The env, policy, expert and (for a network) its saliency of one worker process."""
-    env, policy, expert = drivers(spec, world, terminate_off_road=False)
+    env, policy, expert = drivers(spec, world, device, terminate_off_road=False)
     vbp = VisualBackProp(policy.model) if isinstance(policy, NetPolicy) else None
     return {"env": env, "policy": policy, "expert": expert, "vbp": vbp}
 
 
 def _run_seed(
-    spec: str, world: World, seed: int, video: Path | None, clips: Path | None, saliency: bool
+    spec: str,
+    world: World,
+    seed: int,
+    video: Path | None,
+    clips: Path | None,
+    saliency: bool,
+    device: str,
 ) -> dict:
     """Evaluate one seed in a worker process (the env and policy are built once per process)."""
-    w = per_process("evaluate", (spec, world), lambda: _build(spec, world))
+    w = per_process("evaluate", (spec, world, device), lambda: _build(spec, world, device))
     # clips show the saliency whenever the policy is a network
     return rollout(w["env"], w["policy"], w["expert"], seed, video, clips, w["vbp"], saliency)
 
@@ -148,12 +159,14 @@ def run_episodes(
     clips: Path | None = None,
     saliency: bool = False,
     world: World = World(),
+    device: str = "cpu",
 ) -> list[dict]:
     """Evaluate `spec` in `world` on `seeds` in `workers` processes, with a progress bar.
 
     Each finished episode is saved in `cache` at once; a re-run of the same policy skips them,
     so a killed evaluation loses at most the episodes in progress. `clips`: folder for the clips
-    of interventions and failures (None: no clips); `saliency`: draw it on the videos.
+    of interventions and failures (None: no clips); `saliency`: draw it on the videos; `device`:
+    where a network runs.
     """
     identity = policy_id(spec, world)
     done = {}
@@ -174,7 +187,7 @@ def run_episodes(
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
     try:
-        tasks = [(spec, world, s, videos.get(s), clips, saliency) for s in todo]
+        tasks = [(spec, world, s, videos.get(s), clips, saliency, device) for s in todo]
         run_parallel(_run_seed, tasks, workers, finished)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -197,8 +210,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     clip_folder = cfg.out / "clips" if cfg.clips else None
     cache = cfg.out / "episodes" / "policy"
     per_episode = run_episodes(
-        cfg.policy, seeds, cfg.workers, videos, "evaluate", cache, clip_folder, cfg.saliency, world
-    )
+        cfg.policy, seeds, cfg.workers, videos, "evaluate", cache, clip_folder, cfg.saliency, world,
+        cfg.device,
+    )  # fmt: skip
     table_by_bin = breakdown.merge([e["breakdown"] for e in per_episode])
     name = cfg.policy if cfg.policy in BUILT_IN else Path(cfg.policy).name
     breakdown.plot(table_by_bin, cfg.out / "breakdown.png", f"interventions of {name}")

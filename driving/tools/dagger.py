@@ -1,6 +1,6 @@
 """DAgger (Ross, Gordon and Bagnell 2011): let the policy drive, label what it sees with the expert.
 
-    drive dagger --out logs/dagger --rounds 4 --episodes 4
+    drive dagger --out logs/dagger --rounds 4 --roads 4
 
 Round 0 records the expert's own driving. Each later round r rolls out the policy trained in the
 round before on new training roads, executing the expert's action instead of the policy's with
@@ -28,7 +28,9 @@ from tqdm import tqdm
 
 from driving.data import Episode, count_frames, prepare_folder, used_seeds, write_episode
 from driving.files import write_json
+from driving.flags import EvalRoads, Roads, flag
 from driving.learn.policy import observe
+from driving.learn.state import resolve_device
 from driving.learn.train import TrainConfig, train
 from driving.parallel import per_process, run_parallel
 from driving.record.collect import check_training_world
@@ -50,10 +52,10 @@ class DaggerConfig:
     """run folder: data/ (all labelled episodes), round_<r>/ (checkpoints, eval/), dagger.md"""
     rounds: int = 4
     """rounds after round 0 (the expert's own demonstrations)"""
-    episodes: int = 4
+    episodes: Roads = 4
     """roads recorded per round, round 0 included"""
-    max_steps: int = 0
-    """steps recorded per road at most (0 = the whole road): sets the labelled-frame budget"""
+    max_steps: int | None = None
+    """steps recorded per road at most (default: the whole road): sets the labelled-frame budget"""
     beta: float = 0.5
     """round r executes the expert's action with probability beta**r (round 0: always)"""
     samples: int = 60_000
@@ -62,7 +64,7 @@ class DaggerConfig:
     """start each round's training from the previous round's weights"""
     val_fraction: float = 0.0
     """share of roads held out for validation (0: every labelled frame trains; best = last)"""
-    eval_episodes: int = 50
+    eval_episodes: EvalRoads = 50
     """held-out roads each round's policy is evaluated on"""
     workers: int = 2
     """processes for rollouts and evaluation"""
@@ -81,14 +83,22 @@ class DaggerConfig:
     """world to drive in; empty: the policy's own ('winding-road' without --policy)"""
     density: str = ""
     """traffic density in the traffic scenarios; empty: the policy's own"""
+    device: str = "auto"
+    """where the network trains: auto (a GPU if there is one), cpu, cuda or cuda:N; it drives
+    (rollouts, evaluation) on the CPU, as `drive evaluate` does by default"""
 
     def validate(self) -> None:
         for name in ("episodes", "workers", "samples"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("rounds", "max_steps", "eval_episodes"):
+                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("rounds", "eval_episodes"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+                raise ValueError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(
+                f"--max-steps must be >= 1, got {self.max_steps}; omit it for no limit"
+            )
+        resolve_device(self.device)
         if not 0 <= self.beta <= 1:
             raise ValueError(f"--beta must be in [0, 1], got {self.beta}")
         train_seeds(self.first_seed, self.episodes * (self.rounds + 1))  # refuses held-out roads
@@ -126,9 +136,9 @@ class MixedPolicy:
         return self.policy.act(obs)
 
 
-def record_episode(env, policy, expert: Expert, seed: int, max_steps: int = 0) -> Episode:
+def record_episode(env, policy, expert: Expert, seed: int, max_steps: int | None = None) -> Episode:
     """Drive one road with `policy` (the expert taking over after interventions) and label every
-    visited frame with the expert's action; `max_steps` > 0 stops early."""
+    visited frame with the expert's action; `max_steps` (if given) stops early."""
     rows, interventions, step = StepRows(), 0, None
     for count, step in enumerate(drive(env, policy, expert, seed), start=1):
         state = step.state
@@ -141,13 +151,13 @@ def record_episode(env, policy, expert: Expert, seed: int, max_steps: int = 0) -
             state["heading_error"],
         )
         interventions += step.intervention
-        if count == max_steps:
+        if count == max_steps:  # never, without a limit
             break
     return rows.episode(seed, drive_meta(env, "dagger", step.info, interventions=interventions))
 
 
 def _record_one(
-    out: Path, spec: str, world, seed: int, round_: int, beta: float, max_steps: int
+    out: Path, spec: str, world, seed: int, round_: int, beta: float, max_steps: int | None
 ) -> int:
     """Record and write one road (in a worker process); returns the frames saved."""
     built = per_process(
@@ -200,6 +210,7 @@ def run_round(cfg: DaggerConfig, round_: int) -> dict:
             seed=cfg.seed,
             resume=True,
             init=init,
+            device=cfg.device,
         )
     )
     row = {"round": round_, "beta": cfg.beta**round_, "labelled_frames": frames}

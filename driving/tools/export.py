@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from driving.data.extras import require
 from driving.files import replacing
 from driving.learn.checkpoint import build_model, load_checkpoint
 
@@ -68,8 +69,9 @@ def _latency_ms(run, repeats: int = 300) -> tuple[float, float]:
 
 def export_onnx(cfg: ExportConfig) -> dict:
     """Export, verify parity within `TOLERANCE`, measure batch-1 latency; returns a summary."""
-    import onnxruntime
-
+    for module in ("onnx", "onnxscript"):  # what torch.onnx.export needs
+        require(module, extra="onnx")
+    onnxruntime = require("onnxruntime", extra="onnx")
     if not 1 <= cfg.check <= MAX_CHECK:
         raise ValueError(f"--check must be in 1..{MAX_CHECK}, got {cfg.check}")
     model = build_model(load_checkpoint(cfg.policy), source=cfg.policy).eval()

@@ -28,6 +28,7 @@ from driving.files import write_json
 from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import CLASSES, VisualBackProp, class_shares, summarize_shares
+from driving.learn.state import resolve_device
 from driving.rollout.drivers import BUILT_IN, drivers, policy_world
 from driving.rollout.loop import drive
 from envs import eval_seeds
@@ -87,8 +88,8 @@ class SaliencyConfig:
     """held-out roads the policy drives for the measurement"""
     every: int = 10
     """sample one frame every this many steps the policy drives (10 = every 1 s)"""
-    frames: int = 12
-    """frames shown in the overlay grid"""
+    pictures: int = 12
+    """pictures (frames with their saliency drawn on) in the overlay grid"""
     seed_offset: int = 0
     """skip this many evaluation seeds (to use other held-out roads)"""
     out: Path = Path("logs/saliency")
@@ -97,15 +98,18 @@ class SaliencyConfig:
     """world to drive in; empty: the policy's own (from its checkpoint)"""
     density: str = ""
     """traffic density in the traffic scenarios; empty: the policy's own"""
+    device: str = "cpu"
+    """where the network runs: auto (a GPU if there is one), cpu, cuda or cuda:N"""
 
     def validate(self) -> World:
         """Check the settings; returns the world to drive in (the policy's own unless --scenario
         or --density say otherwise)."""
-        for name in ("roads", "every", "frames"):
+        for name in ("roads", "every", "pictures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.seed_offset < 0:
             raise ValueError(f"--seed-offset must be >= 0, got {self.seed_offset}")
+        resolve_device(self.device)
         if self.policy in BUILT_IN:
             raise ValueError(f"saliency needs a network policy (a checkpoint), not {self.policy}")
         return policy_world(self.policy, self.scenario, self.density)
@@ -114,11 +118,11 @@ class SaliencyConfig:
 def run_saliency(cfg: SaliencyConfig) -> dict:
     """Write `saliency_grid.png` and `saliency.json` into `cfg.out`; returns the report."""
     world = cfg.validate()
-    env, policy, expert = drivers(cfg.policy, world, terminate_off_road=False)
+    env, policy, expert = drivers(cfg.policy, world, cfg.device, terminate_off_road=False)
     vbp = VisualBackProp(policy.model)
     report: dict = {"policy": cfg.policy, "world": world.to_dict()}
     if cfg.data is not None:
-        frames, speeds = sample_dataset(cfg.data, cfg.frames)
+        frames, speeds = sample_dataset(cfg.data, cfg.pictures)
         report["source"] = str(cfg.data)
         maps = vbp(frames, speeds)
     else:
@@ -141,7 +145,7 @@ def run_saliency(cfg: SaliencyConfig) -> dict:
             untrained_shares=summarize_shares(class_shares(base_maps, masks)),
         )
     env.close()
-    pick = np.linspace(0, len(frames) - 1, min(cfg.frames, len(frames))).round().astype(int)
+    pick = np.linspace(0, len(frames) - 1, min(cfg.pictures, len(frames))).round().astype(int)
     grid = write_png(cfg.out / "saliency_grid.png", overlay_grid(frames[pick], maps[pick]))
     report["grid"] = str(grid)
     write_json(cfg.out / "saliency.json", report)

@@ -1,7 +1,7 @@
 """Watch a policy drive held-out roads: the road from above beside the camera frame the net sees.
 
     drive watch --policy logs/demo/best.pt            # a window; Esc or q quits, space pauses
-    drive watch --policy expert --display mp4 --out logs/watch --episodes 2
+    drive watch --policy expert --display mp4 --out logs/watch --roads 2
 
 Each frame ("watch frame") holds, on the left, a top-down overview of the road around the car
 (100 x 100 m, other vehicles drawn too) and, on the right, the camera frame the policy sees,
@@ -33,8 +33,10 @@ from driving.draw.overlays import (
 )
 from driving.draw.video import overlay, write_mp4
 from driving.draw.window import Window, WindowError
+from driving.flags import Roads
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
+from driving.learn.state import resolve_device
 from driving.parallel import init_worker
 from driving.rollout.drivers import BUILT_IN, drivers, policy_world
 from driving.rollout.loop import Step, drive
@@ -50,7 +52,7 @@ class WatchConfig:
 
     policy: str
     """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver)"""
-    episodes: int = 1
+    episodes: Roads = 1
     """number of held-out roads to drive, one after the other"""
     seed_offset: int = 0
     """skip this many evaluation seeds (to watch other held-out roads)"""
@@ -70,18 +72,23 @@ class WatchConfig:
     """the dashcam's appearance range ('train', 'held-out', 'plain'); empty: the policy's own"""
     camera: str = ""
     """for 'expert' and 'modular': 'topdown' (the default) or 'dashcam' (the demo's camera)"""
+    device: str = "cpu"
+    """where the network runs: auto (a GPU if there is one), cpu, cuda or cuda:N"""
 
     def validate(self) -> World:
         """Check the settings once; return the world to drive in (the policy's own unless
         --scenario or --density say otherwise)."""
         if self.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+            raise ValueError(f"--roads must be >= 1, got {self.episodes}")
         if self.seed_offset < 0:
             raise ValueError(f"--seed-offset must be >= 0, got {self.seed_offset}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
+            raise ValueError(
+                f"--max-steps must be >= 1, got {self.max_steps}; omit it for no limit"
+            )
         if self.policy in BUILT_IN and self.saliency:
             raise ValueError(f"--saliency needs a network policy (a checkpoint), not {self.policy}")
+        resolve_device(self.device)
         world = policy_world(self.policy, self.scenario, self.density, self.appearance, self.camera)
         return world
 
@@ -237,7 +244,7 @@ def watch(cfg: WatchConfig) -> dict:
     """
     init_worker()  # one thread: batch-1 inference is < 1 ms, more threads only contend
     world = cfg.validate()
-    env, policy, expert = drivers(cfg.policy, world, terminate_off_road=False)
+    env, policy, expert = drivers(cfg.policy, world, cfg.device, terminate_off_road=False)
     saliency = VisualBackProp(policy.model) if cfg.saliency else None
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     size = frame_size(world.camera.height, world.camera.width)

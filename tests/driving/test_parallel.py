@@ -161,3 +161,14 @@ def test_forked_workers_do_not_hang_on_opencv_or_torch_threads(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["done"]
+
+
+def test_no_more_processes_start_than_there_are_tasks(monkeypatch):
+    import multiprocessing
+
+    from driving.parallel import run_parallel
+
+    monkeypatch.setenv("DRIVE_START_METHOD", "fork")  # a forking pool starts all its workers
+    alive = []
+    run_parallel(os.getpid, [()] * 3, 30, lambda _: alive.append(multiprocessing.active_children()))
+    assert len(alive) == 3 and max(len(children) for children in alive) <= 2  # + this process

@@ -65,7 +65,7 @@ def test_rerun_completes_instead_of_duplicating(tmp_path):
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="episodes"):
+    with pytest.raises(ValueError, match="--roads"):
         CollectConfig(out=Path("x"), episodes=0).validate()
     with pytest.raises(ValueError, match="workers"):
         CollectConfig(out=Path("x"), workers=0).validate()

@@ -159,7 +159,7 @@ def checkpoint(tmp_path):
 def test_drive_saliency_measures_live_roads_and_writes_a_grid(tmp_path, checkpoint, capsys):
     out = tmp_path / "sal"
     argv = ["saliency", "--policy", str(checkpoint), "--roads", "1", "--every", "5"]
-    assert main([*argv, "--frames", "4", "--out", str(out)]) == 0
+    assert main([*argv, "--pictures", "4", "--out", str(out)]) == 0
     report = json.loads((out / "saliency.json").read_text())
     assert report["frames"] >= 4
     shares = report["policy_shares"]
@@ -177,12 +177,12 @@ def test_drive_saliency_on_stored_frames_draws_a_grid_but_measures_no_cues(tmp_p
     write_episode(tmp_path / "data", episode)
     out = tmp_path / "sal"
     argv = ["saliency", "--policy", str(checkpoint), "--data", str(tmp_path / "data")]
-    assert main([*argv, "--frames", "3", "--out", str(out)]) == 0
+    assert main([*argv, "--pictures", "3", "--out", str(out)]) == 0
     assert (out / "saliency_grid.png").stat().st_size > 2_000
     assert "policy_shares" not in json.loads((out / "saliency.json").read_text())
 
 
-@pytest.mark.parametrize("flag", ["--roads", "--every", "--frames"])
+@pytest.mark.parametrize("flag", ["--roads", "--every", "--pictures"])
 def test_bad_counts_are_one_line_errors(flag, checkpoint, tmp_path, capsys):
     assert main(["saliency", "--policy", str(checkpoint), flag, "0"]) == 2
     err = capsys.readouterr().err.strip()
@@ -191,7 +191,7 @@ def test_bad_counts_are_one_line_errors(flag, checkpoint, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_traffic_policy_is_explained_in_the_traffic_it_learned_in(traffic_checkpoint, tmp_path):
-    config = SaliencyConfig(str(traffic_checkpoint), roads=1, every=5, frames=2, out=tmp_path)
+    config = SaliencyConfig(str(traffic_checkpoint), roads=1, every=5, pictures=2, out=tmp_path)
     report = run_saliency(config)
     assert World.from_dict(report["world"]) == TRAFFIC
     assert report["vehicles_in_view"] > 0  # the sampled frames show other cars
