@@ -13,7 +13,11 @@
     drive view data/demo                         # contact sheet, label plots, episode mp4
     drive saliency --policy logs/mine/best.pt    # where the net looks (VisualBackProp), measured
 
-`drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
+`drive VERB --help` explains every flag; `drive VERB --config FILE` takes the settings from a file
+(a saved config.json replays its run), the flags given override them. `drive train` without
+`--run` names a new folder under logs/runs/; evaluate, watch, export and saliency without
+`--policy` take the latest run's best.pt (`driving.runs`). A bad input ends with one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import difflib
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
 
+from driving.config import parse_command
 from driving.helptext import reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
@@ -141,16 +146,11 @@ def run_demo(cfg: DemoConfig) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `drive`; returns the exit code."""
+def all_verbs() -> dict[str, type]:
+    """Each verb of `drive` and its settings dataclass."""
     from driving.learn.train import TrainConfig
 
-    reflow_field_docs()
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--version"]:
-        print(f"drive {version('pixels-to-pedals')}")
-        return 0
-    verbs = {
+    return {
         "collect": CollectConfig,
         "info": InfoConfig,
         "train": TrainConfig,
@@ -163,17 +163,40 @@ def main(argv: list[str] | None = None) -> int:
         "view": ViewConfig,
         "saliency": SaliencyConfig,
     }
+
+
+def with_latest_policy(cfg):
+    """`cfg` with --policy set to the latest run's best.pt where a policy verb got none."""
+    if not isinstance(cfg, (EvalConfig, WatchConfig, ExportConfig, SaliencyConfig)) or cfg.policy:
+        return cfg
+    from driving.runs import latest_checkpoint
+
+    policy = latest_checkpoint()  # ValueError if there is none
+    print(f"policy: {policy} (the latest run's; --policy chooses another)", file=sys.stderr)
+    return replace(cfg, policy=policy if isinstance(cfg, ExportConfig) else str(policy))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `drive`; returns the exit code."""
+    from driving.learn.train import TrainConfig
+
+    reflow_field_docs()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--version"]:
+        print(f"drive {version('pixels-to-pedals')}")
+        return 0
+    verbs = all_verbs()
     if args and not args[0].startswith("-") and args[0] not in verbs:
         close = difflib.get_close_matches(args[0], verbs, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(verbs)}"
         print(f"error: unknown command '{args[0]}'; {hint}", file=sys.stderr)
         return 2
-    cfg = tyro.extras.subcommand_cli_from_dict(
-        verbs,
-        prog="drive",
-        description=__doc__.split("\n")[0],
-        args=args,
-    )
+    try:
+        cfg = parse_command(verbs, args, prog="drive", description=__doc__.split("\n")[0])
+        cfg = with_latest_policy(cfg)
+    except ValueError as error:  # ConfigError, or no run to take the policy from
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         if isinstance(cfg, CollectConfig):
             summary = collect_keyboard(cfg) if cfg.driver == "keyboard" else collect(cfg)
