@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
 import os
 import types
@@ -64,11 +65,10 @@ def parse_command(verbs: dict[str, type], args: list[str], prog: str, descriptio
         defaults[args[0]] = load_config(verbs[args[0]], path, f"{prog} {args[0]}")
     choices = []
     for name, kind in verbs.items():
-        default = {"default": defaults[name]} if name in defaults else {}
-        doc = (kind.__doc__ or "").strip()
-        marker = tyro.conf.subcommand(
-            name=name, constructor=kind, description=f"{doc}\n\n{CONFIG_HELP}", **default
-        )
+        extra = {"default": defaults[name]} if name in defaults else {}
+        if args[:1] == [name]:  # the verb's own --help says how to give a file
+            extra["description"] = f"{inspect.cleandoc(kind.__doc__ or '')}\n\n{CONFIG_HELP}"
+        marker = tyro.conf.subcommand(name=name, constructor=kind, **extra)
         choices.append(Annotated[Any, marker])
     command = Union[tuple(choices) + (Annotated[None, tyro.conf.Suppress],)]  # noqa: UP007
     return tyro.cli(command, prog=prog, description=description, args=args)

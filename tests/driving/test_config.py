@@ -211,3 +211,10 @@ def test_without_policy_the_newest_best_checkpoint_under_logs_is_taken(tmp_path,
     # and a policy given is kept
     assert with_latest_policy(parse("evaluate", "--policy", "expert")).policy == "expert"
     assert plain(with_latest_policy(parse("export")))["policy"] == str(newest)
+
+
+@pytest.mark.parametrize("verb", list(all_verbs()))
+def test_every_verbs_help_says_how_to_give_a_settings_file(verb, capsys):
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    assert "--config FILE" in capsys.readouterr().out
