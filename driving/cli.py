@@ -13,7 +13,11 @@
     drive view data/demo                         # contact sheet, label plots, episode mp4
     drive saliency --policy logs/mine/best.pt    # where the net looks (VisualBackProp), measured
 
-`drive VERB --help` explains every flag. A bad input ends with one line on stderr and exit code 2.
+`drive VERB --help` explains every flag; `drive VERB --config FILE` takes the settings from a file
+(a saved config.json replays its run), the flags given override them. `drive train` without
+`--run` names a new folder under logs/runs/; evaluate, watch, export and saliency without
+`--policy` take the latest run's best.pt (`driving.runs`). A bad input ends with one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Literal
@@ -234,6 +238,17 @@ def verb_configs() -> dict[str, type]:
     }
 
 
+def with_latest_policy(cfg):
+    """`cfg` with --policy set to the latest run's best.pt where a policy verb got none."""
+    if not isinstance(cfg, (EvalConfig, WatchConfig, ExportConfig, SaliencyConfig)) or cfg.policy:
+        return cfg
+    from driving.runs import latest_checkpoint
+
+    policy = latest_checkpoint()  # ValueError if there is none
+    print(f"policy: {policy} (the latest run's; --policy chooses another)", file=sys.stderr)
+    return replace(cfg, policy=policy if isinstance(cfg, ExportConfig) else str(policy))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `drive`; returns the exit code."""
     from driving.learn.train import TrainConfig
@@ -246,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     verbs = verb_configs()
     try:
         cfg = parse_verb(verbs, args, prog="drive", description=__doc__.split("\n")[0])
-    except UsageError as error:
+        cfg = with_latest_policy(cfg)
+    except (UsageError, ValueError) as error:  # also a bad --config file, or no run yet
         print(f"error: {error}", file=sys.stderr)
         return 2
     if threading.current_thread() is threading.main_thread():  # where Python runs handlers

@@ -17,8 +17,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 
-import tyro
-
+from driving.config import parse_command
 from driving.flags import new_names
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -45,8 +44,8 @@ def parse_verb(
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            cfg = tyro.extras.subcommand_cli_from_dict(
-                dict(verbs), prog=prog, description=description, args=new_names(list(args))
+            cfg = parse_command(
+                dict(verbs), new_names(list(args)), prog=prog, description=description
             )
     except SystemExit as exit_:
         if exit_.code in (0, None):  # --help

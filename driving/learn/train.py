@@ -7,19 +7,19 @@ model runs (`driving.learn.batches`); under `torchrun` the same command trains w
 processes, GPUs or nodes (`driving.learn.distributed`). What the loop carries, one optimizer step,
 the learning-rate schedule and saving/resuming checkpoints live in `driving.learn.state`.
 
-    drive train --data data/demos --run logs/run --epochs 10   # flags: TrainConfig's fields
+    drive train --data data/demos --epochs 10   # flags: TrainConfig's fields; logs/runs/<new>
+    drive train --config logs/runs/<run>/config.json --seed 1   # the same settings, another seed
     torchrun --standalone --nproc_per_node 2 -m driving.cli -- train --data data/demos --run R
     tensorboard --logdir logs
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,13 +28,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from driving.config import save_config
 from driving.data import Frames, load_split, read_episode, scan
 from driving.files import hold_folder
 from driving.flags import EvalRoads, flag
 from driving.learn import distributed
 from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
-from driving.learn.checkpoint import jsonable
 from driving.learn.distributed import Ranks
 from driving.learn.model import INPUT_NORMS, MAX_FRAMES, ModelConfig
 from driving.learn.monitor import (
@@ -55,6 +55,7 @@ from driving.learn.state import (
     signals_held,
     train_step,
 )
+from driving.runs import RUNS, latest_run, new_run_folder
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
 
@@ -65,8 +66,9 @@ class TrainConfig:
 
     data: Path
     """Folder of recorded episodes."""
-    run: Path = Path("logs/run")
-    """Folder for checkpoints, config.json and TensorBoard logs."""
+    run: Path | None = None
+    """Folder for checkpoints, config.json and TensorBoard logs; default: a new folder
+    logs/runs/<date>-<time>-<data folder name> (-2, -3, ... if taken), so runs never collide."""
     epochs: int = 10
     """Passes over the training set (an epoch draws as many frames as the set holds)."""
     batch_size: int = 128
@@ -120,7 +122,8 @@ class TrainConfig:
         Raises:
             TrainingError: a bad value, with what to do about it.
         """
-        self.data, self.run = Path(self.data), Path(self.run)
+        self.data = Path(self.data)
+        self.run = None if self.run is None else Path(self.run)
         for name in ("epochs", "batch_size", "eval_workers", "log_every", "frames", "frame_stride"):
             if getattr(self, name) < 1:
                 raise TrainingError(
@@ -146,6 +149,14 @@ class TrainConfig:
             raise TrainingError(f"--init {self.init} is not a file; give a checkpoint (.pt)")
         if not self.data.is_dir():
             raise TrainingError(f"--data {self.data} is not a folder; record demonstrations first")
+        if self.run is None:
+            if self.resume:
+                latest = latest_run()
+                example = f" (the latest: --run {latest})" if latest else ""
+                raise TrainingError(
+                    f"--resume continues a run: give its folder with --run{example}"
+                )
+            return self
         has_checkpoints = (self.run / "last.pt").exists() or (self.run / "best.pt").exists()
         if has_checkpoints and not self.resume:
             raise TrainingError(
@@ -284,6 +295,7 @@ def train(cfg: TrainConfig) -> dict:
         KeyboardInterrupt: after saving last.pt, so that the run can be resumed.
     """
     ranks, device = _start(cfg)
+    given, cfg = cfg, _named(cfg, ranks)
     existed = cfg.run.exists()
     lock = hold_folder(cfg.run) if ranks.is_main else None
     if ranks.is_main and lock is None:
@@ -292,7 +304,7 @@ def train(cfg: TrainConfig) -> dict:
             "wait for it to finish or choose another --run"
         )
     try:
-        return _train(cfg, ranks, device)
+        return _train(cfg, ranks, device, given)
     except Exception:
         if lock is not None and not existed:  # refused before any work: leave nothing behind
             lock.release()
@@ -305,8 +317,19 @@ def train(cfg: TrainConfig) -> dict:
             lock.release()
 
 
-def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
-    """`train` with the run folder locked."""
+def _named(cfg: TrainConfig, ranks: Ranks) -> TrainConfig:
+    """`cfg` with its run folder: --run, or a new folder under logs/runs when not given."""
+    if cfg.run is not None:
+        return cfg
+    if ranks.enabled:  # each process would pick its own name
+        raise TrainingError("under torchrun give --run: every process must write to one folder")
+    run = new_run_folder(cfg.data, RUNS)
+    print(f"run folder: {run}")
+    return replace(cfg, run=run)
+
+
+def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainConfig) -> dict:
+    """`train` with the run folder locked; `given`: the settings as given (config.json)."""
     train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
@@ -324,7 +347,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
     writer = None
     if ranks.is_main:
         cfg.run.mkdir(parents=True, exist_ok=True)
-        (cfg.run / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2) + "\n")
+        # as given: replaying an automatically named run's config starts a new run
+        save_config(cfg.run / "config.json", given)
         writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
     state = TrainState(
         model, optimizer, scaler, writer, device, amp, step, epoch, best_val, recording
@@ -352,7 +376,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
                 pass  # it came during the save, which finished: the line below says so
         raise KeyboardInterrupt(
             f"interrupted at step {state.step}; saved {cfg.run / 'last.pt'}: "
-            "re-run with --resume to continue"
+            f"re-run with --run {cfg.run} --resume to continue"
         ) from None
     finally:
         if writer is not None:

@@ -29,6 +29,7 @@ import tyro
 from filelock import FileLock
 from tqdm import tqdm
 
+from driving.config import save_config
 from driving.data import VIEWPOINT_DRIVER, Episode, prepare_folder, used_seeds, write_episode
 from driving.data.read import has_episode
 from driving.data.store import claim_road
@@ -39,6 +40,9 @@ from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifte
 from envs import train_seeds
 from envs.expert import Expert
 from envs.world import World, make_world
+
+CONFIG_FILE = "collect.json"
+"""The settings of the dataset's latest collection, a valid `drive collect --config`."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,7 @@ def collect(cfg: CollectConfig) -> dict:
     """Collect the missing episodes of `cfg`; returns a summary."""
     wanted = cfg.validate()
     prepare_folder(cfg.out)  # fail fast on a folder that is not a dataset or not writable
+    save_config(cfg.out / CONFIG_FILE, cfg)
     have = used_seeds(cfg.out)
     todo = [s for s in wanted if s not in have]
     if len(todo) < len(wanted):

@@ -21,11 +21,12 @@ import time
 
 import numpy as np
 
+from driving.config import save_config
 from driving.data import Episode, prepare_folder, used_seeds, write_episode
 from driving.draw.overlays import FPS, OVERVIEW, compose, frame_size
 from driving.draw.video import overlay
 from driving.draw.window import Window, WindowError, has_display
-from driving.record.collect import CollectConfig, claim_seed, pose
+from driving.record.collect import CONFIG_FILE, CollectConfig, claim_seed, pose
 from driving.record.steps import StepRows, drive_meta
 from envs.camera import Camera
 from envs.world import make_expert, make_world
@@ -168,6 +169,7 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
         )
     env, _ = make_world(cfg.world)
     prepare_folder(cfg.out)
+    save_config(cfg.out / CONFIG_FILE, cfg)
     todo = [s for s in wanted if s not in used_seeds(cfg.out)]
     saved = frames = 0
     start = time.perf_counter()

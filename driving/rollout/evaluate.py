@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from driving.config import plain, save_config
 from driving.files import write_json
 from driving.flags import Roads
 from driving.learn.policy import NetPolicy
@@ -46,8 +47,9 @@ MAX_CLIPS = 30  # clips of interventions and failures kept per run (the first ro
 class EvalConfig:
     """Run a policy closed-loop on held-out roads and report the driving metrics."""
 
-    policy: str
-    """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver: `driving.modular`)"""
+    policy: str = ""
+    """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver: `driving.modular`);
+    empty: the latest run's best.pt (the newest under logs/: `driving.runs`)"""
     episodes: Roads = 50
     """number of held-out roads"""
     out: Path = Path("logs/eval")
@@ -86,6 +88,8 @@ class EvalConfig:
     def validate(self) -> World:
         """Check the settings once (a bad checkpoint is refused before any work); returns the
         world to drive in."""
+        if not self.policy:
+            raise ValueError("--policy: give a checkpoint (.pt), 'expert' or 'modular'")
         if self.episodes < 1:
             raise ValueError(f"--roads must be >= 1, got {self.episodes}")
         if self.workers < 1:
@@ -204,8 +208,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     all (the policy's and the expert's metrics, per episode and overall, and the table)."""
     world = cfg.validate()  # reads the checkpoint: a bad one is refused before any work
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
-    report_config = {k: str(v) for k, v in asdict(cfg).items()}
-    write_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
+    report_config = plain(cfg)  # typed: a valid `drive evaluate --config`
+    save_config(cfg.out / "config.json", cfg)  # also fails fast on a read-only --out
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
     clip_folder = cfg.out / "clips" if cfg.clips else None
     cache = cfg.out / "episodes" / "policy"

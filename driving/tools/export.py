@@ -33,8 +33,9 @@ MAX_CHECK = 4096  # frames of the parity check (4096 frames of 66x200 take 160 M
 class ExportConfig:
     """Write a checkpoint's PilotNet as an ONNX model and check it against PyTorch."""
 
-    policy: Path
-    """checkpoint to export (best.pt or last.pt)"""
+    policy: Path | None = None
+    """checkpoint to export (best.pt or last.pt); default: the latest run's best.pt (the newest
+    under logs/: `driving.runs`)"""
     out: Path | None = None
     """ONNX file to write (default: the checkpoint's name with .onnx)"""
     check: int = 64

@@ -79,8 +79,9 @@ def sample_dataset(root: Path, count: int, seed: int = 0) -> tuple[np.ndarray, n
 class SaliencyConfig:
     """Show where the policy looks (VisualBackProp) and measure how much of it is on road cues."""
 
-    policy: str
-    """a checkpoint file (.pt)"""
+    policy: str = ""
+    """a checkpoint file (.pt); empty: the latest run's best.pt (the newest under logs/:
+    `driving.runs`)"""
     data: Path | None = None
     """take frames from this dataset folder instead of driving held-out roads (no measurement:
     stored frames have no cue masks)"""

@@ -50,8 +50,9 @@ from envs.world import World
 class WatchConfig:
     """Watch a policy drive held-out roads, live in a window or written to mp4."""
 
-    policy: str
-    """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver)"""
+    policy: str = ""
+    """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver);
+    empty: the latest run's best.pt (the newest under logs/: `driving.runs`)"""
     episodes: Roads = 1
     """number of held-out roads to drive, one after the other"""
     seed_offset: int = 0
