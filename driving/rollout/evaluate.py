@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.files import write_json
+from driving.learn.checkpoint import jsonable
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
 from driving.modular.driver import source_hash
@@ -33,7 +34,8 @@ from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
 from driving.rollout.drivers import BUILT_IN, EXPERT, MODULAR, drivers, policy_world
 from driving.rollout.loop import rollout
-from driving.rollout.report import format_table, overall
+from driving.rollout.metrics import METRICS_VERSION
+from driving.rollout.report import format_table, overall, provenance
 from envs import eval_seeds
 from envs.world import World
 
@@ -124,7 +126,8 @@ def _cached(path: Path, identity: str) -> dict | None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return saved["result"] if saved.get("policy_id") == identity else None
+    same = saved.get("policy_id") == identity and saved.get("metrics_version") == METRICS_VERSION
+    return saved["result"] if same else None
 
 
 def run_episodes(
@@ -157,7 +160,8 @@ def run_episodes(
 
     def finished(result: dict) -> None:
         done[result["seed"]] = result
-        write_json(cache / f"{result['seed']}.json", {"policy_id": identity, "result": result})
+        saved = {"policy_id": identity, "metrics_version": METRICS_VERSION, "result": result}
+        write_json(cache / f"{result['seed']}.json", saved)
         bar.update(1)
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
@@ -179,7 +183,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     all (the policy's and the expert's metrics, per episode and overall, and the table)."""
     world = cfg.validate()  # reads the checkpoint: a bad one is refused before any work
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
-    report_config = {k: str(v) for k, v in asdict(cfg).items()}
+    report_config = jsonable(asdict(cfg))  # typed: numbers stay numbers
     write_json(cfg.out / "config.json", report_config)  # also fails fast on a read-only --out
     videos = {s: cfg.out / "videos" / f"road_{s}.mp4" for s in seeds[: cfg.video]}
     clip_folder = cfg.out / "clips" if cfg.clips else None
@@ -192,6 +196,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     breakdown.plot(table_by_bin, cfg.out / "breakdown.png", f"interventions of {name}")
     report = {
         "policy": cfg.policy,
+        "provenance": provenance(cfg.policy),
         "config": report_config,
         "world": world.to_dict(),
         "scenario": world.scenario,

@@ -1,11 +1,15 @@
-"""Reports of an evaluation: overall figures, the side-by-side table, TensorBoard logging."""
+"""Reports of an evaluation: overall figures, provenance, the side-by-side table, TensorBoard."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from driving.draw.video import add_gif
 from driving.rollout.attribution import PERCEPTION_ROWS, summarize_perception
+from driving.rollout.drivers import BUILT_IN
 from driving.rollout.metrics import summarize
 from driving.rollout.traffic_metrics import summarize_traffic
 
@@ -27,6 +31,37 @@ def overall(episodes: list[dict]) -> dict:
     return result
 
 
+def package_version() -> str:
+    """The installed version of this package ('unknown' when run from a bare source tree)."""
+    try:
+        return version("pixels-to-pedals")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, hex: names a checkpoint exactly, whatever its path."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(policy: str) -> dict:
+    """What produced a report: the checkpoint (path and sha256; None for a built-in driver), the
+    package version and the UTC time [ISO 8601]; `rates` states their scale. The settings are
+    the report's `config`."""
+    checkpoint = policy not in BUILT_IN
+    return {
+        "checkpoint": policy if checkpoint else None,
+        "checkpoint_sha256": file_sha256(policy) if checkpoint else None,
+        "package_version": package_version(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rates": "fractions in [0, 1] (success_rate, autonomy, *_share)",
+    }
+
+
 TRAFFIC_ROWS = [
     ("clean: no collision, on the road", "clean_share", "{:.1%}"),
     ("collisions / km", "collisions_per_km", "{:.3f}"),
@@ -41,7 +76,7 @@ def format_table(results: dict[str, dict]) -> str:
     """Side-by-side table of overall metrics, one column per driver ('-' where one has none)."""
     rows = [
         ("success rate", "success_rate", "{:.1%}"),
-        ("autonomy", "autonomy", "{:.2f} %"),
+        ("autonomy", "autonomy", "{:.2%}"),
         ("interventions / km", "interventions_per_km", "{:.3f}"),
         ("distance", "distance_km", "{:.2f} km"),
         ("mean |lateral offset|", "mean_abs_lateral_offset", "{:.3f} m"),
