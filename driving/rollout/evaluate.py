@@ -10,9 +10,11 @@ back on the centre; each takeover counts as an intervention (metrics in
 `driving.rollout.metrics`; in traffic also `driving.rollout.traffic_metrics`: collisions/km,
 headway under 1 s, driving score).
 Writes `metrics.json` (overall and per episode, with the seeds, and the interventions broken down
-by road curvature and speed, also drawn in `breakdown.png`), mp4 videos of the first episodes, a
-short clip of every intervention and failure (`clips/`), and prints a table with the expert's
-numbers beside the policy's.
+by road curvature and speed, also drawn in `breakdown.png`; rates as fractions; what produced it
+in `provenance`), mp4 videos of the first episodes, a short clip of every intervention and
+failure (`clips/`), `report.html` (all of it on one page, `driving.rollout.html`), and prints a
+table with the expert's numbers beside the policy's. With `--run` it is also recorded in the
+training run (TensorBoard, HParams, the model card: `driving.rollout.report.publish_to_run`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from driving.modular.driver import source_hash
 from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
 from driving.rollout.drivers import BUILT_IN, EXPERT, MODULAR, drivers, policy_world
+from driving.rollout.html import write_report_page
 from driving.rollout.loop import rollout
 from driving.rollout.metrics import METRICS_VERSION
-from driving.rollout.report import format_table, overall, provenance
+from driving.rollout.report import format_table, overall, provenance, publish_to_run
 from envs import eval_seeds
 from envs.world import World
 
@@ -76,6 +79,10 @@ class EvalConfig:
     camera: str = ""
     """for 'expert' and 'modular': 'topdown' (the default) or 'dashcam' (the demo's camera,
     'train' looks unless --appearance says otherwise)"""
+    run: Path | None = None
+    """the checkpoint's training run folder: log this evaluation to its TensorBoard (eval/*
+    scalars and videos, the metrics of the HParams tab) and write the numbers into the model
+    card beside the checkpoint (<checkpoint>.md); needs a checkpoint --policy"""
 
     def world(self) -> World:
         """The world to drive in (`driving.rollout.drivers.policy_world`)."""
@@ -90,6 +97,8 @@ class EvalConfig:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if self.video < 0:
             raise ValueError(f"--video must be >= 0, got {self.video}")
+        if self.run is not None and self.policy in BUILT_IN:
+            raise ValueError(f"--run is for a checkpoint's run; {self.policy!r} has none")
         return self.world()
 
 
@@ -221,6 +230,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         table["expert"] = report["expert"]["overall"]
     report["table"] = format_table(table)
     write_json(cfg.out / "metrics.json", report)
+    write_report_page(cfg.out, report)
+    if cfg.run is not None:
+        publish_to_run(report, Path(cfg.run))
     return report
 
 

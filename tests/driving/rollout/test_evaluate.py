@@ -129,4 +129,4 @@ def test_videos_go_to_tensorboard_as_animated_gifs(tmp_path):
     assert tag in events.Tags()["images"]
     (image,) = events.Images(tag)
     assert image.step == 7 and image.encoded_image_string.startswith(b"GIF89a")
-    assert (image.width, image.height) == (300, 135)
+    assert (image.width, image.height) == (600, 270)  # full size: the overlay's text reads
