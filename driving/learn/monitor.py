@@ -57,7 +57,8 @@ def start_wandb(run: Path, config: dict):
 
     Called before the run's SummaryWriter exists: wandb's `sync_tensorboard` hooks the event
     writer. The project is $WANDB_PROJECT or 'pixels-to-pedals'; `WANDB_MODE=offline` keeps it
-    on disk (`run/wandb/`) for a later `wandb sync`.
+    on disk for a later `wandb sync`. Its files go to $WANDB_DIR or ./wandb, never into the run
+    folder: they hold copies of the event files, which `tensorboard --logdir` would show twice.
     """
     import wandb  # optional: TrainConfig.validate checks that it is installed
 
@@ -65,7 +66,6 @@ def start_wandb(run: Path, config: dict):
     return wandb.init(
         project=project,
         name=run.name,
-        dir=str(run),
         config=hparam_values(config),
         sync_tensorboard=True,
     )

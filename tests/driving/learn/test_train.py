@@ -281,3 +281,34 @@ def test_training_on_stacked_frames_saves_a_policy_that_stacks_them(data, tmp_pa
     # and resuming it with another stack is refused, naming the flags
     with pytest.raises(TrainingError, match="--frames and --frame-stride"):
         train(replace(cfg, epochs=2, resume=True, frames=3))
+
+
+def test_wandb_missing_is_one_line_naming_the_extra(data, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from driving.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    code = main(["train", "--data", str(data), "--run", str(tmp_path / "run"), "--wandb"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == "error: --wandb needs Weights & Biases: pip install 'pixels-to-pedals[wandb]'"
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_wandb_offline_mirrors_the_tensorboard_run(data, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="Weights & Biases is the optional extra 'wandb'")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = TrainConfig(data=data, run=tmp_path / "run", wandb=True, **(SETTINGS | {"epochs": 1}))
+    train(cfg)
+    (offline,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    record = next(offline.glob("run-*.wandb")).read_bytes()
+    assert b"train/loss" in record and b"batch_size" in record  # the scalars and the settings
+    assert b"val/loss" in record and list((offline / "files" / "media").rglob("*.png"))
+    assert not (cfg.run / "wandb").exists()  # its files stay out of TensorBoard's --logdir
