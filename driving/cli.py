@@ -40,7 +40,6 @@ from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
 from driving.rollout.evaluate import EvalConfig, evaluate
-from driving.rollout.report import log_to_tensorboard
 from driving.tools.convert import ConvertConfig, convert, format_summary
 from driving.tools.dagger import DaggerConfig, dagger, format_rounds
 from driving.tools.export import ExportConfig, export_onnx
@@ -152,13 +151,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
     # evaluated in the world the checkpoint records: the demo's, drives from each road's start
-    report = evaluate(
-        EvalConfig(str(summary["best"]), cfg.eval_episodes, cfg.out / "eval", cfg.workers, video=2)
-    )
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(run)) as writer:
-        log_to_tensorboard(writer, report, summary["steps"])
+    # recorded in the run: TensorBoard (eval/*, HParams) and the model card beside best.pt
+    out = cfg.out / "eval"
+    best = str(summary["best"])
+    report = evaluate(EvalConfig(best, cfg.eval_episodes, out, cfg.workers, video=2, run=run))
     minutes = (time.perf_counter() - start) / 60
     print(report["table"])
     print(
@@ -287,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(cfg, EvalConfig):
             report = evaluate(cfg)
             print(report["table"])
-            print(f"metrics: {cfg.out / 'metrics.json'}")
+            print(f"metrics: {cfg.out / 'metrics.json'}, report: {cfg.out / 'report.html'}")
         elif isinstance(cfg, DaggerConfig):
             print(format_rounds(dagger(cfg)))
             print(f"table: {cfg.out / 'dagger.md'}; tensorboard --logdir {cfg.out}")

@@ -112,7 +112,7 @@ def main(cfg: AblationConfig) -> None:
             results.setdefault(name, []).append(report)
             print(
                 f"{name} seed {seed}: success {report['overall']['success_rate']:.2%}, "
-                f"autonomy {report['overall']['autonomy']:.2f} %",
+                f"autonomy {report['overall']['autonomy']:.2%}",
                 flush=True,
             )
             (cfg.out / "ablation.md").write_text(table(results) + "\n")

@@ -39,7 +39,7 @@ ROADS_FLAG = "--roads"
 """`drive evaluate`'s flag for the number of held-out roads."""
 ROWS = (  # (metrics.json key, row label, format)
     ("success_rate", "success", "{:.1%}"),
-    ("autonomy", "autonomy [%]", "{:.2f}"),
+    ("autonomy", "autonomy", "{:.2%}"),  # a fraction in metrics.json
     ("mean_abs_lateral_offset", "mean abs lateral offset [m]", "{:.3f}"),
     ("speed_ratio_to_expert", "speed / expert's", "{:.3f}"),
     ("crashes", "crashes", "{:.1f}"),

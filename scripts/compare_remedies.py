@@ -215,7 +215,7 @@ def _spread(values: list[float]) -> str:
 def table(rows: list[dict], budgets: list[int], target: float = 0.95) -> str:
     """Markdown: one line per (method, budget), and the fewest frames reaching `target` success."""
     lines = [
-        "| method | labelled frames | seeds | success rate | autonomy [%] | mean abs offset [m] |",
+        "| method | labelled frames | seeds | success rate | autonomy | mean abs offset [m] |",
         "|---|---|---|---|---|---|",
     ]
     reached = {}
@@ -286,7 +286,7 @@ def main(cfg: CompareConfig) -> None:
                 rows.append(run_one(cfg, method, budget, seed))
                 print(
                     f"{method} {budget} seed {seed}: success {rows[-1]['success_rate']:.0%}, "
-                    f"autonomy {rows[-1]['autonomy']:.2f} %",
+                    f"autonomy {rows[-1]['autonomy']:.2%}",
                     flush=True,
                 )
                 (cfg.out / "remedies.json").write_text(json.dumps(rows, indent=2))

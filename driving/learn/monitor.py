@@ -1,10 +1,15 @@
-"""Validation during training: losses against a constant baseline, and a picture of predictions.
+"""Validation during training (losses against a constant baseline, a picture of predictions) and
+the run's TensorBoard records: data, training scalars, and the HParams plugin's settings.
 
 losses = validation_losses(model, val_tensors, train_mean, batch_size=128)
 grid = prediction_grid(model, val_tensors)  # (16, H + 14, W, 3) uint8 for TensorBoard
+log_hparams(writer, asdict(cfg))            # the run's row in TensorBoard's HParams tab
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +23,68 @@ from driving.learn.model import PilotNet
 
 CURVE_THRESHOLD = 0.05
 """|steering| above which a frame counts as 'in a curve' for the logged shares."""
+HPARAM_METRICS = (
+    "eval/success_rate",
+    "eval/autonomy",
+    "eval/mean_abs_lateral_offset",
+    "eval/speed_ratio_to_expert",
+    "val/loss",
+)
+"""Scalar tags the HParams tab shows beside each run's settings (the closed-loop ones are written
+by `driving.rollout.report.log_to_tensorboard` after an evaluation; fractions in [0, 1])."""
+
+
+def hparam_values(config: dict) -> dict[str, bool | int | float | str]:
+    """The settings flattened to what the HParams plugin takes: nested dicts as dotted names
+    (`world.camera.kind`), lists and None as text."""
+    flat = {}
+    for name, value in jsonable(config).items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{k}": v for k, v in hparam_values(value).items()})
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:  # None or a list
+            flat[name] = str(value)
+    return flat
+
+
+WANDB_EXTRA = "pip install 'pixels-to-pedals[wandb]'"
+
+
+def start_wandb(run: Path, config: dict):
+    """Start a Weights & Biases run mirroring the TensorBoard events written to `run` (training
+    and evaluation scalars, images, the settings as its config); returns it (`.finish()` it).
+
+    Called before the run's SummaryWriter exists: wandb's `sync_tensorboard` hooks the event
+    writer. The project is $WANDB_PROJECT or 'pixels-to-pedals'; `WANDB_MODE=offline` keeps it
+    on disk for a later `wandb sync`. Its files go to $WANDB_DIR or ./wandb, never into the run
+    folder: they hold copies of the event files, which `tensorboard --logdir` would show twice.
+    """
+    import wandb  # optional: TrainConfig.validate checks that it is installed
+
+    project = os.environ.get("WANDB_PROJECT", "pixels-to-pedals")
+    return wandb.init(
+        project=project,
+        name=run.name,
+        config=hparam_values(config),
+        sync_tensorboard=True,
+    )
+
+
+def log_hparams(writer: SummaryWriter, config: dict) -> None:
+    """Write the run's settings to TensorBoard's HParams plugin, with `HPARAM_METRICS` as its
+    metrics, into the writer's own folder.
+
+    `SummaryWriter.add_hparams` would write them to a new sub-folder, apart from the run's
+    scalars; the plugin reads each metric from the scalars of the folder holding the settings,
+    so the three summaries go into the run's folder instead.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    metrics = dict.fromkeys(HPARAM_METRICS, 0.0)  # only the names are used
+    file_writer = writer._get_file_writer()  # no public way to add a ready-made summary
+    for summary in hparams(hparam_values(config), metrics):
+        file_writer.add_summary(summary)
 
 
 @torch.inference_mode()
@@ -97,6 +164,7 @@ def log_data(writer: SummaryWriter, config: dict, train_set: Frames, val_set: Fr
     writer.add_histogram("data/throttle", train_set.labels[:, 1], 0)
     rows = "\n".join(f"| {k} | {v} |" for k, v in jsonable(config).items())
     writer.add_text("hparams", "| setting | value |\n|---|---|\n" + rows, 0)
+    log_hparams(writer, config)
     in_curve = np.abs(steering) > CURVE_THRESHOLD
     before = float(in_curve.mean())
     after = float(weights[in_curve].sum()) if weights is not None else before

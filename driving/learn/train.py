@@ -15,6 +15,7 @@ the learning-rate schedule and saving/resuming checkpoints live in `driving.lear
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 import shutil
@@ -35,13 +36,16 @@ from driving.flags import EvalRoads, flag
 from driving.learn import distributed
 from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
+from driving.learn.card import write_model_card
 from driving.learn.distributed import Ranks
 from driving.learn.model import INPUT_NORMS, MAX_FRAMES, ModelConfig
 from driving.learn.monitor import (
+    WANDB_EXTRA,
     draw_steering,
     log_data,
     log_train,
     prediction_grid,
+    start_wandb,
     validation_losses,
 )
 from driving.learn.state import (
@@ -115,6 +119,9 @@ class TrainConfig:
     """Processes for that evaluation."""
     log_every: int = 50
     """Log training losses every this many steps."""
+    wandb: bool = False
+    """Also log the run to Weights & Biases (everything TensorBoard gets; needs
+    `pip install 'pixels-to-pedals[wandb]'`; WANDB_MODE=offline logs without an account)."""
 
     def validate(self) -> TrainConfig:
         """Check every setting once, before any work; return self.
@@ -145,6 +152,8 @@ class TrainConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         resolve_device(self.device)
+        if self.wandb and importlib.util.find_spec("wandb") is None:
+            raise TrainingError(f"--wandb needs Weights & Biases: {WANDB_EXTRA}")
         if self.init is not None and not Path(self.init).is_file():
             raise TrainingError(f"--init {self.init} is not a file; give a checkpoint (.pt)")
         if not self.data.is_dir():
@@ -183,12 +192,25 @@ def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
     )
 
 
-def _recording(data: Path, train_set: Frames) -> dict:
+def _recording(data: Path, train_set: Frames, val_set: Frames) -> dict:
     """The World the training frames were recorded in (the first training episode's), as the
     checkpoint's `extra["world"]`: evaluation, watch, saliency and DAgger then render exactly the
     view the net learned from, in the world it learned to drive in."""
     first = scan(data)[0][int(train_set.episode[0])]  # Frames.episode indexes scan's list
-    return {"world": read_episode(first).world.to_dict()}
+    world = read_episode(first).world.to_dict()
+    return {"world": world, "data": _data_record(data, train_set, val_set)}
+
+
+def _data_record(data: Path, train_set: Frames, val_set: Frames) -> dict:
+    """The data the net learned from, for its model card (`driving.learn.card`)."""
+    val = val_set.episode
+    return {
+        "folder": str(data),
+        "train_episodes": len(np.unique(train_set.episode)),
+        "train_frames": len(train_set.episode),
+        "val_episodes": len(np.unique(val)),
+        "val_frames": len(val),
+    }
 
 
 def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, train_mean) -> None:
@@ -333,7 +355,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
-    recording = _recording(cfg.data, train_set)  # a bad world record is refused before any work
+    recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
     last = cfg.run / "last.pt"
     model, optimizer, step, epoch, best_val = model_and_optimizer(
         _model_config(cfg, train_set),
@@ -344,11 +366,12 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         init=cfg.init,
     )
     amp, scaler = mixed_precision(device)
-    writer = None
+    writer = wandb_run = None
     if ranks.is_main:
         cfg.run.mkdir(parents=True, exist_ok=True)
         # as given: replaying an automatically named run's config starts a new run
         save_config(cfg.run / "config.json", given)
+        wandb_run = start_wandb(cfg.run, asdict(cfg)) if cfg.wandb else None
         writer = SummaryWriter(str(cfg.run), purge_step=step if cfg.resume else None)
     state = TrainState(
         model, optimizer, scaler, writer, device, amp, step, epoch, best_val, recording
@@ -365,8 +388,10 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
         distributed.finish(ranks)
         evaluation = None
+        if writer is not None:
+            write_model_card(cfg.run / "best.pt")
         if cfg.eval_episodes > 0 and writer is not None:
-            evaluation = _evaluate(cfg, writer, state.step)
+            evaluation = _evaluate(cfg)
     except KeyboardInterrupt:
         if ranks.is_main:
             try:
@@ -381,6 +406,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     finally:
         if writer is not None:
             writer.close()
+        if wandb_run is not None:
+            wandb_run.finish()
     return {
         "best_val": state.best_val,
         "last_val": state.last_val,
@@ -394,15 +421,11 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     }
 
 
-def _evaluate(cfg: TrainConfig, writer: SummaryWriter, step: int) -> dict:
-    """Closed-loop evaluation of best.pt; numeric overall metrics go to TensorBoard as eval/*."""
+def _evaluate(cfg: TrainConfig) -> dict:
+    """Closed-loop evaluation of best.pt, recorded in the run (TensorBoard eval/* and HParams,
+    the model card); returns its overall metrics."""
     from driving.rollout.evaluate import EvalConfig, evaluate  # keeps training importable alone
-    from driving.rollout.report import log_to_tensorboard
 
-    out = cfg.run / "eval"
-    result = evaluate(
-        EvalConfig(str(cfg.run / "best.pt"), cfg.eval_episodes, out, cfg.eval_workers)
-    )
-    log_to_tensorboard(writer, result, step)
-    overall = result["overall"]
-    return overall
+    best, out = str(cfg.run / "best.pt"), cfg.run / "eval"
+    result = evaluate(EvalConfig(best, cfg.eval_episodes, out, cfg.eval_workers, run=cfg.run))
+    return result["overall"]

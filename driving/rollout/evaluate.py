@@ -10,9 +10,11 @@ back on the centre; each takeover counts as an intervention (metrics in
 `driving.rollout.metrics`; in traffic also `driving.rollout.traffic_metrics`: collisions/km,
 headway under 1 s, driving score).
 Writes `metrics.json` (overall and per episode, with the seeds, and the interventions broken down
-by road curvature and speed, also drawn in `breakdown.png`), mp4 videos of the first episodes, a
-short clip of every intervention and failure (`clips/`), and prints a table with the expert's
-numbers beside the policy's.
+by road curvature and speed, also drawn in `breakdown.png`; rates as fractions; what produced it
+in `provenance`), mp4 videos of the first episodes, a short clip of every intervention and
+failure (`clips/`), `report.html` (all of it on one page, `driving.rollout.html`), and prints a
+table with the expert's numbers beside the policy's. With `--run` it is also recorded in the
+training run (TensorBoard, HParams, the model card: `driving.rollout.report.publish_to_run`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from driving.modular.driver import source_hash
 from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
 from driving.rollout.drivers import BUILT_IN, EXPERT, MODULAR, drivers, policy_world
+from driving.rollout.html import write_report_page
 from driving.rollout.loop import rollout
-from driving.rollout.report import format_table, overall
+from driving.rollout.metrics import METRICS_VERSION
+from driving.rollout.report import format_table, overall, provenance, publish_to_run
 from envs import eval_seeds
 from envs.world import World
 
@@ -80,6 +84,10 @@ class EvalConfig:
     camera: str = ""
     """for 'expert' and 'modular': 'topdown' (the default) or 'dashcam' (the demo's camera,
     'train' looks unless --appearance says otherwise)"""
+    run: Path | None = None
+    """the checkpoint's training run folder: log this evaluation to its TensorBoard (eval/*
+    scalars and videos, the metrics of the HParams tab) and write the numbers into the model
+    card beside the checkpoint (<checkpoint>.md); needs a checkpoint --policy"""
 
     def world(self) -> World:
         """The world to drive in (`driving.rollout.drivers.policy_world`)."""
@@ -97,6 +105,8 @@ class EvalConfig:
         if self.video < 0:
             raise ValueError(f"--video must be >= 0, got {self.video}")
         resolve_device(self.device)
+        if self.run is not None and self.policy in BUILT_IN:
+            raise ValueError(f"--run is for a checkpoint's run; {self.policy!r} has none")
         return self.world()
 
 
@@ -147,6 +157,8 @@ def _cached(path: Path, identity: str, seed: int) -> dict | None:
         return None
     if not isinstance(saved, dict) or saved.get("policy_id") != identity:
         return None
+    if saved.get("metrics_version") != METRICS_VERSION:
+        return None
     result = saved.get("result")
     if not isinstance(result, dict) or saved.get("sha256") != _digest(result):
         return None
@@ -185,7 +197,12 @@ def run_episodes(
 
     def finished(result: dict) -> None:
         done[result["seed"]] = result
-        saved = {"policy_id": identity, "result": result, "sha256": _digest(result)}
+        saved = {
+            "policy_id": identity,
+            "metrics_version": METRICS_VERSION,
+            "result": result,
+            "sha256": _digest(result),
+        }
         write_json(cache / f"{result['seed']}.json", saved)
         bar.update(1)
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
@@ -222,6 +239,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     breakdown.plot(table_by_bin, cfg.out / "breakdown.png", f"interventions of {name}")
     report = {
         "policy": cfg.policy,
+        "provenance": provenance(cfg.policy),
         "config": report_config,
         "world": world.to_dict(),
         "scenario": world.scenario,
@@ -246,6 +264,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         table["expert"] = report["expert"]["overall"]
     report["table"] = format_table(table)
     write_json(cfg.out / "metrics.json", report)
+    write_report_page(cfg.out, report)
+    if cfg.run is not None:
+        publish_to_run(report, Path(cfg.run))
     return report
 
 

@@ -1,10 +1,15 @@
 """Closed-loop driving metrics, from per-step records of one episode.
 
-Definitions (the README repeats them):
+Every rate and share is a fraction in [0, 1] (success_rate, autonomy, speeding_share, ...):
+one scale in `metrics.json`, TensorBoard and the HParams tab; the printed tables show them as
+percentages.
+
+Definitions (docs/evaluation.md repeats them):
 - intervention: the policy is in control and the car gets more than `INTERVENTION_OFFSET` from the
   lane centre, leaves the road or crashes; the expert then drives until the car is back on the
   centre (PilotNet's simulator test).
-- autonomy [%]: (1 - interventions x 6 s / elapsed s) x 100, floored at 0 (Bojarski et al. 2016).
+- autonomy: 1 - interventions x 6 s / elapsed s, floored at 0 (Bojarski et al. 2016, who
+  multiply it by 100).
 - speeding: faster than 110 % of the road's limit; a violation is speeding for more than 1 s.
 - success: the road's end reached with no intervention, no crash and no speeding violation.
 - peak lateral acceleration [m/s^2]: max of speed x yaw rate while the policy drives.
@@ -22,6 +27,9 @@ INFO_KEYS = ("speed", "speed_limit", "lateral_offset", "heading", "on_road", "cr
 """Per-step values copied from the env's `info` into an episode record."""
 RECORD_KEYS = (*INFO_KEYS, "autonomous", "intervention")
 """Everything `episode_metrics` reads: INFO_KEYS plus who drove and when interventions began."""
+METRICS_VERSION = 2
+"""Version of an episode's metrics: 2 = autonomy as a fraction (1 had it in percent). A cached
+episode of another version is driven again."""
 
 
 def _longest_run(flags: np.ndarray) -> int:
@@ -59,7 +67,7 @@ def episode_metrics(record: dict[str, np.ndarray], dt: float, reached_end: bool)
         "success": bool(reached_end and interventions == 0 and not violation and not crashed),
         "reached_end": bool(reached_end),
         "interventions": interventions,
-        "autonomy": max(0.0, 1.0 - interventions * INTERVENTION_PENALTY / max(elapsed, dt)) * 100,
+        "autonomy": max(0.0, 1.0 - interventions * INTERVENTION_PENALTY / max(elapsed, dt)),
         "elapsed_s": elapsed,
         "distance_m": distance,
         "interventions_per_km": interventions / max(distance / 1000, 1e-9),
@@ -83,7 +91,7 @@ def summarize(episodes: list[dict]) -> dict:
     return {
         "episodes": len(episodes),
         "success_rate": float(np.mean([e["success"] for e in episodes])),
-        "autonomy": max(0.0, 1.0 - interventions * INTERVENTION_PENALTY / elapsed) * 100,
+        "autonomy": max(0.0, 1.0 - interventions * INTERVENTION_PENALTY / elapsed),
         "interventions": interventions,
         "interventions_per_km": interventions / max(distance / 1000, 1e-9),
         "distance_km": distance / 1000,

@@ -234,7 +234,7 @@ def format_rounds(rows: list[dict]) -> str:
     ]
     for row in rows:
         metrics = (
-            "{success_rate:.1%} | {autonomy:.2f} % | {interventions_per_km:.3f} | "
+            "{success_rate:.1%} | {autonomy:.2%} | {interventions_per_km:.3f} | "
             "{mean_abs_lateral_offset:.3f} m".format(**row)
             if "success_rate" in row
             else "- | - | - | -"

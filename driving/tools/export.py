@@ -7,7 +7,9 @@ them, `image` uint8 (B, H, W, 3) RGB (for a model stacking K frames, (B, H, W, 3
 recent frames side by side on the channel axis, oldest first, see `driving.learn.model`), and
 `speed` float32 (B,) [m/s] (absent for a model trained without the speed input); the output
 `action` is float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size is
-free.
+free. The file says so itself: its `metadata_props` hold the camera, scenario, inputs, action
+meaning, package version and the checkpoint's sha256 (`driving.learn.card.policy_facts`), read
+with `onnx.load(path).metadata_props` or ONNX Runtime's `get_modelmeta().custom_metadata_map`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 
 from driving.data.extras import require
 from driving.files import replacing
+from driving.learn.card import policy_facts
 from driving.learn.checkpoint import build_model, load_checkpoint
 
 TOLERANCE = 1e-4  # largest |ONNX Runtime - PyTorch| accepted on any output
@@ -68,6 +71,15 @@ def _latency_ms(run, repeats: int = 300) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
+def add_metadata(path: Path, facts: dict[str, str]) -> None:
+    """Store `facts` in the ONNX file's `metadata_props` (what the model needs and does)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, facts)
+    onnx.save(model, str(path))
+
+
 def export_onnx(cfg: ExportConfig) -> dict:
     """Export, verify parity within `TOLERANCE`, measure batch-1 latency; returns a summary."""
     for module in ("onnx", "onnxscript"):  # what torch.onnx.export needs
@@ -75,7 +87,8 @@ def export_onnx(cfg: ExportConfig) -> dict:
     onnxruntime = require("onnxruntime", extra="onnx")
     if not 1 <= cfg.check <= MAX_CHECK:
         raise ValueError(f"--check must be in 1..{MAX_CHECK}, got {cfg.check}")
-    model = build_model(load_checkpoint(cfg.policy), source=cfg.policy).eval()
+    ckpt = load_checkpoint(cfg.policy)
+    model = build_model(ckpt, source=cfg.policy).eval()
     out = cfg.out or Path(cfg.policy).with_suffix(".onnx")
     rng = np.random.default_rng(0)
     example = {k: torch.from_numpy(v) for k, v in _inputs(model, 2, rng).items()}
@@ -96,6 +109,7 @@ def export_onnx(cfg: ExportConfig) -> dict:
                 verbose=False,
                 external_data=False,
             )
+        add_metadata(tmp, policy_facts(ckpt, cfg.policy))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # latency on one core, like PyTorch below
         options.log_severity_level = 3

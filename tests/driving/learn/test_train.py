@@ -90,6 +90,36 @@ def test_tensorboard_holds_the_grouped_tags(trained):
     assert val_loss[-1] < val_loss[0]
 
 
+def test_the_settings_go_to_the_hparams_plugin_of_the_run(trained):
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    from driving.learn.monitor import HPARAM_METRICS
+
+    cfg, _ = trained
+    events = EventAccumulator(str(cfg.run))
+    events.Reload()
+    plugin = {
+        tag: HParamsPluginData.FromString(content)
+        for tag, content in events.PluginTagToContent("hparams").items()
+    }
+    start = plugin["_hparams_/session_start_info"].session_start_info.hparams
+    assert start["lr"].number_value == pytest.approx(SETTINGS["lr"])
+    assert start["batch_size"].number_value == SETTINGS["batch_size"]
+    assert start["curve_weighting"].number_value == 1  # torch writes a bool as a number
+    assert start["data"].string_value == str(cfg.data)
+    declared = [m.name.tag for m in plugin["_hparams_/experiment"].experiment.metric_infos]
+    assert declared == list(HPARAM_METRICS) and "val/loss" in events.Tags()["scalars"]
+
+
+def test_training_writes_a_model_card_beside_best(trained):
+    cfg, summary = trained
+    card = (cfg.run / "best.md").read_text()
+    # 6 roads of 40 frames, 2 of them held out for validation
+    assert "4 training episodes (160 frames), 2 held out for validation (80 frames)" in card
+    assert f"{summary['steps']} optimizer steps" in card
+    assert "Not evaluated yet" in card and "camera: topdown, 66x200 pixels" in card
+
+
 def test_checkpoints_drive_through_the_policy(trained, data):
     cfg, _ = trained
     frame = learnable_episode(0, frames=1)
@@ -264,3 +294,34 @@ def test_a_dataset_with_an_unknown_camera_key_is_refused_before_training(tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "zoom" in err, err
     assert not run.exists()  # refused before anything was written
+
+
+def test_wandb_missing_is_one_line_naming_the_extra(data, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from driving.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    code = main(["train", "--data", str(data), "--run", str(tmp_path / "run"), "--wandb"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == "error: --wandb needs Weights & Biases: pip install 'pixels-to-pedals[wandb]'"
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_wandb_offline_mirrors_the_tensorboard_run(data, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="Weights & Biases is the optional extra 'wandb'")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = TrainConfig(data=data, run=tmp_path / "run", wandb=True, **(SETTINGS | {"epochs": 1}))
+    train(cfg)
+    (offline,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    record = next(offline.glob("run-*.wandb")).read_bytes()
+    assert b"train/loss" in record and b"batch_size" in record  # the scalars and the settings
+    assert b"val/loss" in record and list((offline / "files" / "media").rglob("*.png"))
+    assert not (cfg.run / "wandb").exists()  # its files stay out of TensorBoard's --logdir

@@ -34,7 +34,7 @@ def record(
 
 def test_clean_episode_is_a_success_with_full_autonomy():
     m = episode_metrics(record(), dt=0.1, reached_end=True)
-    assert m["success"] and m["autonomy"] == pytest.approx(100.0)
+    assert m["success"] and m["autonomy"] == pytest.approx(1.0)
     assert m["distance_m"] == pytest.approx(100.0)  # 10 s at 10 m/s
     assert m["mean_speed"] == pytest.approx(10.0)
     assert m["interventions_per_km"] == 0
@@ -45,7 +45,7 @@ def test_autonomy_follows_pilotnet_formula():
     rec = record(steps=6000, interventions=range(0, 6000, 600))
     m = episode_metrics(rec, dt=0.1, reached_end=True)
     assert m["interventions"] == 10
-    assert m["autonomy"] == pytest.approx(90.0)
+    assert m["autonomy"] == pytest.approx(0.9)
     assert m["interventions_per_km"] == pytest.approx(10 / 6.0)  # 6 km at 10 m/s
     assert not m["success"]
 
@@ -91,7 +91,7 @@ def test_summary_pools_time_and_distance():
     b = episode_metrics(record(steps=3000, interventions=[100, 200]), dt=0.1, reached_end=True)
     s = summarize([a, b])
     assert s["success_rate"] == pytest.approx(0.5)
-    assert s["autonomy"] == pytest.approx((1 - 2 * 6 / 600) * 100)
+    assert s["autonomy"] == pytest.approx(1 - 2 * 6 / 600)
     assert s["distance_km"] == pytest.approx(6.0)
     assert s["interventions_per_km"] == pytest.approx(2 / 6.0)
     with pytest.raises(ValueError):

@@ -34,7 +34,7 @@ def test_lane_changes_are_not_interventions_and_traffic_metrics_are_reported():
     # threshold: lanes are 3.2 to 4 m wide) off a lane centre, yet the expert driving as the
     # policy was never taken over.
     assert traffic["lane_changes"] >= 2
-    assert result["interventions"] == 0 and result["autonomy"] == 100.0
+    assert result["interventions"] == 0 and result["autonomy"] == 1.0
     assert traffic["clean"] and traffic["collisions"] == 0 and traffic["driving_score"] == 1.0
     assert result["success"]
 
@@ -96,7 +96,7 @@ def test_a_density_needs_a_traffic_scenario_and_a_known_level():
 
 def test_the_table_shows_traffic_rows_and_a_dash_where_a_driver_has_none():
     plain = {
-        "success_rate": 1.0, "autonomy": 100.0, "interventions_per_km": 0.0, "distance_km": 1.0,
+        "success_rate": 1.0, "autonomy": 1.0, "interventions_per_km": 0.0, "distance_km": 1.0,
         "mean_abs_lateral_offset": 0.1, "mean_speed": 10.0, "speeding_share": 0.0,
         "speeding_violations": 0, "peak_lateral_accel": 1.0, "mean_peak_lateral_accel": 1.0,
     }  # fmt: skip

@@ -1,6 +1,10 @@
 """ONNX export: the exported graph matches PyTorch under ONNX Runtime."""
 
+import hashlib
+import json
+
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -8,6 +12,7 @@ import torch
 from driving.learn.checkpoint import save_checkpoint
 from driving.learn.model import ModelConfig, PilotNet
 from driving.tools.export import TOLERANCE, ExportConfig, export_onnx
+from envs.camera import CameraConfig
 
 
 @pytest.mark.parametrize(
@@ -50,3 +55,25 @@ def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     assert all(
         p50 > 0 for p50, _ in (summary["onnxruntime_ms_p50_p99"], summary["pytorch_ms_p50_p99"])
     )
+
+
+def test_the_onnx_file_says_what_it_sees_and_what_its_outputs_mean(tmp_path):
+    from conftest import save_untrained
+
+    from envs.world import World
+
+    world = World(scenario="winding-traffic", camera=CameraConfig(kind="dashcam"))
+    config = ModelConfig(frames=2, frame_stride=3)
+    ckpt = save_untrained(tmp_path / "best.pt", {"world": world.to_dict()}, config)
+    summary = export_onnx(ExportConfig(policy=ckpt, check=4))
+    meta = {p.key: p.value for p in onnx.load(summary["onnx"]).metadata_props}
+    assert meta["scenario"] == "winding-traffic" and meta["density"] == "default"
+    assert json.loads(meta["camera"]) == world.to_dict()["camera"]
+    assert meta["inputs"].startswith("image: uint8 (B, 66, 200, 6): 2 frames 3 step(s) apart")
+    assert "speed: float32 (B,) [m/s]" in meta["inputs"]
+    assert meta["action"].startswith("float32 (B, 2) [steering, throttle]")
+    assert "positive steers right" in meta["action"]
+    assert meta["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert meta["package_version"] and meta["policy_rate_hz"] == "10"
+    session = onnxruntime.InferenceSession(summary["onnx"], providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map == meta  # ONNX Runtime reads them too
