@@ -99,11 +99,12 @@ def forge_shapes(path: Path, steps: int, height: int, width: int) -> None:
             f.attrs[key] = value
         f.attrs["num_frames"] = steps
         frames = (steps, height, width, 3)
-        f.create_dataset("frames", shape=frames, dtype="u1", chunks=(1, height, width, 3))
+        chunks = (1, min(height, 1000), min(width, 1000), 3)  # HDF5 caps a chunk at 4 GB
+        f.create_dataset("frames", shape=frames, dtype="u1", chunks=chunks)
         for name in ("labels", "actions"):
-            f.create_dataset(name, shape=(steps, 2), dtype="f4", chunks=(1024, 2))
+            f.create_dataset(name, shape=(steps, 2), dtype="f4", chunks=(min(steps, 1024), 2))
         for name in ("speed", "lateral_offset", "heading_error"):
-            f.create_dataset(name, shape=(steps,), dtype="f4", chunks=(1024,))
+            f.create_dataset(name, shape=(steps,), dtype="f4", chunks=(min(steps, 1024),))
 
 
 # ---------------------------------------------------------------- checkpoints
