@@ -217,13 +217,18 @@ class TrafficEnv(WindingRoadEnv):
     @classmethod
     def default_config(cls) -> dict:
         config = super().default_config()
-        config.update({"road": TRAFFIC_ROAD, "density": "default"})
+        # fast_traffic False: highway-env steps the cars one by one (the reference for the
+        # fast road's replay test, and for the benchmark's ratio).
+        config.update({"road": TRAFFIC_ROAD, "density": "default", "fast_traffic": True})
         return config
 
     def _reset(self) -> None:
         density_range(self.config["density"])  # validate before building anything
         super()._reset()
-        self.road = TrafficRoad(self.road_map, self.np_random)
+        from envs.traffic_fast import FastTrafficRoad  # it subclasses TrafficRoad, defined here
+
+        road = FastTrafficRoad if self.config["fast_traffic"] else TrafficRoad
+        self.road = road(self.road_map, self.np_random)
         ego = self.vehicle
         ego.road = self.road
         # Other drivers' MOBIL reads the follower's wish; the ego's is the limit.
