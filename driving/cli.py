@@ -7,6 +7,7 @@
     drive evaluate --policy logs/mine/best.pt --episodes 50 --out logs/mine/eval --video 2
     drive dagger --out logs/dagger --rounds 4    # DAgger rounds, a table per round
     drive export --policy logs/mine/best.pt      # ONNX, checked against PyTorch
+    drive convert data/demo --to minari          # the dataset for Minari (and back), LeRobot
     drive watch --policy logs/mine/best.pt       # live window (or mp4 without a display)
     drive collect --driver keyboard --out data/me --episodes 3  # you drive (arrow keys)
     drive view data/demo                         # contact sheet, label plots, episode mp4
@@ -33,6 +34,7 @@ from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
 from driving.rollout.evaluate import EvalConfig, evaluate
 from driving.rollout.report import log_to_tensorboard
+from driving.tools.convert import ConvertConfig, convert, format_summary
 from driving.tools.dagger import DaggerConfig, dagger, format_rounds
 from driving.tools.export import ExportConfig, export_onnx
 from driving.tools.saliency import SaliencyConfig, format_shares, run_saliency
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "dagger": DaggerConfig,
         "demo": DemoConfig,
         "export": ExportConfig,
+        "convert": ConvertConfig,
         "watch": WatchConfig,
         "view": ViewConfig,
         "saliency": SaliencyConfig,
@@ -205,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                     *summary["onnxruntime_ms_p50_p99"], *summary["pytorch_ms_p50_p99"]
                 )
             )
+        elif isinstance(cfg, ConvertConfig):
+            print(format_summary(convert(cfg)))
         elif isinstance(cfg, WatchConfig):
             summary = watch(cfg)
             for road in summary["roads"]:

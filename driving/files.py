@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 
 @contextmanager
 def replacing(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside `path` that replaces it when the block ends without an error.
 
-    The temporary name keeps the extension (`best.tmp.pt`), since some writers choose the format
-    from it (matplotlib, video encoders). Parent folders are created. `fsync`: flush the file to
-    disk before the rename, so that the new content survives a power cut too.
+    The temporary name is this writer's own (`best.<pid>.<random>.tmp.pt`): two processes
+    replacing one file never write into the same temporary file, so the last rename wins with a
+    whole file. It keeps the extension, since some writers choose the format from it
+    (matplotlib, video encoders). Parent folders are created. `fsync`: flush the file to disk
+    before the rename, so that the new content survives a power cut too.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         yield tmp
         if fsync:
@@ -48,3 +53,19 @@ def write_json(path: str | Path, payload: Any, indent: int = 2, fsync: bool = Fa
     with replacing(path, fsync=fsync) as tmp:
         tmp.write_text(json.dumps(payload, indent=indent), encoding="utf-8")
     return Path(path)
+
+
+def hold_folder(folder: str | Path) -> FileLock | None:
+    """Lock `folder` (its `.lock` file) for this process; None if another process holds it.
+
+    An OS lock, held until `release()` or until this process dies (the kernel releases it then):
+    a killed run never leaves its folder locked, and the lock holds across PID namespaces.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / ".lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock

@@ -111,6 +111,19 @@ def make_camera(config: CameraConfig) -> Camera | Dashcam:
     return Dashcam(config) if config.kind == "dashcam" else Camera(config)
 
 
+def ground_to_frame(config: CameraConfig) -> np.ndarray:
+    """(3, 3) homography of the dashcam: ground point (forward a, right b) [m] from the camera,
+    homogeneous (a, b, 1) -> homogeneous frame pixel (u, v, 1); flat ground, the settings'
+    pinhole (its inverse is the bird's-eye warp of `driving.modular`)."""
+    f = (config.width / 2) / math.tan(math.radians(config.fov_deg) / 2)  # [px]
+    cu, cv = (config.width - 1) / 2, (config.height - 1) / 2
+    pitch, h = math.radians(config.pitch_deg), config.mount_height_m
+    c, s = math.cos(pitch), math.sin(pitch)
+    return np.array(
+        [[cu * c, f, cu * h * s], [cv * c - f * s, 0.0, h * (f * c + cv * s)], [c, 0.0, h * s]]
+    )
+
+
 def _smoothstep(t: np.ndarray) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3 - 2 * t)
@@ -133,16 +146,12 @@ class Dashcam:
         self._half_fov_tan = math.tan(math.radians(config.fov_deg) / 2)  # [m across / m depth]
         self.focal_px = (width / 2) / self._half_fov_tan
         """Focal length [px]."""
-        f, cu, cv = self.focal_px, (width - 1) / 2, (height - 1) / 2
+        cu, cv = (width - 1) / 2, (height - 1) / 2
         self._cv, self._centre_fixed = cv, np.array([cu, cv]) * _ONE
         pitch, h = math.radians(config.pitch_deg), config.mount_height_m
         self._cos, self._sin = c, s = math.cos(pitch), math.sin(pitch)
-        # Ground point (forward a, right b) [m] from the camera -> homogeneous frame pixel.
-        ground_to_frame = np.array(
-            [[cu * c, f, cu * h * s], [cv * c - f * s, 0.0, h * (f * c + cv * s)], [c, 0.0, h * s]]
-        )
-        self._frame_to_ground = np.linalg.inv(ground_to_frame)
-        self.horizon_row = cv - f * math.tan(pitch)
+        self._frame_to_ground = np.linalg.inv(ground_to_frame(config))
+        self.horizon_row = cv - self.focal_px * math.tan(pitch)
         """Row of the horizon [px] (fractional; rows below it see the ground)."""
         self._rows(config)
         top, far_end, near_start = self._bands

@@ -108,9 +108,7 @@ class Expert:
             kappa = abs(lane_curvature(lane, s, CURVATURE_STEP))
             if kappa < 1e-6:
                 continue
-            bend_speed = min(cruise, math.sqrt(cfg.max_lateral_accel / kappa))
-            # Fastest speed from which the bend speed is reached braking gently over the gap.
-            target = min(target, math.sqrt(bend_speed**2 + 2 * cfg.comfort_decel * 2.0 * i))
+            target = min(target, bend_speed(kappa, 2.0 * i, cruise, cfg))
         return float(target)
 
     def steering(self, offset: float = 0.0, offset_rate: float = 0.0) -> float:
@@ -128,23 +126,62 @@ class Expert:
         e -= offset
         v = max(abs(ego.speed), 2.0)
         # Direction of motion = heading + slip angle beta of the bicycle model.
-        beta = math.atan(0.5 * math.tan(ego.action.get("steering", 0.0)))
+        beta = slip_angle(ego.action.get("steering", 0.0))
         psi_reference = math.asin(_clip(offset_rate / v, 0.5))
         psi = wrap_to_pi(ego.heading + beta - lane.heading_at(s) - psi_reference)
         # Feed-forward a little ahead: the command acts during the coming step.
         dt = 1.0 / self._base.config["policy_frequency"]
         kappa_lane = lane_curvature(lane, s + 0.5 * v * dt, CURVATURE_STEP)
-        kappa = (
-            kappa_lane - (2 * cfg.zeta * cfg.omega * v * math.sin(psi) + cfg.omega**2 * e) / v**2
-        )
-        # Kinematic bicycle: yaw rate = v sin(beta) / (L/2), beta = atan(tan(delta) / 2).
-        sin_beta = _clip(kappa * ego.LENGTH / 2, 0.99)
-        return math.atan(2 * math.tan(math.asin(sin_beta)))
+        return lane_steering(e, psi, kappa_lane, v, ego.LENGTH, cfg)
 
     def act(self, obs=None) -> np.ndarray:
         """[steering, throttle] in [-1, 1] for the current state (the observation is not used)."""
         ego = self._base.vehicle
-        steering = _clip(self.steering() / STEERING_RANGE, 1.0)
-        accel = self.config.speed_gain * (self.target_speed() - ego.speed)
-        throttle = _clip(accel / ACCELERATION_RANGE, 1.0)
-        return np.array([steering, throttle], dtype=np.float32)
+        return controls(self.steering(), self.target_speed(), ego.speed, self.config)
+
+
+# The control law, as functions of the lane-frame state: the expert feeds them ground truth,
+# the modular driver (`driving.modular`) its estimates from the camera frame.
+
+
+def slip_angle(steering: float) -> float:
+    """Angle between the direction of motion and the heading [rad] of highway-env's kinematic
+    bicycle at steering angle `steering` [rad]."""
+    return math.atan(0.5 * math.tan(steering))
+
+
+def lane_steering(
+    offset: float, psi: float, kappa_lane: float, speed: float, length: float, cfg: ExpertConfig
+) -> float:
+    """Steering angle [rad] of the expert's lateral law (the module docstring).
+
+    Args:
+        offset: lateral offset e from the reference [m], positive right.
+        psi: angle of the direction of motion to the lane [rad], positive right.
+        kappa_lane: lane curvature fed forward [1/m], positive turning right.
+        speed: speed v [m/s], at least 2 (the law divides by v^2).
+        length: the car's length [m] (highway-env's bicycle has its axles L/2 from the centre).
+        cfg: omega and zeta.
+    """
+    v = speed
+    kappa = (
+        kappa_lane - (2 * cfg.zeta * cfg.omega * v * math.sin(psi) + cfg.omega**2 * offset) / v**2
+    )
+    # Kinematic bicycle: yaw rate = v sin(beta) / (L/2), beta = atan(tan(delta) / 2).
+    sin_beta = _clip(kappa * length / 2, 0.99)
+    return math.atan(2 * math.tan(math.asin(sin_beta)))
+
+
+def bend_speed(kappa: float, distance: float, cruise: float, cfg: ExpertConfig) -> float:
+    """Fastest speed [m/s] now from which a bend of curvature |`kappa`| [1/m] `distance` [m]
+    ahead is entered at `max_lateral_accel`, braking at `comfort_decel` over the gap."""
+    in_bend = min(cruise, math.sqrt(cfg.max_lateral_accel / kappa))
+    return math.sqrt(in_bend**2 + 2 * cfg.comfort_decel * distance)
+
+
+def controls(steering: float, target_speed: float, speed: float, cfg: ExpertConfig) -> np.ndarray:
+    """[steering, throttle] in [-1, 1]: a steering angle [rad] scaled to the action range, and
+    the throttle proportional to the speed error (target_speed - speed) [m/s]."""
+    accel = cfg.speed_gain * (target_speed - speed)
+    throttle = _clip(accel / ACCELERATION_RANGE, 1.0)
+    return np.array([_clip(steering / STEERING_RANGE, 1.0), throttle], dtype=np.float32)

@@ -18,7 +18,7 @@ speed [m/s], speed_limit [m/s], curvature [1/m] of the ego's lane.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -58,7 +58,10 @@ def make_expert(env: gym.Env):
 
 
 def make_env(
-    scenario: str = SCENARIO, camera: CameraConfig = CameraConfig(), **config: Any
+    scenario: str = SCENARIO,
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    **config: Any,
 ) -> DrivingWrapper:
     """Build a scenario with the camera wrapper.
 
@@ -66,10 +69,11 @@ def make_env(
         scenario: "winding-road", "winding-traffic", "highway-traffic" (ours) or any registered
             highway-env id ("highway-v0", ...).
         camera: camera settings.
+        render_mode: None, or "rgb_array": `render()` returns the camera frame.
         **config: highway-env config entries that override the scenario's defaults.
 
     Raises:
-        ValueError: unknown scenario name.
+        ValueError: unknown scenario name or render mode.
     """
     check_scenario(scenario)
     if scenario == SCENARIO:
@@ -80,7 +84,7 @@ def make_env(
         config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
         base = gym.make(scenario, config=config).unwrapped
     base.enable_auto_render = False  # highway-env would redraw on every sub-step
-    env = DrivingWrapper(base, camera)
+    env = DrivingWrapper(base, camera, render_mode)
     # What this env is, as far as the entries given say (`make_world` records the exact World).
     density = config.get("density", "default")
     start, road = config.get("start", "beginning"), config.get("road", RoadSettings())
@@ -191,16 +195,67 @@ def make_world(world: World = World(), **config: Any) -> tuple[DrivingWrapper, E
     return env, make_expert(env)
 
 
-def make_winding_road(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
-    """gymnasium entry point of `WindingRoad-v0`."""
-    return make_env(SCENARIO, camera, **config)
+GYM_IDS = {
+    SCENARIO: "WindingRoad-v0",
+    "winding-traffic": "WindingTraffic-v0",
+    "highway-traffic": "HighwayTraffic-v0",
+}
+"""The gymnasium id of each of our scenarios (registered by `envs`)."""
 
 
-def make_winding_traffic(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
-    """gymnasium entry point of `WindingTraffic-v0`."""
-    return make_env("winding-traffic", camera, **config)
+def world_spec(world: World) -> gym.envs.registration.EnvSpec | None:
+    """The gymnasium spec that rebuilds `world`: its scenario's id with the World as a JSON
+    kwarg (`gymnasium.make(spec)` builds it; datasets record it). None for highway-env's ids."""
+    if world.scenario not in GYM_IDS:
+        return None
+    spec = gym.spec(GYM_IDS[world.scenario])
+    return replace(spec, kwargs={**spec.kwargs, "world": world.to_dict()})
 
 
-def make_highway_traffic(camera: CameraConfig = CameraConfig(), **config: Any) -> DrivingWrapper:
-    """gymnasium entry point of `HighwayTraffic-v0`."""
-    return make_env("highway-traffic", camera, **config)
+def _make_registered(
+    scenario: str,
+    camera: CameraConfig,
+    render_mode: str | None,
+    world: dict | None,
+    config: dict[str, Any],
+) -> DrivingWrapper:
+    """The gymnasium entry points' work: the scenario, or the World given as a dict."""
+    if world is None:
+        return make_env(scenario, camera, render_mode, **config)
+    described = World.from_dict(world).validate()
+    if described.scenario != scenario:
+        raise ValueError(f"world of scenario {described.scenario!r} given to {GYM_IDS[scenario]}")
+    env = make_env(scenario, described.camera, render_mode, **described.env_config(), **config)
+    env.world = described
+    return env
+
+
+def make_winding_road(
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    world: dict | None = None,
+    **config: Any,
+) -> DrivingWrapper:
+    """gymnasium entry point of `WindingRoad-v0`; `world`: a `World.to_dict()` (its camera and
+    settings replace `camera`)."""
+    return _make_registered(SCENARIO, camera, render_mode, world, config)
+
+
+def make_winding_traffic(
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    world: dict | None = None,
+    **config: Any,
+) -> DrivingWrapper:
+    """gymnasium entry point of `WindingTraffic-v0` (`world`: as `make_winding_road`)."""
+    return _make_registered("winding-traffic", camera, render_mode, world, config)
+
+
+def make_highway_traffic(
+    camera: CameraConfig = CameraConfig(),
+    render_mode: str | None = None,
+    world: dict | None = None,
+    **config: Any,
+) -> DrivingWrapper:
+    """gymnasium entry point of `HighwayTraffic-v0` (`world`: as `make_winding_road`)."""
+    return _make_registered("highway-traffic", camera, render_mode, world, config)

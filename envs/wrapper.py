@@ -5,6 +5,11 @@ the camera frame (`CameraConfig.kind`: the heading-up `envs.camera` or the drive
 `envs.dashcam`) and the speedometer, the action is [steering,
 throttle] in [-1, 1], and `info` carries the per-step ground truth of `ground_truth` plus the
 distance travelled.
+
+Rendering: `render_mode="rgb_array"` makes `render()` return the latest camera frame, (H, W, 3)
+uint8, exactly what the policy sees (no second drawing, so a recorded video costs nothing extra
+and shows the policy's input); `metadata["render_fps"]` is the policy rate [Hz], so gymnasium's
+`RecordVideo` plays drives in real time. highway-env's own renderer (pygame) is not used.
 """
 
 from __future__ import annotations
@@ -46,9 +51,22 @@ class DrivingWrapper(gym.Wrapper):
     [steering, throttle] order. The observation is the camera frame and the speedometer.
     """
 
-    def __init__(self, env: gym.Env, camera: CameraConfig = CameraConfig()) -> None:
+    RENDER_MODES = ("rgb_array",)
+    """The render modes `render_mode` accepts (besides None): the camera frame."""
+
+    def __init__(
+        self, env: gym.Env, camera: CameraConfig = CameraConfig(), render_mode: str | None = None
+    ) -> None:
         super().__init__(env)
         camera.validate()
+        if render_mode is not None and render_mode not in self.RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be None or one of {list(self.RENDER_MODES)}, got {render_mode!r}"
+            )
+        self._render_mode = render_mode
+        self._frame: np.ndarray | None = None  # the latest camera frame, for render()
+        fps = env.unwrapped.config["policy_frequency"]  # [Hz] one frame per policy step
+        self.metadata = {"render_modes": list(self.RENDER_MODES), "render_fps": fps}
         self.camera = make_camera(camera)
         self.camera_config = camera
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
@@ -62,10 +80,22 @@ class DrivingWrapper(gym.Wrapper):
         self.world = None
         """The `envs.world.World` this env was built from (set by `make_env`)."""
 
+    @property
+    def render_mode(self) -> str | None:
+        """None or "rgb_array" (the camera frame), as given to the constructor."""
+        return self._render_mode
+
+    def render(self) -> np.ndarray | None:
+        """The latest camera frame, (H, W, 3) uint8, in "rgb_array" mode; None otherwise."""
+        if self._render_mode is None or self._frame is None:
+            return None
+        return self._frame.copy()
+
     def _observe(self) -> dict[str, np.ndarray]:
         base = self.env.unwrapped
         image = self.camera.render(base.road, base.vehicle)
         speed = np.clip(np.array([base.vehicle.speed], dtype=np.float32), -MAX_SPEED, MAX_SPEED)
+        self._frame = image
         return {"image": image, "speed": speed}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -113,3 +113,17 @@ def record_drive(
         )
         obs, _, _, _, info = env.step(action)
     return rows.episode(seed, {"driver": "expert"} if meta is None else meta)
+
+
+def write_drives(root: Path, seeds: list[int], seconds: float = 3.0) -> list[Episode]:
+    """Drive roads `seeds` for `seconds` [s] each (10 steps a second) with the noisy expert in
+    the default World, write them into `root`; returns the episodes, in seed order."""
+    from driving.data import write_episode
+    from driving.record.collect import NoiseConfig, run_expert_episode
+    from envs.world import World, make_world
+
+    env, expert = make_world(World(), duration=seconds)
+    episodes = [run_expert_episode(env, expert, seed, NoiseConfig())[0] for seed in seeds]
+    for episode in episodes:
+        write_episode(root, episode)
+    return episodes

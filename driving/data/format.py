@@ -15,7 +15,8 @@ Format, version 2 (HDF5 + JSON; the frames are Zstandard-compressed, so plain h5
                                        <hex8> = 8 random hex digits so that names never collide
     DIR/.lock                          empty; writers hold an exclusive flock on it
     DIR/*.tmp                          files being written, or left by a killed writer: ignore them
-    DIR/manifest.tmp.json              the same, for the manifest
+    DIR/manifest.*.tmp.json            the same, for the manifest
+    DIR/.claims/<seed>.lock            a collector holds an OS lock on it while it drives a road
 
 Every episode file holds T >= 1 steps (one row per policy step; row t's label is the expert's
 answer to frame t) as root-level datasets:
@@ -29,14 +30,27 @@ answer to frame t) as root-level datasets:
     speed           (T,) float32         ego speed [m/s]
     lateral_offset  (T,) float32         signed distance from the lane centre [m]
     heading_error   (T,) float32         heading minus lane direction [rad]
+    last_frame      (H, W, 3) uint8      optional: the frame seen after the last step (the
+                                         episode's last observation; absent in older files,
+                                         shifted-view and DAgger episodes)
+
+Every array carries HDF5's Fletcher-32 checksum on each chunk (the filter is built into HDF5, so
+any HDF5 reader verifies it), and the file uses HDF5 1.10's format (``libver="v110"``), whose
+object headers and chunk indexes carry checksums too; `meta` is stored as fixed-length bytes in the
+object header for that reason. Readers decode nothing whose checksum fails: the file is skipped by
+name. Files written before 2026-12-03 have no checksums and are still read.
 
 and root attributes:
 
     format_version  int   2 (1 in older files, still read); readers refuse higher numbers
     seed            int   the road's seed (>= 0)
     num_frames      int   T
-    meta            str   JSON object: scenario, camera, driver, noise, outcome...;
-                          meta["driver"] is a short string naming who drove ("expert", ...)
+    meta            str   JSON object (bytes since checksums came: `json.loads` takes
+                          both): world, driver, noise, outcome...;
+                          meta["driver"] is a short string naming who drove ("expert", ...);
+                          meta["fps"] the policy rate [Hz] (steps per second), and
+                          meta["last_speed"] the speed [m/s] of the last observation
+                          (both absent in older files)
 
 manifest.json::
 
@@ -68,6 +82,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +98,9 @@ from envs.world import SCENARIO, World
 FORMAT_VERSION = 2
 FRAMES_PER_CHUNK = 16  # frames compressed together: fewer, larger chunks decode much faster
 FRAME_COMPRESSION = hdf5plugin.Zstd(clevel=1)  # measured best size x speed (module docstring)
+CHECKSUM = {"fletcher32": True}  # every chunk of every array carries a Fletcher-32 checksum
+HDF5_FORMAT = ("v110", "v110")  # object headers and chunk indexes with checksums (HDF5 >= 1.10)
+MAX_CHUNK_BYTES = 256 * 2**20  # [B] a decoded chunk larger than this is refused before reading
 FORMAT_NAME = "pixels-to-pedals/demonstrations"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -115,30 +134,18 @@ class Episode:
     heading_error: np.ndarray  # (T,) float32 [rad]
     seed: int  # the road's seed, >= 0
     meta: dict  # JSON-serialisable settings (driver, world, noise...); read back as JSON
+    last_frame: np.ndarray | None = None  # (H, W, 3) uint8, the frame after the last step
 
     @property
     def world(self) -> World:
-        """The world this episode was recorded in (`meta["world"]`).
-
-        Episodes recorded before the World record kept the camera, the scenario's name, the
-        density setting and the start rule under separate keys: they are read back the same way.
+        """The world this episode was recorded in (`meta["world"]`, see `meta_world`).
 
         Raises:
             DatasetError: the stored world is not a world description.
         """
-        meta = self.meta
-        stored = meta.get("world")
-        if stored is None:
-            camera = meta.get("camera")
-            stored = {
-                "scenario": meta.get("scenario_name", SCENARIO),
-                "density": meta.get("density_setting", "default"),
-                "start": meta.get("start", "beginning"),
-                "camera": camera if isinstance(camera, dict) else {},
-            }
         try:
-            return World.from_dict(stored)
-        except ValueError as err:
+            return meta_world(self.meta)
+        except Invalid as err:
             raise DatasetError(f"episode of road {self.seed}: {err}") from None
 
 
@@ -169,6 +176,7 @@ class Header:
     frame_size: tuple[int, int]  # (H, W) [px]
     driver: str
     labels: np.ndarray
+    checksummed: bool = False  # every array carries Fletcher-32 checksums
 
 
 # ---------------------------------------------------------------- validation (shared by both sides)
@@ -233,6 +241,89 @@ def newer_version(path: Path, version: int) -> DatasetError:
     )
 
 
+def meta_world(meta: dict) -> World:
+    """The validated World of an episode's meta (`meta["world"]`).
+
+    Episodes recorded before the World record kept the camera, the scenario's name, the density
+    setting and the start rule under separate keys: they are read back the same way.
+
+    Raises:
+        Invalid: the stored world is not a valid world description (names the field).
+    """
+    stored = meta.get("world")
+    if stored is None:
+        camera = meta.get("camera")
+        stored = {
+            "scenario": meta.get("scenario_name", SCENARIO),
+            "density": meta.get("density_setting", "default"),
+            "start": meta.get("start", "beginning"),
+            "camera": camera if isinstance(camera, dict) else {},
+        }
+    if not isinstance(stored, dict):
+        raise Invalid(f"meta.world is a {type(stored).__name__}, expected an object")
+    try:
+        return World.from_dict(stored).validate()
+    except (TypeError, ValueError) as err:
+        raise Invalid(f"meta.world: {str(err).split(': {')[0]}") from None
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory [B] (a bound on what one read may allocate)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no bound from here
+        return 2**62
+
+
+def check_storage(f: h5py.File, file_size: int) -> None:
+    """Check that each array's declared size is backed by the file, before reading any of it.
+
+    A forged header can declare billions of steps or 60000x60000 frames in a file of a few
+    kilobytes; reading it would allocate the declared size. Here each array must fit in memory,
+    a chunk must stay under `MAX_CHUNK_BYTES`, every chunk must be stored (the writer stores all)
+    and a contiguous array must lie inside the file.
+    """
+    limit = memory_bytes()
+    for name in ARRAYS:
+        dataset = f[name]
+        size = dataset.dtype.itemsize * math.prod(dataset.shape)  # [B] decoded
+        if size > limit:
+            raise Invalid(
+                f"'{name}' declares {dataset.shape} ({size / 1e9:.1f} GB), more than this "
+                f"machine's memory ({limit / 1e9:.1f} GB): a forged or damaged header"
+            )
+        if dataset.chunks is None:
+            offset = dataset.id.get_offset()
+            if offset is None or offset + size > file_size:
+                raise Invalid(f"'{name}' declares {dataset.shape} but the file is too short")
+            continue
+        chunk = dataset.dtype.itemsize * math.prod(dataset.chunks)
+        if chunk > MAX_CHUNK_BYTES:
+            raise Invalid(f"'{name}' has chunks of {chunk / 1e6:.0f} MB: a forged or damaged file")
+        counts = zip(dataset.shape, dataset.chunks, strict=True)
+        expected = math.prod(math.ceil(n / c) for n, c in counts)
+        stored = dataset.id.get_num_chunks()
+        if stored != expected:
+            raise Invalid(f"'{name}' stores {stored} of its {expected} chunks (truncated, forged)")
+
+
+def verify_frames(f: h5py.File) -> None:
+    """Decode every chunk of the frames, one chunk at a time, so that HDF5 checks its checksum.
+
+    Raises:
+        OSError: a checksum mismatch or a corrupt chunk (`opened` turns it into `Invalid`).
+    """
+    frames = f["frames"]
+    step = frames.chunks[0] if frames.chunks else FRAMES_PER_CHUNK
+    for start in range(0, frames.shape[0], step):
+        frames[start : start + step]
+
+
+def has_checksums(f: h5py.File) -> bool:
+    """Whether every array of an episode file carries checksums (files before 2026-12-03 don't)."""
+    return all(f[name].fletcher32 for name in ARRAYS)
+
+
 def _driver(meta: dict) -> str:
     """meta["driver"] as a string ("unknown" if absent, JSON if not a string)."""
     driver = meta.get("driver", "unknown")
@@ -258,7 +349,9 @@ def opened(path: Path) -> Iterator[h5py.File]:
         raise Invalid("file disappeared (deleted while reading?)") from None
     except PermissionError:
         raise Invalid("permission denied: check the file's permissions") from None
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError):
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        if "checksum" in str(err).lower() or "filter returned failure" in str(err):
+            raise Invalid("damaged data (checksum mismatch or undecodable chunk)") from None
         raise Invalid("truncated or corrupt HDF5 file") from None
 
 
@@ -282,7 +375,12 @@ def read_header(f: h5py.File, path: Path) -> tuple[Header, dict, dict[str, np.nd
         raise Invalid("attribute 'meta' is not valid JSON") from None
     if not isinstance(meta, dict):
         raise Invalid("attribute 'meta' is not a JSON object")
+    if not isinstance(meta.get("driver", ""), str):
+        raise Invalid(f"meta.driver is a {type(meta['driver']).__name__}, expected a string")
+    if "world" in meta:  # what the recorders write; older, free-form meta is checked when used
+        meta_world(meta)
     frame_size = check_layout(f, num_frames)
+    check_storage(f, path.stat().st_size)
     small = {name: np.asarray(f[name][...], dtype=np.float32) for name in STEP_ARRAYS}
     check_values(small)
     seed = as_int(f.attrs["seed"], "seed")

@@ -22,8 +22,11 @@ from driving.data.format import (
     Frames,
     Header,
     Invalid,
+    has_checksums,
+    memory_bytes,
     opened,
     read_header,
+    verify_frames,
 )
 from driving.data.store import load_manifest
 
@@ -69,15 +72,18 @@ def read_episode(path: Path) -> Episode:
         with opened(path) as f:
             header, meta, small = read_header(f, path)
             frames = np.asarray(f["frames"][...], dtype=np.uint8)
+            last = np.asarray(f["last_frame"][...], np.uint8) if "last_frame" in f else None
     except Invalid as error:
         raise DatasetError(f"cannot read episode {path}: {error}") from None
-    return Episode(frames=frames, seed=header.seed, meta=meta, **small)
+    return Episode(frames=frames, seed=header.seed, meta=meta, last_frame=last, **small)
 
 
-def scan_headers(root: Path) -> tuple[list[Header], list[str], int]:
+def scan_headers(root: Path, verify: bool = False) -> tuple[list[Header], list[str], int]:
     """Readable episodes (sorted by file name), warnings, and the number of skipped files.
 
-    The work behind `scan`, keeping each file's header (for `load_split` and `info`).
+    The work behind `scan`, keeping each file's header (for `load_split` and `info`). With
+    `verify`, every frame is decoded too, so that a damaged frame chunk (checksum mismatch) is
+    found and its file skipped by name.
 
     Raises:
         DatasetError: as `scan`.
@@ -99,7 +105,11 @@ def scan_headers(root: Path) -> tuple[list[Header], list[str], int]:
     for path in paths:
         try:
             with opened(path) as f:
-                headers.append(read_header(f, path)[0])
+                header = read_header(f, path)[0]
+                header.checksummed = has_checksums(f)
+                if verify:
+                    verify_frames(f)
+            headers.append(header)
         except Invalid as error:
             problems.append(f"skipping {path.name}: {error}")
     skipped = len(paths) - len(headers)
@@ -145,17 +155,33 @@ def count_frames(root: Path) -> int:
 
 
 def used_seeds(root: Path) -> set[int]:
-    """Road seeds already in the dataset (readable or not), from file names and the manifest.
+    """Road seeds already recorded in the dataset: those of its intact episode files.
 
-    A missing folder has none. Cheap: no episode file is opened.
+    Every file is checked, frames included (checksums), so that a road whose file was deleted or
+    damaged counts as not recorded and is collected again. A missing folder has none.
     """
     root = Path(root)
     if not root.is_dir():
         return set()
-    seeds = {int(m.group(1)) for p in root.glob("*.h5") if (m := _NAME.fullmatch(p.name))}
-    if (root / MANIFEST).exists():
-        seeds |= {entry["seed"] for entry in load_manifest(root)[0]}
-    return seeds
+    return {seed for seed in _named_seeds(root) if has_episode(root, seed)}
+
+
+def has_episode(root: Path, seed: int) -> bool:
+    """Whether `root` holds an intact episode file of road `seed` (frames checked too)."""
+    for path in sorted(Path(root).glob(f"episode_{seed:07d}_*.h5")):
+        try:
+            with opened(path) as f:
+                read_header(f, path)
+                verify_frames(f)
+            return True
+        except (Invalid, DatasetError):
+            continue
+    return False
+
+
+def _named_seeds(root: Path) -> set[int]:
+    """The road seeds in the names of `root`'s episode files (no file is opened)."""
+    return {int(m.group(1)) for p in root.glob("*.h5") if (m := _NAME.fullmatch(p.name))}
 
 
 # ---------------------------------------------------------------- training split
@@ -177,6 +203,12 @@ def _val_roads(seeds: set[int], val_fraction: float, seed: int) -> set[int]:
 def _load_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]) -> Frames:
     """Read the chosen episodes into arrays allocated once (no concatenation of big arrays)."""
     total = sum(headers[i].num_frames for i in chosen)
+    need, have = total * size[0] * size[1] * 3, memory_bytes()
+    if need > have:
+        raise DatasetError(
+            f"the dataset's {total:,} frames need {need / 1e9:.1f} GB, more than this machine's "
+            f"{have / 1e9:.1f} GB of memory: train on a smaller dataset"
+        )
     out = Frames(
         frames=np.empty((total, *size, 3), np.uint8),
         labels=np.empty((total, 2), np.float32),
@@ -195,7 +227,10 @@ def _load_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]
                 f["frames"].read_direct(out.frames[start:end])  # straight into place
                 out.speed[start:end] = f["speed"][...]
         except Invalid as error:
-            raise DatasetError(f"cannot load {header.path}: {error}") from None
+            raise DatasetError(
+                f"cannot load {header.path}: {error}; delete or move it away (`drive collect` "
+                "records its road again)"
+            ) from None
         out.labels[start:end] = header.labels
         out.episode[start:end] = i
         out.viewpoint[start:end] = header.driver == VIEWPOINT_DRIVER

@@ -18,13 +18,16 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from filelock import FileLock, Timeout
 
 from driving.data.format import (
     ARRAYS,
+    CHECKSUM,
     FORMAT_NAME,
     FORMAT_VERSION,
     FRAME_COMPRESSION,
     FRAMES_PER_CHUNK,
+    HDF5_FORMAT,
     LOCK,
     MANIFEST,
     STALE_TMP_AGE,
@@ -101,9 +104,8 @@ def prepare_folder(root: Path) -> None:
     if root.is_dir() and not (root / MANIFEST).exists():
         # Before the manifest exists a concurrent first writer may leave only these two; its
         # episode files come after the manifest, so look at the manifest again after listing.
-        # (`write_json` writes the manifest as "manifest.tmp.json", then renames it.)
-        ours = (LOCK, MANIFEST.replace(".json", ".tmp.json"))
-        others = sorted(p.name for p in root.iterdir() if p.name not in ours)
+        # (`write_json` writes the manifest as "manifest.<pid>.<random>.tmp.json", then renames it.)
+        others = sorted(p.name for p in root.iterdir() if p.name != LOCK and not _manifest_tmp(p))
         if others and not (root / MANIFEST).exists():
             raise DatasetError(
                 f"{root} is not a dataset folder (it holds {others[0]!r} but no {MANIFEST}): "
@@ -115,6 +117,32 @@ def prepare_folder(root: Path) -> None:
             _write_manifest(root, [])
         elif (problem := load_manifest(root)[1]) is not None:
             raise DatasetError(f"{problem}: repair it, or collect into a new folder")
+
+
+def claim_road(root: Path, seed: int, recorded) -> FileLock | None:
+    """Reserve road `seed` of the dataset in `root` for this process; None if it is taken.
+
+    The claim is an OS lock on `.claims/<seed>.lock`, held until the caller releases the returned
+    lock or dies (the kernel then releases it): it names no process id, so it holds across PID
+    namespaces (containers) and a claim left by a killed process never blocks the road. None
+    when another live collector holds the road or `recorded(root, seed)` says it is recorded.
+    """
+    claims = Path(root) / ".claims"
+    claims.mkdir(exist_ok=True)
+    lock = FileLock(claims / f"{seed}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    if recorded(root, seed):  # checked under the claim: its writer published before releasing
+        lock.release()
+        return None
+    return lock
+
+
+def _manifest_tmp(path: Path) -> bool:
+    """Whether `path` is a writer's temporary manifest (`driving.files.replacing`'s name)."""
+    return path.name.startswith("manifest.") and path.name.endswith(".tmp.json")
 
 
 # ---------------------------------------------------------------- writing
@@ -171,6 +199,15 @@ def _check_episode(episode: Episode) -> tuple[int, dict[str, np.ndarray]]:
     check_values({name: arrays[name] for name in STEP_ARRAYS})
     if not isinstance(episode.meta, dict):
         raise Invalid(f"meta must be a dict, got {type(episode.meta).__name__}")
+    last = episode.last_frame
+    if last is not None:
+        if not isinstance(last, np.ndarray) or last.dtype != np.uint8:
+            raise Invalid("'last_frame' must be a uint8 numpy array")
+        if last.shape != arrays["frames"].shape[1:]:
+            raise Invalid(
+                f"'last_frame' has shape {last.shape}, the frames {arrays['frames'].shape}"
+            )
+        arrays = {**arrays, "last_frame": last}
     return seed, arrays
 
 
@@ -225,16 +262,21 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
     plain write raises OSError (ENOSPC) and the caller removes the partial file.
     """
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
+    with h5py.File(buffer, "w", libver=HDF5_FORMAT) as f:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["seed"] = seed
         f.attrs["num_frames"] = len(arrays["frames"])
-        f.attrs["meta"] = meta_json
+        # Fixed-length bytes live in the object header, which carries a checksum; a str would be
+        # stored in the global heap, which has none.
+        f.attrs["meta"] = np.bytes_(meta_json.encode())
         frames = arrays["frames"]
         chunks = (min(FRAMES_PER_CHUNK, len(frames)), *frames.shape[1:])
-        f.create_dataset("frames", data=frames, chunks=chunks, **FRAME_COMPRESSION)
+        f.create_dataset("frames", data=frames, chunks=chunks, **FRAME_COMPRESSION, **CHECKSUM)
         for name in STEP_ARRAYS:
-            f.create_dataset(name, data=arrays[name].astype(np.float32, copy=False))
+            data = arrays[name].astype(np.float32, copy=False)
+            f.create_dataset(name, data=data, chunks=data.shape, **CHECKSUM)
+        if "last_frame" in arrays:
+            f.create_dataset("last_frame", data=arrays["last_frame"], **CHECKSUM)
     with open(tmp, "xb") as handle:
         handle.write(buffer.getbuffer())
         handle.flush()
@@ -242,9 +284,9 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
 
 
 def _remove_stale_tmp(root: Path) -> None:
-    """Delete `.h5.tmp` files left by writers killed more than an hour ago (not live writers')."""
+    """Delete temporary files left by writers killed more than an hour ago (not live writers')."""
     now = time.time()
-    for path in root.glob("*.h5.tmp"):
+    for path in [*root.glob("*.h5.tmp"), *filter(_manifest_tmp, root.glob("manifest.*"))]:
         with contextlib.suppress(OSError):
             if now - path.stat().st_mtime > STALE_TMP_AGE:
                 path.unlink()

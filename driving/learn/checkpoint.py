@@ -94,8 +94,12 @@ def save_checkpoint(
         "config": jsonable(config),
         "extra": extra or {},
     }
-    with replacing(path) as tmp:
-        torch.save(ckpt, tmp)
+    try:
+        with replacing(path) as tmp:
+            torch.save(ckpt, tmp)
+    except RuntimeError as err:  # torch's writer reports a full disk as a RuntimeError
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"cannot write {path} ({reason}): check the free disk space") from None
     return path
 
 

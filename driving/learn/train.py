@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from driving.data import Frames, load_split, read_episode, scan
+from driving.files import hold_folder
 from driving.learn import distributed
 from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
@@ -262,6 +264,29 @@ def train(cfg: TrainConfig) -> dict:
         KeyboardInterrupt: after saving last.pt, so that the run can be resumed.
     """
     ranks, device = _start(cfg)
+    existed = cfg.run.exists()
+    lock = hold_folder(cfg.run) if ranks.is_main else None
+    if ranks.is_main and lock is None:
+        raise TrainingError(
+            f"--run {cfg.run} is in use by another `drive train` (it holds {cfg.run / '.lock'}); "
+            "wait for it to finish or choose another --run"
+        )
+    try:
+        return _train(cfg, ranks, device)
+    except Exception:
+        if lock is not None and not existed:  # refused before any work: leave nothing behind
+            lock.release()
+            lock = None
+            if [p.name for p in cfg.run.iterdir()] == [".lock"]:
+                shutil.rmtree(cfg.run)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device) -> dict:
+    """`train` with the run folder locked."""
     train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")

@@ -18,8 +18,6 @@ or into folders merged afterwards (each episode records the host and process tha
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,9 +26,12 @@ from typing import Annotated, Literal
 
 import numpy as np
 import tyro
+from filelock import FileLock
 from tqdm import tqdm
 
 from driving.data import VIEWPOINT_DRIVER, Episode, prepare_folder, used_seeds, write_episode
+from driving.data.read import has_episode
+from driving.data.store import claim_road
 from driving.parallel import per_process, run_parallel
 from driving.record.steps import StepRows, drive_meta
 from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
@@ -171,7 +172,7 @@ def run_expert_episode(
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
     meta = drive_meta(env, "expert", info, noise=asdict(noise))
-    driven = rows.episode(seed, meta)
+    driven = rows.episode(seed, meta, last=obs)
     if not len(shifted):
         return driven, None
     view_meta = {**meta, "driver": VIEWPOINT_DRIVER, "viewpoint": asdict(viewpoint)}
@@ -183,40 +184,15 @@ def pose(state: dict) -> tuple[float, float]:
     return state["lateral_offset"], state["heading_error"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_seed(root: Path, seed: int) -> bool:
-    """Reserve `seed` for this process, so that collections running side by side into one folder
-    never record the same road twice. False if it is saved already or a live process holds it;
-    a claim left by a killed process is taken over."""
-    claims = root / ".claims"
-    claims.mkdir(exist_ok=True)
-    with open(claims / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        if seed in used_seeds(root):
-            return False
-        path = claims / str(seed)
-        try:
-            holder = int(path.read_text())
-        except (OSError, ValueError):
-            holder = None
-        if holder not in (None, os.getpid()) and _alive(holder):
-            return False
-        path.write_text(str(os.getpid()))
-        return True
+def claim_seed(root: Path, seed: int) -> FileLock | None:
+    """Reserve road `seed` for this process (`driving.data.store.claim_road`); None if it is
+    recorded already or another live collection holds it. Release the lock when done."""
+    return claim_road(root, seed, has_episode)
 
 
 def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
     """Collect and write one episode (in a worker process); returns (seed, frames saved)."""
-    if not claim_seed(cfg.out, seed):
+    if (claim := claim_seed(cfg.out, seed)) is None:
         return seed, 0
     try:
         env, expert = per_process("collect", cfg.world, lambda: make_world(cfg.world))
@@ -224,7 +200,7 @@ def _collect_one(cfg: CollectConfig, seed: int) -> tuple[int, int]:
         for part in (episode, views) if views is not None else (episode,):
             write_episode(cfg.out, part)
     finally:
-        (cfg.out / ".claims" / str(seed)).unlink(missing_ok=True)
+        claim.release()
     return seed, len(episode.frames)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -152,7 +151,7 @@ def drive_road(
             clock.tick(fps)
     meta = drive_meta(env, "keyboard", info, noise=None)
     meta["outcome"]["steps"] = len(rows)
-    return rows.episode(seed, meta)
+    return rows.episode(seed, meta, last=obs)
 
 
 def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
@@ -203,7 +202,7 @@ def collect_keyboard(cfg: CollectConfig, max_steps: int | None = None) -> dict:
 
 def _drive_and_save(env, driver, seed, cfg, window, max_steps) -> Episode | None:
     """Drive one road and write it if it was finished on the road; returns what was written."""
-    if not claim_seed(cfg.out, seed):
+    if (claim := claim_seed(cfg.out, seed)) is None:
         return None
     try:
         episode = drive_road(env, driver, seed, window, max_steps=max_steps)
@@ -216,4 +215,4 @@ def _drive_and_save(env, driver, seed, cfg, window, max_steps) -> Episode | None
         write_episode(cfg.out, episode)
         return episode
     finally:
-        (Path(cfg.out) / ".claims" / str(seed)).unlink(missing_ok=True)
+        claim.release()

@@ -2,7 +2,7 @@
 
 rows = StepRows()
 rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"])
-episode = rows.episode(seed, drive_meta(env, "expert", info))
+episode = rows.episode(seed, drive_meta(env, "expert", info), last=obs)  # obs after the last step
 """
 
 from __future__ import annotations
@@ -43,13 +43,18 @@ class StepRows:
         ):
             self.rows[name].append(value)
 
-    def episode(self, seed: int, meta: dict) -> Episode:
-        """The rows as an Episode of road `seed`."""
+    def episode(self, seed: int, meta: dict, last: dict | None = None) -> Episode:
+        """The rows as an Episode of road `seed`; `last`, the observation after the last step,
+        becomes its `last_frame` and meta["last_speed"] [m/s]."""
         arrays = {
             k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32)
             for k, v in self.rows.items()
         }
-        return Episode(seed=seed, meta=meta, **arrays)
+        if last is None:
+            return Episode(seed=seed, meta=meta, **arrays)
+        meta = {**meta, "last_speed": float(np.asarray(last["speed"]).reshape(-1)[0])}
+        frame = np.asarray(last["image"], np.uint8)
+        return Episode(seed=seed, meta=meta, last_frame=frame, **arrays)
 
 
 def drive_meta(env, driver: str, info: dict, **extra) -> dict:
@@ -57,6 +62,7 @@ def drive_meta(env, driver: str, info: dict, **extra) -> dict:
     (`env.world`, the record every later stage reads), the host and process, the outcome."""
     meta = {
         "driver": driver,
+        "fps": env.unwrapped.config["policy_frequency"],  # [Hz] steps per second
         "world": env.world.to_dict(),
         "scenario": env.unwrapped.__class__.__name__,
         "collector": {"host": socket.gethostname(), "pid": os.getpid()},

@@ -6,6 +6,9 @@
 
 Evaluation, `drive watch`, `drive saliency` and DAgger all choose their world here, so a policy
 is measured, watched and explained in the world it learned in unless the user says otherwise.
+Besides checkpoints, two drivers are built in: 'expert' (privileged, drives from ground truth)
+and 'modular' (hand-built, drives from the camera frame: `driving.modular`); they drive the
+default world, with the camera that `camera` names.
 """
 
 from __future__ import annotations
@@ -15,38 +18,53 @@ from pathlib import Path
 from typing import Any
 
 from driving.learn.policy import NetPolicy
+from driving.modular.driver import ModularDriver
+from envs.camera import CameraConfig
 from envs.expert import Expert
 from envs.world import World, make_world
 from envs.wrapper import DrivingWrapper
 
 EXPERT = "expert"
 """The policy name of the privileged expert (no checkpoint)."""
+MODULAR = "modular"
+"""The policy name of the hand-built driver (`driving.modular`, no checkpoint)."""
+BUILT_IN = (EXPERT, MODULAR)
+CAMERAS = {"topdown": CameraConfig(), "dashcam": CameraConfig(kind="dashcam", appearance="train")}
+"""The cameras a built-in driver can be given by name: the top-down one, the demo's dashcam."""
 
 
 def load_policy(spec: str) -> NetPolicy | None:
-    """The network policy of checkpoint `spec`; None for 'expert'.
+    """The network policy of checkpoint `spec`; None for a built-in driver ('expert', 'modular').
 
     Raises:
-        ValueError: `spec` is neither 'expert' nor a readable checkpoint (one line).
+        ValueError: `spec` is neither a built-in driver nor a readable checkpoint (one line).
     """
-    if spec == EXPERT:
+    if spec in BUILT_IN:
         return None
     if not Path(spec).is_file():
-        raise ValueError(f"policy {spec!r} is neither 'expert' nor a checkpoint file")
+        raise ValueError(f"policy {spec!r} is neither 'expert', 'modular' nor a checkpoint file")
     return NetPolicy.from_checkpoint(spec)
 
 
-def policy_world(spec: str, scenario: str = "", density: str = "", appearance: str = "") -> World:
+def policy_world(
+    spec: str, scenario: str = "", density: str = "", appearance: str = "", camera: str = ""
+) -> World:
     """The world to drive policy `spec` in: the one its checkpoint records (the default World for
-    the expert), in `scenario`, `density` and the camera's `appearance` where given (another
-    scenario starts from the default density). Drives start at each road's beginning, whatever
-    rule collection used.
+    a built-in driver, with the camera `camera` names), in `scenario`, `density` and the camera's
+    `appearance` where given (another scenario starts from the default density). Drives start at
+    each road's beginning, whatever rule collection used.
 
     Raises:
-        ValueError: a bad policy, scenario or density (one line).
+        ValueError: a bad policy, scenario, density or camera (one line).
     """
     net = load_policy(spec)
     world = World() if net is None else net.world
+    if camera:
+        if net is not None:
+            raise ValueError("--camera is for 'expert' and 'modular'; a network drives its own")
+        if camera not in CAMERAS:
+            raise ValueError(f"--camera must be one of {list(CAMERAS)}, got {camera!r}")
+        world = replace(world, camera=CAMERAS[camera])
     if scenario and scenario != world.scenario:
         world = replace(world, scenario=scenario, density="default")
     if density:
@@ -58,9 +76,12 @@ def policy_world(spec: str, scenario: str = "", density: str = "", appearance: s
 
 def drivers(
     spec: str, world: World, **config: Any
-) -> tuple[DrivingWrapper, NetPolicy | Expert, Expert]:
+) -> tuple[DrivingWrapper, NetPolicy | ModularDriver | Expert, Expert]:
     """(env, policy, expert) for driving policy `spec` in `world`; the expert is the safety driver
     and, for 'expert', the policy too. `config`: highway-env entries (terminate_off_road...)."""
     env, expert = make_world(world, **config)
+    if spec == MODULAR:
+        frequency = env.unwrapped.config["policy_frequency"]
+        return env, ModularDriver(world.camera, frequency=frequency), expert
     net = load_policy(spec)
     return env, net if net is not None else expert, expert

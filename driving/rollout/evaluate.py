@@ -26,10 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.files import write_json
+from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
+from driving.modular.driver import source_hash
 from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
-from driving.rollout.drivers import EXPERT, drivers, policy_world
+from driving.rollout.drivers import BUILT_IN, EXPERT, MODULAR, drivers, policy_world
 from driving.rollout.loop import rollout
 from driving.rollout.report import format_table, overall
 from envs import eval_seeds
@@ -43,7 +45,7 @@ class EvalConfig:
     """Run a policy closed-loop on held-out roads and report the driving metrics."""
 
     policy: str
-    """a checkpoint file (.pt) or 'expert'"""
+    """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver: `driving.modular`)"""
     episodes: int = 50
     """number of held-out roads"""
     out: Path = Path("logs/eval")
@@ -69,10 +71,13 @@ class EvalConfig:
     appearance: str = ""
     """the dashcam's appearance range: 'train', 'held-out' (colours and light no training frame
     shows: a robustness test) or 'plain'; empty: the policy's own"""
+    camera: str = ""
+    """for 'expert' and 'modular': 'topdown' (the default) or 'dashcam' (the demo's camera,
+    'train' looks unless --appearance says otherwise)"""
 
     def world(self) -> World:
         """The world to drive in (`driving.rollout.drivers.policy_world`)."""
-        return policy_world(self.policy, self.scenario, self.density, self.appearance)
+        return policy_world(self.policy, self.scenario, self.density, self.appearance, self.camera)
 
     def validate(self) -> World:
         """Check the settings once (a bad checkpoint is refused before any work); returns the
@@ -89,7 +94,7 @@ class EvalConfig:
 def _build(spec: str, world: World) -> dict:
     """The env, policy, expert and (for a network) its saliency of one worker process."""
     env, policy, expert = drivers(spec, world, terminate_off_road=False)
-    vbp = None if policy is expert else VisualBackProp(policy.model)
+    vbp = VisualBackProp(policy.model) if isinstance(policy, NetPolicy) else None
     return {"env": env, "policy": policy, "expert": expert, "vbp": vbp}
 
 
@@ -103,9 +108,13 @@ def _run_seed(
 
 
 def policy_id(spec: str, world: World = World()) -> str:
-    """Identity of a policy in a world for the episode cache: 'expert' or the checkpoint's sha256,
-    followed by the world when it is not the default one."""
-    name = EXPERT if spec == EXPERT else hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+    """Identity of a policy in a world for the episode cache: 'expert', 'modular' and its code's
+    sha256 (a change to it is a new driver), or the checkpoint's sha256, followed by the world
+    when it is not the default one."""
+    if spec in BUILT_IN:
+        name = f"{MODULAR}|{source_hash()}" if spec == MODULAR else spec
+    else:
+        name = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
     return name if world == World() else f"{name}|{json.dumps(world.to_dict(), sort_keys=True)}"
 
 
@@ -179,7 +188,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         cfg.policy, seeds, cfg.workers, videos, "evaluate", cache, clip_folder, cfg.saliency, world
     )
     table_by_bin = breakdown.merge([e["breakdown"] for e in per_episode])
-    name = Path(cfg.policy).name if cfg.policy != EXPERT else EXPERT
+    name = cfg.policy if cfg.policy in BUILT_IN else Path(cfg.policy).name
     breakdown.plot(table_by_bin, cfg.out / "breakdown.png", f"interventions of {name}")
     report = {
         "policy": cfg.policy,

@@ -4,7 +4,10 @@
     metrics = rollout(env, policy, expert, seed)           # the episode's metrics (and video)
 
 Shared by evaluation, `drive watch`, `drive saliency` and DAgger, so that an intervention means
-the same thing in all of them.
+the same thing in all of them. A driver with explicit state (`policy.estimate`: the modular
+driver) has its estimates logged in `info["estimate"]`, beside the truth of the frame they were
+made in (`info["estimate_truth"]`), and its interventions attributed to perception or control
+(`driving.rollout.attribution`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from driving.draw.overlays import saliency_overlay
 from driving.draw.video import overlay, write_mp4
 from driving.learn.policy import observe
 from driving.rollout import breakdown
+from driving.rollout.attribution import perception_error, perception_record
 from driving.rollout.clips import ClipRecorder
 from driving.rollout.metrics import INFO_KEYS, INTERVENTION_OFFSET, episode_metrics
 from driving.rollout.traffic_metrics import TRAFFIC_KEYS, traffic_episode_metrics
@@ -80,6 +84,10 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
             observe(policy, obs)
         state = info
         next_obs, _, terminated, truncated, info = env.step(action)
+        estimate = getattr(policy, "estimate", None)
+        if estimate is not None:  # a driver with explicit state: what it saw in obs, the truth
+            info["estimate"] = dict(estimate)
+            info["estimate_truth"] = {k: state[k] for k in estimate}
         done = terminated or truncated
         off_centre = abs(info["lateral_offset"]) > INTERVENTION_OFFSET
         off_centre_steps = off_centre_steps + 1 if off_centre else 0
@@ -122,6 +130,7 @@ def rollout(
     traffic = isinstance(env.unwrapped, TrafficEnv)
     copied = tuple(dict.fromkeys((*INFO_KEYS, *TRAFFIC_KEYS))) if traffic else INFO_KEYS
     record = {k: [] for k in (*copied, "autonomous", "intervention")}
+    errors, seen_offset = {}, []  # perception errors and the offset of the frame they were made in
     for step in drive(env, policy, expert, seed):
         if video is not None:
             note = "" if step.autonomous else "EXPERT DRIVING"
@@ -137,12 +146,19 @@ def rollout(
         record["intervention"].append(step.intervention)
         for key in copied:
             record[key].append(info[key])
+        if "estimate" in info:
+            for q, error in perception_error(info["estimate"], info["estimate_truth"]).items():
+                errors.setdefault(q, []).append(error)
+            seen_offset.append(step.state["lateral_offset"])
     arrays = {k: np.asarray(v) for k, v in record.items()}
     reached_end = bool(info.get("reached_end", False))
     metrics = episode_metrics(arrays, dt, reached_end)
     if traffic:
         route = env.unwrapped.road_map.length - FINISH_MARGIN
         metrics["traffic"] = traffic_episode_metrics(arrays, info["progress"], route, reached_end)
+    if errors:
+        flags = (record["autonomous"], record["intervention"])
+        metrics["perception"] = perception_record(errors, seen_offset, *flags, dt)
     if video is not None:
         write_mp4(video, frames, fps=1.0 / dt)
     counts = breakdown.count(

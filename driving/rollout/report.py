@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from driving.draw.video import add_gif
+from driving.rollout.attribution import PERCEPTION_ROWS, summarize_perception
 from driving.rollout.metrics import summarize
 from driving.rollout.traffic_metrics import summarize_traffic
 
@@ -14,12 +15,15 @@ TENSORBOARD_CLIPS = 5  # clips of interventions and failures that go to TensorBo
 def overall(episodes: list[dict]) -> dict:
     """Overall metrics of a run (`driving.rollout.metrics.summarize`); in traffic also the fleet
     figures of `driving.rollout.traffic_metrics` (clean_share, collisions_per_km,
-    headway_under_share, lane_changes_per_km, driving_score)."""
+    headway_under_share, lane_changes_per_km, driving_score); for a driver that exposes its
+    estimates, the perception error and attribution of `driving.rollout.attribution`."""
     result = summarize(episodes)
     if all("traffic" in e for e in episodes):
         traffic = summarize_traffic([e["traffic"] for e in episodes])
         shared = ("episodes", "mean_speed", "km")  # summarize has them already
         result.update({k: v for k, v in traffic.items() if k not in shared})
+    if episodes and all("perception" in e for e in episodes):  # a driver exposing estimates
+        result.update(summarize_perception([e["perception"] for e in episodes]))
     return result
 
 
@@ -47,6 +51,7 @@ def format_table(results: dict[str, dict]) -> str:
         ("peak lateral accel", "peak_lateral_accel", "{:.2f} m/s^2"),
         ("mean peak lateral accel", "mean_peak_lateral_accel", "{:.2f} m/s^2"),
         *TRAFFIC_ROWS,
+        *PERCEPTION_ROWS,
     ]
     names = list(results)
     lines = [f"| metric | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]

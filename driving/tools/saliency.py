@@ -28,7 +28,7 @@ from driving.files import write_json
 from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import CLASSES, VisualBackProp, class_shares, summarize_shares
-from driving.rollout.drivers import EXPERT, drivers, policy_world
+from driving.rollout.drivers import BUILT_IN, drivers, policy_world
 from driving.rollout.loop import drive
 from envs import eval_seeds
 from envs.camera import MASK_VEHICLE
@@ -106,8 +106,8 @@ class SaliencyConfig:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.seed_offset < 0:
             raise ValueError(f"--seed-offset must be >= 0, got {self.seed_offset}")
-        if self.policy == EXPERT:
-            raise ValueError("saliency needs a network policy (a checkpoint), not the expert")
+        if self.policy in BUILT_IN:
+            raise ValueError(f"saliency needs a network policy (a checkpoint), not {self.policy}")
         return policy_world(self.policy, self.scenario, self.density)
 
 

@@ -36,7 +36,7 @@ from driving.draw.window import Window, WindowError
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
 from driving.parallel import init_worker
-from driving.rollout.drivers import EXPERT, drivers, policy_world
+from driving.rollout.drivers import BUILT_IN, drivers, policy_world
 from driving.rollout.loop import Step, drive
 from envs import eval_seeds
 from envs.camera import Camera
@@ -49,7 +49,7 @@ class WatchConfig:
     """Watch a policy drive held-out roads, live in a window or written to mp4."""
 
     policy: str
-    """a checkpoint file (.pt) or 'expert'"""
+    """a checkpoint file (.pt), 'expert' or 'modular' (the hand-built driver)"""
     episodes: int = 1
     """number of held-out roads to drive, one after the other"""
     seed_offset: int = 0
@@ -68,6 +68,8 @@ class WatchConfig:
     """traffic density in the traffic scenarios; empty: the policy's own"""
     appearance: str = ""
     """the dashcam's appearance range ('train', 'held-out', 'plain'); empty: the policy's own"""
+    camera: str = ""
+    """for 'expert' and 'modular': 'topdown' (the default) or 'dashcam' (the demo's camera)"""
 
     def validate(self) -> World:
         """Check the settings once; return the world to drive in (the policy's own unless
@@ -78,9 +80,10 @@ class WatchConfig:
             raise ValueError(f"--seed-offset must be >= 0, got {self.seed_offset}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.policy == EXPERT and self.saliency:
-            raise ValueError("--saliency needs a network policy (a checkpoint), not the expert")
-        return policy_world(self.policy, self.scenario, self.density, self.appearance)
+        if self.policy in BUILT_IN and self.saliency:
+            raise ValueError(f"--saliency needs a network policy (a checkpoint), not {self.policy}")
+        world = policy_world(self.policy, self.scenario, self.density, self.appearance, self.camera)
+        return world
 
 
 @dataclass

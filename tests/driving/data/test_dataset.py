@@ -323,12 +323,13 @@ def test_info_reports_counts_statistics_and_warnings(tmp_path):
     assert "skipping episode_0000011_00000000.h5: truncated or corrupt HDF5 file" in report
 
 
-def test_used_seeds_come_from_names_and_manifest(tmp_path):
+def test_used_seeds_are_the_roads_of_intact_files(tmp_path):
     assert used_seeds(tmp_path / "new") == set()
-    for seed in (3, 1, 3):
+    for seed in (3, 1, 3, 5):
         write_episode(tmp_path, make_episode(seed))
-    (tmp_path / "episode_0000042_00000000.h5").write_bytes(b"")  # unreadable, but taken
-    assert used_seeds(tmp_path) == {1, 3, 42}
+    (tmp_path / "episode_0000042_00000000.h5").write_bytes(b"")  # unreadable: not recorded
+    next(tmp_path.glob("episode_0000005_*.h5")).unlink()  # deleted, still in the manifest
+    assert used_seeds(tmp_path) == {1, 3}
 
 
 def _write_five(root: Path, first_seed: int, barrier) -> None:

@@ -1,0 +1,104 @@
+"""The modular driver: lane perception on the camera frame, then the expert's own control law.
+
+    driver = ModularDriver(CameraConfig(kind="dashcam", appearance="train"))
+    driver.reset(); action = driver.act(obs)      # [steering, throttle] from obs alone
+    driver.estimate                               # what it perceived in that frame (a dict)
+
+Perception (`driving.modular.lanes`) estimates the lateral offset, heading error and curvature
+of the lane ahead from the frame; `envs.expert`'s `lane_steering`, `bend_speed` and `controls`
+turn them into a command with the expert's gains, exactly as the expert turns ground truth into
+one. What the expert reads from the simulator and this driver cannot see is replaced by what a
+driver knows: its own last steering command (for the slip angle), the speedometer, the speed
+limit (`CRUISE_SPEED`: a sign, 15 m/s on every road of `envs.road`) and the car's length.
+Nothing is learned and no ground truth is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from highway_env.vehicle.kinematics import Vehicle
+
+from driving.modular.birdseye import FAR_M
+from driving.modular.lanes import LaneEstimate, LanePerception
+from envs.camera import CameraConfig
+from envs.expert import ExpertConfig, bend_speed, controls, lane_steering, slip_angle
+from envs.winding import SIMULATION_FREQUENCY, STEERING_RANGE
+
+CRUISE_SPEED = 15.0
+"""Speed on straights [m/s]: the speed limit of every road (`envs.road.RoadSettings`)."""
+BEND_STEP_M = 2.0
+"""The lane model's curvature is checked for bends every this many metres ahead [m]."""
+
+
+class ModularDriver:
+    """Hand-built driver: `act(obs)` -> [steering, throttle] from the frame and the speedometer."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        config: ExpertConfig = ExpertConfig(),
+        frequency: float = SIMULATION_FREQUENCY,
+    ) -> None:
+        """Args: camera: the settings of the camera whose frames it gets; config: the expert's
+        gains; frequency: how often it acts [Hz] (the steering feed-forward looks one step on)."""
+        self.lanes = LanePerception(camera)
+        self.config = config
+        self.dt = 1.0 / frequency
+        self.reset()
+
+    def reset(self) -> None:
+        """A new road: forget the lane and the last command."""
+        self.lanes.reset()
+        self.steering = 0.0  # last steering angle commanded [rad]
+        self.lane: LaneEstimate = self.lanes.last
+        self.estimate: dict[str, float] | None = None
+        """The quantities perceived in the last frame (`LaneEstimate.as_dict`); None before one."""
+
+    def observe(self, obs: dict) -> None:
+        """Perceive a frame without driving it (the expert drove): the estimate is still logged."""
+        self._perceive(obs)
+        self.steering = 0.0  # the expert's command is not known to this driver
+
+    def _perceive(self, obs: dict) -> LaneEstimate:
+        self.lane = self.lanes.estimate(obs["image"])
+        self.estimate = self.lane.as_dict()
+        return self.lane
+
+    def act(self, obs: dict) -> np.ndarray:
+        """[steering, throttle] in [-1, 1] for the frame and speed of `obs`."""
+        lane = self._perceive(obs)
+        speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
+        v = max(abs(speed), 2.0)
+        psi = lane.heading_error + slip_angle(self.steering)
+        ahead = 0.5 * v * self.dt  # feed forward the curvature where the command acts
+        kappa = lane.curvature + lane.curvature_rate * ahead
+        steering = lane_steering(lane.lateral_offset, psi, kappa, v, Vehicle.LENGTH, self.config)
+        action = controls(steering, self.target_speed(lane), speed, self.config)
+        self.steering = float(action[0]) * STEERING_RANGE
+        return action
+
+    def target_speed(self, lane: LaneEstimate) -> float:
+        """The expert's bend-aware speed [m/s] on the lane model's curvature up to what the
+        camera shows ahead (`FAR_M`, or the expert's look-ahead if shorter)."""
+        target = CRUISE_SPEED
+        reach = min(self.config.lookahead, FAR_M)
+        for distance in np.arange(0.0, reach + 1e-9, BEND_STEP_M):
+            kappa = abs(lane.curvature + lane.curvature_rate * distance)
+            if kappa > 1e-6:
+                target = min(target, bend_speed(kappa, float(distance), CRUISE_SPEED, self.config))
+        return float(target)
+
+
+def source_hash() -> str:
+    """sha256 of this driver's code (this package and the expert's control law): evaluation
+    caches its episodes under it, so that a changed driver is measured again."""
+    files = sorted(Path(__file__).parent.glob("*.py")) + [
+        Path(__file__).parents[2] / "envs/expert.py"
+    ]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,146 @@
+"""LeRobotDataset export: the v3.0 layout checked file by file here, and loaded by lerobot's own
+`LeRobotDataset` in its own virtual environment when there is one (scripts/lerobot_check.sh)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_drives
+
+from driving.data import DatasetError
+from driving.data.lerobot_io import CAMERA, to_lerobot
+
+REPO = Path(__file__).parents[3]
+LEROBOT_PYTHON = Path(os.environ.get("LEROBOT_PYTHON", REPO / ".venv-lerobot" / "bin" / "python"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Two 3-second drives (30 frames each at 10 Hz), exported; (episodes, folder)."""
+    root = tmp_path_factory.mktemp("lerobot")
+    episodes = write_drives(root / "data", [4, 5])
+    summary = to_lerobot(root / "data", root / "out")
+    assert summary == {"out": root / "out", "episodes": 2, "frames": 60, "fps": 10}
+    return episodes, root / "out"
+
+
+def _video_frames(path: Path) -> np.ndarray:
+    """Every frame of an mp4, decoded by ffmpeg: (T, H, W, 3) uint8."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
+
+
+def test_info_describes_the_features_fps_and_paths(exported):
+    _, out = exported
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 10
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (2, 60, 1)
+    assert info["features"][CAMERA]["dtype"] == "video"
+    assert info["features"][CAMERA]["shape"] == [66, 200, 3]
+    assert info["features"]["action"]["names"] == ["steering", "throttle"]
+    assert info["splits"] == {"train": "0:2"}
+
+
+def test_frame_rows_have_lerobots_columns_and_dtypes(exported):
+    episodes, out = exported
+    table = pq.read_table(out / "data" / "chunk-000" / "file-000.parquet")
+    types = {name: str(table.schema.field(name).type) for name in table.column_names}
+    assert types == {
+        "observation.state": "float", "action": "fixed_size_list<element: float>[2]",
+        "executed_action": "fixed_size_list<element: float>[2]", "lateral_offset": "float",
+        "heading_error": "float", "timestamp": "float", "frame_index": "int64",
+        "episode_index": "int64", "index": "int64", "task_index": "int64",
+    }  # fmt: skip
+    rows = table.to_pydict()
+    assert rows["index"] == list(range(60))
+    assert rows["episode_index"] == [0] * 30 + [1] * 30
+    assert rows["timestamp"][:3] == pytest.approx([0.0, 0.1, 0.2])
+    labels = np.concatenate([e.labels for e in episodes])
+    np.testing.assert_array_equal(np.array(rows["action"], np.float32), labels)  # the target
+    speed = np.concatenate([e.speed for e in episodes])
+    np.testing.assert_array_equal(np.array(rows["observation.state"], np.float32), speed)
+
+
+def test_episodes_tasks_and_stats_agree_with_the_rows(exported):
+    episodes, out = exported
+    rows = pq.read_table(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+    assert [(r["dataset_from_index"], r["dataset_to_index"], r["length"]) for r in rows] == [
+        (0, 30, 30),
+        (30, 60, 30),
+    ]
+    assert rows[1][f"videos/{CAMERA}/file_index"] == 1
+    assert rows[1][f"videos/{CAMERA}/to_timestamp"] == pytest.approx(3.0)
+    tasks = pq.read_table(out / "meta" / "tasks.parquet").to_pandas()
+    assert tasks.loc[rows[0]["tasks"][0], "task_index"] == 0
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    labels = np.concatenate([e.labels for e in episodes])
+    assert stats["action"]["mean"] == pytest.approx(labels.mean(0), abs=1e-6)
+    assert stats["action"]["count"] == [60]
+    assert np.array(stats[CAMERA]["max"]).shape == (3, 1, 1)
+
+
+def test_each_episode_has_a_video_of_all_its_frames_close_to_the_originals(exported):
+    episodes, out = exported
+    for index, episode in enumerate(episodes):
+        path = out / "videos" / CAMERA / "chunk-000" / f"file-{index:03d}.mp4"
+        frames = _video_frames(path)
+        assert frames.shape == episode.frames.shape  # 30 frames of 66 x 200
+        error = np.abs(frames.astype(np.int16) - episode.frames).mean()
+        assert error < 3.0  # H.264 at CRF 18: lossy, a few grey levels on average
+
+
+def test_export_refuses_a_folder_that_is_not_empty(exported, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    with pytest.raises(DatasetError, match="is not empty"):
+        to_lerobot(exported[1], tmp_path / "out")
+
+
+LOAD = """
+import json, sys
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+# pyav: torchcodec needs the system's FFmpeg libraries, which a plain machine lacks
+dataset = LeRobotDataset("local/export", root=sys.argv[1], video_backend="pyav")
+items = [dataset[i] for i in (0, 29, 30, 59)]
+print(json.dumps({
+    "len": len(dataset), "episodes": dataset.num_episodes, "fps": dataset.fps,
+    "images": [(it["observation.images.camera"].numpy() * 255).round().tolist() for it in items],
+    "actions": [item["action"].tolist() for item in items],
+    "tasks": [item["task"] for item in items],
+}))
+"""
+
+
+@pytest.mark.skipif(
+    not LEROBOT_PYTHON.exists(),
+    reason=f"no lerobot environment at {LEROBOT_PYTHON}: run scripts/lerobot_check.sh",
+)
+def test_lerobots_own_loader_reads_the_export(exported):
+    episodes, out = exported
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [str(LEROBOT_PYTHON), "-c", LOAD, str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (got["len"], got["episodes"], got["fps"]) == (60, 2, 10)
+    wanted = [episodes[0].frames[0], episodes[0].frames[29], episodes[1].frames[0],
+              episodes[1].frames[29]]  # fmt: skip
+    labels = [episodes[0].labels[0], episodes[0].labels[29], episodes[1].labels[0],
+              episodes[1].labels[29]]  # fmt: skip
+    for image, frame, action, label in zip(
+        got["images"], wanted, got["actions"], labels, strict=True
+    ):
+        chw = np.asarray(image).transpose(1, 2, 0)  # lerobot gives (3, H, W) in [0, 1]
+        assert np.abs(chw - frame).mean() < 3.0
+        np.testing.assert_allclose(action, label, rtol=0, atol=1e-7)
+    assert set(got["tasks"]) == {"keep the lane of the winding road at the speed limit"}
