@@ -56,6 +56,13 @@ class LaneTable:
             [np.inf if lane.speed_limit is None else lane.speed_limit for lane in self.lanes]
         )
         self.lane_id = np.array([index[2] for index in self.indexes], dtype=np.int64)
+        self.width = np.array([lane.width_at(0.0) for lane in self.lanes])
+        self.forbidden = np.array([lane.forbidden for lane in self.lanes], dtype=bool)
+        # `RoadNetwork.side_lanes`: the rows of the lanes left and right of each (-1: none).
+        self.sides = np.array(
+            [[self.rows.get((a, b, i + step), -1) for step in (-1, 1)] for a, b, i in self.indexes],
+            dtype=np.int64,
+        ).reshape(-1, 2)
         # One row of parameters per lane (gathered once per call): a straight lane's start,
         # direction and lateral direction, a circular lane's centre, radius, start phase and
         # turn (+1 clockwise); the other kind's entries are harmless and masked by _CIRCULAR.

@@ -33,23 +33,20 @@ from highway_env.vehicle.kinematics import Vehicle
 from envs.lane_table import LaneTable, wrap_to_pi
 from envs.road import Road
 from envs.traffic import LANE_MARGIN, RoadFrame, TrafficRoad
+from envs.traffic_models import Cars, idm, mobil, not_zero
 
 _END_SLACK = 1e-6  # [m] `follow_road` is called this much earlier than needed; it re-checks
 _CLEAR = 1e-6  # [m] pairs further apart than this skip highway-env's polygon test
 _STEPPED = (Vehicle, IDMVehicle)  # exact classes whose step is computed here
 
 
-def not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
-    """highway-env's `utils.not_zero`, element-wise."""
-    return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
-
-
 @dataclass
 class _Where:
-    """What the frame was computed from: positions (N, 2) [m], longitudinal coordinates in
-    each car's lane (N,) [m], and each car's index (by id)."""
+    """What the frame was computed from: positions (N, 2) [m], each car's lane (table rows)
+    and longitudinal coordinate in it (N,) [m], and each car's index (by id)."""
 
     positions: np.ndarray
+    rows: np.ndarray
     s: np.ndarray
     order: dict[int, int]
 
@@ -89,7 +86,7 @@ class FastTrafficRoad(TrafficRoad):
         super().__init__(road_map, np_random)
         self.table = LaneTable(self.network)
         self._neighbours: _Neighbours | None = None  # set while `act` runs
-        self._where = _Where(np.zeros((0, 2)), np.zeros(0), {})
+        self._where = _Where(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), {})
 
     def _arrays_apply(self) -> bool:
         """Whether this step can be computed here (else highway-env's code runs)."""
@@ -109,7 +106,7 @@ class FastTrafficRoad(TrafficRoad):
         if self._frame is not None and len(self._frame.vehicles) == len(self.vehicles):
             return self._frame
         if not self.table.supported:
-            self._where = _Where(np.zeros((0, 2)), np.zeros(0), {})
+            self._where = _Where(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), {})
             return super().frame()
         vehicles = list(self.vehicles)
         positions = np.array([v.position for v in vehicles], dtype=float).reshape(-1, 2)
@@ -125,7 +122,7 @@ class FastTrafficRoad(TrafficRoad):
         progress = starts + s * t.length[t.lane_0[rows]] / t.length[rows]
         lateral = t.lane_id[rows] * self.road_map.lane_width + r
         self._frame = RoadFrame(vehicles, progress, lateral)
-        self._where = _Where(positions, s, {id(v): i for i, v in enumerate(vehicles)})
+        self._where = _Where(positions, rows, s, {id(v): i for i, v in enumerate(vehicles)})
         return self._frame
 
     def place(self, vehicle: Vehicle) -> tuple[float, float]:
@@ -170,43 +167,64 @@ class FastTrafficRoad(TrafficRoad):
         finally:
             self._neighbours = None  # positions change in `step`
 
-    def _act_idm(self, idm: list[IDMVehicle], table: _Neighbours, frame: RoadFrame) -> None:
-        """IDMVehicle.act of every car in `idm` (none crashed)."""
-        who = np.array([self._where.order[id(v)] for v in idm], dtype=np.int64)
-        positions = self._where.positions[who]
-        targets = self._decide(idm, positions)
+    def _act_idm(self, idm_cars: list[IDMVehicle], table: _Neighbours, frame: RoadFrame) -> None:
+        """IDMVehicle.act of every car in `idm_cars` (none crashed)."""
+        where = self._where
+        who = np.array([where.order[id(v)] for v in idm_cars], dtype=np.int64)
         state = np.array([
             (v.speed, v.heading, getattr(v, "target_speed", 0.0), getattr(v, "DELTA", 0.0))
             for v in frame.vehicles
         ])  # fmt: skip
+        cars = Cars(where.positions, where.s, where.rows, *state.T)
+        positions = where.positions[who]
+        targets = self._decide(idm_cars, who, cars, table)
         steering = self._steering(targets, state[who], positions)
-        own = self._rows(idm)
+        own = where.rows[who]
         changing = np.flatnonzero(targets != own)
         lanes = self.table.lane_id
         # IDM behind the leader in the own lane, and in the target lane during a lane change.
-        cars = np.concatenate([np.arange(len(idm)), changing])
-        fronts = table.front[who[cars], np.concatenate([lanes[own], lanes[targets[changing]]])]
-        accel = self._idm(who[cars], own[cars], fronts, state)
-        accel, during = accel[: len(idm)], accel[len(idm) :]
+        ids = np.concatenate([np.arange(len(idm_cars)), changing])
+        fronts = table.front[who[ids], np.concatenate([lanes[own], lanes[targets[changing]]])]
+        accel = idm(self.table, cars, who[ids], fronts, cars.delta[who[ids]])
+        accel, during = accel[: len(idm_cars)], accel[len(idm_cars) :]
         accel[changing] = np.minimum(accel[changing], during)
         accel = np.clip(accel, -IDMVehicle.ACC_MAX, IDMVehicle.ACC_MAX)
-        for v, steer, acceleration in zip(idm, steering.tolist(), accel.tolist(), strict=True):
+        for v, steer, acceleration in zip(idm_cars, steering.tolist(), accel.tolist(), strict=True):
             v.action = {"steering": steer, "acceleration": acceleration}
 
-    def _decide(self, idm: list[IDMVehicle], positions: np.ndarray) -> np.ndarray:
-        """highway-env's lane decisions, car by car in the road's order, where they can act;
+    def _decide(
+        self, idm_cars: list[IDMVehicle], who: np.ndarray, cars: Cars, table: _Neighbours
+    ) -> np.ndarray:
+        """highway-env's lane decisions (`follow_road`, `change_lane_policy`), car by car in
+        the road's order where they can act, MOBIL's arithmetic done for all cars first;
         returns the table rows of the target lanes after them."""
-        rows = self._rows(idm, "target_lane_index")
-        s, _ = self.table.local(rows, positions)
+        rows = self._rows(idm_cars, "target_lane_index")
+        s, _ = self.table.local(rows, cars.positions[who])
         near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
-        for v, end in zip(idm, near_end.tolist(), strict=True):
+        # Cars that may weigh a lane change this step (the loop below re-checks each):
+        # MOBIL reads only positions, speeds and lanes, which no decision changes.
+        due = (rows == cars.rows[who]) & np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars])
+        wants = np.zeros((len(idm_cars), 2), dtype=bool)
+        k, side = np.nonzero((self.table.sides[rows] >= 0) & due[:, None])
+        if len(k):
+            lanes = self.table.sides[rows[k], side]
+            wants[k, side] = mobil(self.table, cars, table.front, table.rear, who[k], lanes)
+        sides = self.table.sides[rows].tolist()
+        for v, end, want, side in zip(
+            idm_cars, near_end.tolist(), wants.tolist(), sides, strict=True
+        ):
             if end:
                 v.follow_road()  # checks `after_end` itself
-            if v.enable_lane_change and (
-                v.lane_index != v.target_lane_index or v.LANE_CHANGE_DELAY < v.timer
-            ):
-                v.change_lane_policy()
-        return self._rows(idm, "target_lane_index")
+            if not v.enable_lane_change:
+                continue
+            if v.lane_index != v.target_lane_index:
+                v.change_lane_policy()  # a lane change under way: highway-env's abort check
+            elif v.LANE_CHANGE_DELAY < v.timer:  # `change_lane_policy` with MOBIL's answers
+                v.timer = 0
+                for row, yes in zip(side, want, strict=True):  # left, then right: right wins
+                    if yes:
+                        v.target_lane_index = self.table.indexes[row]
+        return self._rows(idm_cars, "target_lane_index")
 
     def _steering(self, rows: np.ndarray, state: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """`ControlledVehicle.steering_control` towards lanes `rows` of cars with `state`
@@ -222,32 +240,6 @@ class FastTrafficRoad(TrafficRoad):
         slip = np.arcsin(np.clip(c.LENGTH / 2 / not_zero(speed) * heading_rate, -1, 1))
         steering = np.arctan(2 * np.tan(slip))
         return np.clip(steering, -c.MAX_STEERING_ANGLE, c.MAX_STEERING_ANGLE)
-
-    def _idm(
-        self, who: np.ndarray, own: np.ndarray, fronts: np.ndarray, state: np.ndarray
-    ) -> np.ndarray:
-        """`IDMVehicle.acceleration` of cars `who` (frame indices, in lanes `own`) behind
-        `fronts` (frame indices, -1: none) [m/s^2]; `state` (N, 4): speed, heading, target
-        speed, DELTA of every car in the frame."""
-        c = IDMVehicle
-        speed, heading = state[who, 0], state[who, 1]
-        target = np.clip(state[who, 2], 0, self.table.speed_limit[own])
-        accel = c.COMFORT_ACC_MAX * (
-            1 - np.power(np.maximum(speed, 0) / np.abs(not_zero(target)), state[who, 3])
-        )
-        led = np.flatnonzero(fronts >= 0)
-        if not len(led):
-            return accel
-        f, speed, heading = fronts[led], speed[led], heading[led]
-        # `lane_distance_to`: both cars' longitudinal coordinates in the follower's lane.
-        d = self.table.local(own[led], self._where.positions[f])[0] - self._where.s[who[led]]
-        direction = np.stack([np.cos(heading), np.sin(heading)], axis=1)
-        front_direction = np.stack([np.cos(state[f, 1]), np.sin(state[f, 1])], axis=1)
-        dv = np.vecdot(speed[:, None] * direction - state[f, 0, None] * front_direction, direction)
-        ab = -c.COMFORT_ACC_MAX * c.COMFORT_ACC_MIN
-        gap = c.DISTANCE_WANTED + speed * c.TIME_WANTED + speed * dv / (2 * np.sqrt(ab))
-        accel[led] -= c.COMFORT_ACC_MAX * np.power(gap / not_zero(d), 2)
-        return accel
 
     # --- step ---------------------------------------------------------------------------------
 
