@@ -63,18 +63,15 @@ class _Neighbours:
 def _neighbour_table(frame: RoadFrame, road_map: Road) -> _Neighbours:
     """`TrafficRoad.neighbours(progress, lane, exclude=car)` for every car and lane at once."""
     progress, width = frame.progress, road_map.lane_width
-    count = len(progress)
-    front = np.full((count, road_map.lanes), -1, dtype=np.int64)
-    rear = front.copy()
-    level = progress[None, :] >= progress[:, None]  # (i, j): j is level with or ahead of i
-    others = ~np.eye(count, dtype=bool)
-    for lane in range(road_map.lanes):
-        in_lane = others & (np.abs(frame.lateral - lane * width) <= width / 2 + LANE_MARGIN)
-        ahead, behind = in_lane & level, in_lane & (progress[None, :] < progress[:, None])
-        nearest = np.argmin(np.where(ahead, progress, np.inf), axis=1)  # first minimum
-        front[:, lane] = np.where(ahead.any(axis=1), nearest, -1)
-        last = np.argmax(np.where(behind, progress, -np.inf), axis=1)
-        rear[:, lane] = np.where(behind.any(axis=1), last, -1)
+    centres = np.arange(road_map.lanes)[:, None] * width  # (L, 1) [m]
+    in_lane = np.abs(frame.lateral[None, :] - centres) <= width / 2 + LANE_MARGIN  # (L, N)
+    in_lane = in_lane[:, None, :] & ~np.eye(len(progress), dtype=bool)  # (L, i, j): j not i
+    ahead = in_lane & (progress[None, :] >= progress[:, None])  # j level with or ahead of i
+    behind = in_lane & (progress[None, :] < progress[:, None])
+    nearest = np.argmin(np.where(ahead, progress, np.inf), axis=2)  # the first minimum
+    last = np.argmax(np.where(behind, progress, -np.inf), axis=2)
+    front = np.where(ahead.any(axis=2), nearest, -1).T  # (N, L)
+    rear = np.where(behind.any(axis=2), last, -1).T
     return _Neighbours(frame.vehicles, front, rear)
 
 
@@ -313,15 +310,14 @@ def _apart(
     heading, half_length, half_width = size[:, 0], size[:, 1], size[:, 2]
     along = np.stack([np.cos(heading), np.sin(heading)], axis=1)  # (N, 2)
     across = np.stack([-along[:, 1], along[:, 0]], axis=1)
+    axes = np.stack([along[i], across[i], along[j], across[j]], axis=1)  # (P, 4, 2)
+    extents = (
+        axes
+        * np.stack([half_length[i], half_width[i], half_length[j], half_width[j]], 1)[..., None]
+    )  # the half sides of both rectangles (P, 4, 2) [m]
     offset = positions[j] - positions[i]  # (P, 2)
     motion = (speed[i, None] * along[i] - speed[j, None] * along[j]) * dt
-    apart = np.zeros(len(i), bool)
-    for axis in (along[i], across[i], along[j], across[j]):
-        reach = sum(
-            np.abs(np.vecdot(axis, extent[k])) * half[k]
-            for k in (i, j)
-            for extent, half in ((along, half_length), (across, half_width))
-        )
-        gap = np.abs(np.vecdot(offset, axis)) - reach - np.abs(np.vecdot(motion, axis))
-        apart |= gap > _CLEAR
-    return apart
+    reach = np.abs(np.einsum("pad,pkd->pak", axes, extents)).sum(axis=2)  # (P, 4)
+    gap = np.abs(np.einsum("pad,pd->pa", axes, offset)) - reach
+    gap -= np.abs(np.einsum("pad,pd->pa", axes, motion))
+    return (gap > _CLEAR).any(axis=1)
