@@ -33,7 +33,7 @@ from highway_env.vehicle.kinematics import Vehicle
 from envs.lane_table import LaneTable, wrap_to_pi
 from envs.road import Road
 from envs.traffic import LANE_MARGIN, RoadFrame, TrafficRoad
-from envs.traffic_models import Cars, idm, mobil, not_zero
+from envs.traffic_models import Cars, clip, idm, mobil, not_zero
 
 _END_SLACK = 1e-6  # [m] `follow_road` is called this much earlier than needed; it re-checks
 _CLEAR = 1e-6  # [m] pairs further apart than this skip highway-env's polygon test
@@ -174,8 +174,12 @@ class FastTrafficRoad(TrafficRoad):
         ])  # fmt: skip
         cars = Cars(where.positions, where.s, where.rows, *state.T)
         positions = where.positions[who]
-        targets = self._decide(idm_cars, who, cars, table)
-        steering = self._steering(targets, state[who], positions)
+        before = self._rows(idm_cars, "target_lane_index")
+        s, r = self.table.local(before, positions)  # in the target lanes before the decisions
+        targets = self._decide(idm_cars, who, cars, table, before, s)
+        if not np.array_equal(targets, before):  # usually no car has changed its target lane
+            s, r = self.table.local(targets, positions)
+        steering = self._steering(targets, state[who], s, r)
         own = where.rows[who]
         changing = np.flatnonzero(targets != own)
         lanes = self.table.lane_id
@@ -185,18 +189,23 @@ class FastTrafficRoad(TrafficRoad):
         accel = idm(self.table, cars, who[ids], fronts, cars.delta[who[ids]])
         accel, during = accel[: len(idm_cars)], accel[len(idm_cars) :]
         accel[changing] = np.minimum(accel[changing], during)
-        accel = np.clip(accel, -IDMVehicle.ACC_MAX, IDMVehicle.ACC_MAX)
+        accel = clip(accel, -IDMVehicle.ACC_MAX, IDMVehicle.ACC_MAX)
         for v, steer, acceleration in zip(idm_cars, steering.tolist(), accel.tolist(), strict=True):
             v.action = {"steering": steer, "acceleration": acceleration}
 
     def _decide(
-        self, idm_cars: list[IDMVehicle], who: np.ndarray, cars: Cars, table: _Neighbours
+        self,
+        idm_cars: list[IDMVehicle],
+        who: np.ndarray,
+        cars: Cars,
+        table: _Neighbours,
+        rows: np.ndarray,
+        s: np.ndarray,
     ) -> np.ndarray:
         """highway-env's lane decisions (`follow_road`, `change_lane_policy`), car by car in
         the road's order where they can act, MOBIL's arithmetic done for all cars first;
-        returns the table rows of the target lanes after them."""
-        rows = self._rows(idm_cars, "target_lane_index")
-        s, _ = self.table.local(rows, cars.positions[who])
+        `rows`: the target lanes before them, `s` [m]: each car's coordinate in its target
+        lane; returns the table rows of the target lanes after them."""
         near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
         # Cars that may weigh a lane change this step (the loop below re-checks each):
         # MOBIL reads only positions, speeds and lanes, which no decision changes.
@@ -223,20 +232,21 @@ class FastTrafficRoad(TrafficRoad):
                         v.target_lane_index = self.table.indexes[row]
         return self._rows(idm_cars, "target_lane_index")
 
-    def _steering(self, rows: np.ndarray, state: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    def _steering(
+        self, rows: np.ndarray, state: np.ndarray, s: np.ndarray, r: np.ndarray
+    ) -> np.ndarray:
         """`ControlledVehicle.steering_control` towards lanes `rows` of cars with `state`
-        (speed, heading, ...) at `positions` [rad]."""
+        (speed, heading, ...) at lane coordinates `s`, `r` in them [m]; [rad]."""
         c = IDMVehicle
         speed, heading = state[:, 0], state[:, 1]
-        s, r = self.table.local(rows, positions)
         future_heading = self.table.heading_at(rows, s + speed * c.TAU_PURSUIT)
         lateral_speed = -c.KP_LATERAL * r
-        heading_command = np.arcsin(np.clip(lateral_speed / not_zero(speed), -1, 1))
-        heading_ref = future_heading + np.clip(heading_command, -np.pi / 4, np.pi / 4)
+        heading_command = np.arcsin(clip(lateral_speed / not_zero(speed), -1, 1))
+        heading_ref = future_heading + clip(heading_command, -np.pi / 4, np.pi / 4)
         heading_rate = c.KP_HEADING * wrap_to_pi(heading_ref - heading)
-        slip = np.arcsin(np.clip(c.LENGTH / 2 / not_zero(speed) * heading_rate, -1, 1))
+        slip = np.arcsin(clip(c.LENGTH / 2 / not_zero(speed) * heading_rate, -1, 1))
         steering = np.arctan(2 * np.tan(slip))
-        return np.clip(steering, -c.MAX_STEERING_ANGLE, c.MAX_STEERING_ANGLE)
+        return clip(steering, -c.MAX_STEERING_ANGLE, c.MAX_STEERING_ANGLE)
 
     # --- step ---------------------------------------------------------------------------------
 
