@@ -157,7 +157,7 @@ class TrafficRoad(HighwayRoad):
 
     def lane_of(self, lateral: float) -> int:
         """The lane [0 = leftmost] whose centre is nearest a lateral offset [m]."""
-        return int(np.clip(round(lateral / self.road_map.lane_width), 0, self.road_map.lanes - 1))
+        return min(max(round(lateral / self.road_map.lane_width), 0), self.road_map.lanes - 1)
 
     def neighbours(
         self, progress: float, lane: int, exclude: Vehicle | None = None
