@@ -273,16 +273,22 @@ class FastTrafficRoad(TrafficRoad):
         heading = heading + speed * np.sin(beta) / (length / 2) * dt
         speed = speed + action[:, 1] * dt
         rows = self.table.closest(positions, heading, self._rows(vehicles))
-        for i, v in enumerate(vehicles):
-            v.position[:] = positions[i]
-            v.heading, v.speed = float(heading[i]), float(speed[i])
-            if rows is None:  # a distance that is not finite: highway-env's own scan decides
+        for v, position, h, u in zip(
+            vehicles, positions, heading.tolist(), speed.tolist(), strict=True
+        ):
+            v.position[:] = position
+            v.heading, v.speed = h, u
+        if rows is None:  # a distance that is not finite: highway-env's own scan decides
+            for v in vehicles:
                 v.lane_index = self.network.get_closest_lane_index(v.position, v.heading)
                 v.lane = self.network.get_lane(v.lane_index)
-            else:
-                v.lane_index, v.lane = self.table.indexes[rows[i]], self.table.lanes[rows[i]]
+            rows = self._rows(vehicles)
+        else:
+            indexes, lanes = self.table.indexes, self.table.lanes
+            for v, row in zip(vehicles, rows.tolist(), strict=True):
+                v.lane_index, v.lane = indexes[row], lanes[row]
         self._collide(positions, speed, dt)
-        self._make_frame(list(vehicles), self._rows(vehicles), positions)
+        self._make_frame(list(vehicles), rows, positions)
 
     def _collide(self, positions: np.ndarray, speed: np.ndarray, dt: float) -> None:
         """highway-env's collision checks on the pairs that pass its distance pre-check."""
