@@ -60,6 +60,7 @@ SLOW_SHARE = 0.25  # share of slow cars
 TOW_AFTER = 50.0  # [m] cars this far past the road's end leave the simulation
 SCENE_AHEAD = 250.0  # [m] cars enter the simulation this far ahead of the ego ...
 SCENE_BEHIND = 150.0  # [m] ... and leave it this far behind (or 50 m further ahead)
+ENTRY_BRAKING = 3.0  # [m/s^2] a car enters only where matching speeds takes at most this braking
 
 
 def density_range(density: str | float) -> tuple[float, float]:
@@ -156,7 +157,7 @@ class TrafficRoad(HighwayRoad):
 
     def lane_of(self, lateral: float) -> int:
         """The lane [0 = leftmost] whose centre is nearest a lateral offset [m]."""
-        return int(np.clip(round(lateral / self.road_map.lane_width), 0, self.road_map.lanes - 1))
+        return min(max(round(lateral / self.road_map.lane_width), 0), self.road_map.lanes - 1)
 
     def neighbours(
         self, progress: float, lane: int, exclude: Vehicle | None = None
@@ -201,7 +202,10 @@ class TrafficRoad(HighwayRoad):
         kept = []
         for v, at in zip(frame.vehicles, frame.progress, strict=True):
             wreck = v.crashed and not ego.crashed  # what hit the ego stays for the record
-            gone = not -SCENE_BEHIND <= at - ego_at <= SCENE_AHEAD + TOW_AFTER
+            # Past the road's end highway-env extends the last lane: an arc goes on round its
+            # circle, back into the traffic behind (the main cause of crashes between cars).
+            off_end = at > self.road_map.length + TOW_AFTER
+            gone = off_end or not -SCENE_BEHIND <= at - ego_at <= SCENE_AHEAD + TOW_AFTER
             if v is not ego and (wreck or gone):
                 self.towed += int(wreck)
             else:
@@ -217,13 +221,18 @@ class TrafficEnv(WindingRoadEnv):
     @classmethod
     def default_config(cls) -> dict:
         config = super().default_config()
-        config.update({"road": TRAFFIC_ROAD, "density": "default"})
+        # fast_traffic False: highway-env steps the cars one by one (the reference for the
+        # fast road's replay test, and for the benchmark's ratio).
+        config.update({"road": TRAFFIC_ROAD, "density": "default", "fast_traffic": True})
         return config
 
     def _reset(self) -> None:
         density_range(self.config["density"])  # validate before building anything
         super()._reset()
-        self.road = TrafficRoad(self.road_map, self.np_random)
+        from envs.traffic_fast import FastTrafficRoad  # it subclasses TrafficRoad, defined here
+
+        road = FastTrafficRoad if self.config["fast_traffic"] else TrafficRoad
+        self.road = road(self.road_map, self.np_random)
         ego = self.vehicle
         ego.road = self.road
         # Other drivers' MOBIL reads the follower's wish; the ego's is the limit.
@@ -253,6 +262,7 @@ class TrafficEnv(WindingRoadEnv):
             if not (-15.0 < at - ego_at < 30.0 if lane == ego_lane else abs(at - ego_at) < 10.0)
         ]
         self.waiting: list[_Car] = []
+        self.skipped = 0  # cars whose place was taken or unsafe when the scene reached them
         for i in rng.permutation(len(free))[:count]:
             lane, at = free[i]
             at += rng.uniform(-0.25, 0.25) * (SLOT - Vehicle.LENGTH)
@@ -267,15 +277,32 @@ class TrafficEnv(WindingRoadEnv):
         ego_at = self.road.place(self.vehicle)[0]
         while self.waiting and self.waiting[0].at <= ego_at + SCENE_AHEAD:
             car = self.waiting.pop(0)
-            front, rear = self.road.neighbours(car.at, car.lane)
-            frame = self.road.frame()
-            near = [frame.progress[frame.vehicles.index(v)] for v in (front, rear) if v]
-            if any(abs(at - car.at) < SLOT / 2 for at in near):
-                continue  # a car that entered earlier drove into this spot
             position, heading = self.road_pose(car.at, car.lane)
             vehicle = IDMVehicle(self.road, position, heading, car.speed, target_speed=car.speed)
             vehicle.DELTA = car.delta
-            self.road.vehicles.append(vehicle)
+            if self._room_for(vehicle, car):
+                self.road.vehicles.append(vehicle)
+            else:
+                self.skipped += 1
+
+    def _room_for(self, vehicle: IDMVehicle, car: _Car) -> bool:
+        """Whether `vehicle` (waiting as `car`) can enter where the cars that entered before it
+        have driven to: no car within half a slot in its lane or moving into its lane beside it,
+        and neither it nor the car behind it closing in faster than braking at `ENTRY_BRAKING`
+        could undo before the gap closes (a fast car entering just behind a slow one crashed)."""
+        front, rear = self.road.neighbours(car.at, car.lane)
+        frame = self.road.frame()
+        for v, at in zip(frame.vehicles, frame.progress, strict=True):
+            gap = abs(at - car.at) - Vehicle.LENGTH  # [m] bumper to bumper
+            moving_in = (
+                getattr(v, "target_lane_index", v.lane_index)[2] == car.lane != v.lane_index[2]
+            )
+            if abs(at - car.at) < SLOT / 2 and (v is front or v is rear or moving_in):
+                return False
+            closing = (vehicle.speed - v.speed) if v is front else (v.speed - vehicle.speed)
+            if (v is front or v is rear) and closing > 0 and closing**2 > 2 * ENTRY_BRAKING * gap:
+                return False
+        return True
 
     def road_pose(self, progress: float, lane: int) -> tuple[np.ndarray, float]:
         """World position and heading of a lane's centre at `progress` [m] along the road."""

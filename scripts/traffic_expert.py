@@ -5,19 +5,29 @@ scenario at light, default and dense traffic, and writes `OUT/traffic_expert.md`
 table) and `OUT/traffic_expert.json` (the figures plus every collision, with who hit whom).
 
     python scripts/traffic_expert.py --out /tmp/traffic_expert --episodes 100 --workers 2
+    python scripts/traffic_expert.py --out /tmp/speed --episodes 0     # the speed ratio alone
 
 Columns: clean = share of episodes with no collision and never off the road; collisions/km;
 headway < 1 s = share of time; speed / target = mean speed over the mean of the expert's own
 bend-aware target speed (what it would drive on an empty road); lane changes/km; peak steering
 rate [rad/s] (largest over all episodes, and over the steps of lane changes: the rest is
 the lane keeper meeting the curvature jumps where a straight meets an arc); driving score
-(CARLA style, see driving/rollout/traffic_metrics.py).
+(CARLA style, see driving/rollout/traffic_metrics.py); other cars crashed /100 km = cars towed
+away after crashing into each other (the ego not involved; two per crash) per 100 km the ego
+drove.
+
+Then the cost of traffic: steps/s of the scenario at default density replaying the expert's
+actions, with the traffic stepped for all cars at once (`envs/traffic_fast.py`, the default) and
+car by car by highway-env's own code (`"fast_traffic": False`), alternating, the best of a few
+repeats of each, and their ratio (`--speed-seeds 0`: skip it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +58,12 @@ class TrafficExpertBenchmark:
     """winding-traffic or highway-traffic"""
     workers: int = 2
     """worker processes"""
+    speed_seeds: int = 3
+    """held-out seeds of the speed measurement (0: skip it)"""
+    speed_steps: int = 300
+    """steps per seed of the speed measurement"""
+    speed_repeats: int = 3
+    """timed replays of each kind (the best is kept)"""
 
 
 def collision_report(env) -> dict:
@@ -133,6 +149,7 @@ def summarize(episodes: list[dict]) -> dict:
         peak_change_steering_rate=max(e["peak_change_steering_rate"] for e in episodes),
         density_range=[min(e["density"] for e in episodes), max(e["density"] for e in episodes)],
         npc_crashes_towed=sum(e["towed"] for e in episodes),
+        npc_crashed_per_100km=100 * sum(e["towed"] for e in episodes) / summary["km"],
         collisions=[e["collision"] | {"seed": e["seed"]} for e in episodes if e["collision"]],
     )
     return summary
@@ -145,8 +162,8 @@ def table(scenario: str, results: dict[str, dict]) -> str:
         "",
         "| density [veh/km/lane] | episodes | clean | collisions/km | headway < 1 s | "
         "speed / target | lane changes/km | peak steering rate [rad/s]: all / in lane changes | "
-        "driving score |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "driving score | other cars crashed /100 km |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results.items():
         low, high = DENSITIES[name]
@@ -155,9 +172,46 @@ def table(scenario: str, results: dict[str, dict]) -> str:
             f"{s['collisions_per_km']:.3f} | {100 * s['headway_under_share']:.2f}% | "
             f"{s['speed_over_target']:.3f} | {s['lane_changes_per_km']:.2f} | "
             f"{s['peak_steering_rate']:.2f} / {s['peak_change_steering_rate']:.2f} | "
-            f"{s['driving_score']:.3f} |"
+            f"{s['driving_score']:.3f} | {s['npc_crashed_per_100km']:.1f} "
+            f"({s['npc_crashes_towed']} in {s['km']:.1f} km) |"
         )
     return "\n".join(lines) + "\n"
+
+
+def traffic_speed(scenario: str, seeds: list[int], steps: int, repeats: int) -> dict:
+    """Steps/s at default density, traffic stepped for all cars at once and car by car, on the
+    same drives (the expert's actions, replayed), alternating; the best repeat of each."""
+    actions = {}
+    for seed in seeds:
+        env = TRAFFIC_ENVS[scenario]()
+        expert = TrafficExpert(env)
+        env.reset(seed=seed)
+        actions[seed] = []
+        for _ in range(steps):
+            steering, throttle = expert.act()
+            actions[seed].append(np.array([throttle, steering]))
+            *_, terminated, truncated, _ = env.step(actions[seed][-1])
+            if terminated or truncated:
+                break
+    best = {True: math.inf, False: math.inf}  # fast_traffic -> seconds for all drives
+    for _ in range(repeats):
+        for fast in best:
+            env, seconds = TRAFFIC_ENVS[scenario](config={"fast_traffic": fast}), 0.0
+            for seed, drive in actions.items():
+                env.reset(seed=seed)  # not timed
+                start = time.perf_counter()
+                for action in drive:
+                    env.step(action)
+                seconds += time.perf_counter() - start
+            best[fast] = min(best[fast], seconds)
+    count = sum(len(drive) for drive in actions.values())
+    return {
+        "steps": count,
+        "fast_steps_per_s": count / best[True],
+        "per_car_steps_per_s": count / best[False],
+        "ratio": best[False] / best[True],
+        "load_average": os.getloadavg()[0],
+    }
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -192,7 +246,18 @@ def main(cfg: TrafficExpertBenchmark) -> None:
                 write()
 
         run_parallel(run_episode, tasks, cfg.workers, done)
-    print(table(cfg.scenario, write()), flush=True)
+    if tasks:
+        print(table(cfg.scenario, write()), flush=True)
+    if cfg.speed_seeds:
+        seeds = eval_seeds(cfg.speed_seeds)
+        speed = traffic_speed(cfg.scenario, seeds, cfg.speed_steps, cfg.speed_repeats)
+        write_atomic(cfg.out / "traffic_speed.json", json.dumps(speed, indent=1))
+        print(
+            f"traffic at default density, {speed['steps']} steps: "
+            f"{speed['fast_steps_per_s']:.0f} steps/s with all cars at once, "
+            f"{speed['per_car_steps_per_s']:.0f} car by car (highway-env): "
+            f"ratio {speed['ratio']:.2f}x (load average {speed['load_average']:.1f})"
+        )
 
 
 if __name__ == "__main__":

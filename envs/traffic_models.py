@@ -1,0 +1,113 @@
+"""highway-env's driver models, IDM and MOBIL, as array expressions over many cars at once.
+
+    cars = Cars(positions, s, rows, speed, heading, target_speed, delta)   # every car, (N,)
+    accel = idm(table, cars, who, fronts, delta)          # IDMVehicle.acceleration, per pair
+    wants = mobil(table, cars, front, rear, who, lanes)   # IDMVehicle.mobil, per candidate
+
+Used by `envs.traffic_fast.FastTrafficRoad`. Each expression is highway-env's
+(`highway_env/vehicle/behavior.py`, version 1.12), operation for operation and in the same
+order, so that the results are the same floats as its car-by-car code; the replay test in
+tests/envs/test_traffic_fast.py compares whole drives both ways.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from highway_env.road.lane import AbstractLane
+from highway_env.vehicle.behavior import IDMVehicle
+
+from envs.lane_table import LaneTable
+
+
+def not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
+    """highway-env's `utils.not_zero`, element-wise."""
+    return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
+
+
+def clip(x: np.ndarray, low, high) -> np.ndarray:
+    """`np.clip` for low <= high (the same floats, NaN included), without its Python-level
+    overhead, which on arrays of a few dozen cars costs more than the arithmetic."""
+    return np.minimum(np.maximum(x, low), high)
+
+
+@dataclass
+class Cars:
+    """Every car of a road frame as arrays, in the frame's order."""
+
+    positions: np.ndarray  # (N, 2) [m]
+    s: np.ndarray  # (N,) longitudinal coordinate in the car's own lane [m]
+    rows: np.ndarray  # (N,) LaneTable row of the car's lane
+    speed: np.ndarray  # (N,) [m/s]
+    heading: np.ndarray  # (N,) [rad]
+    target_speed: np.ndarray  # (N,) [m/s] (0 for a car without one, as highway-env reads it)
+    delta: np.ndarray  # (N,) IDM's acceleration exponent of each car (0 if it has none)
+
+
+def idm(
+    table: LaneTable, cars: Cars, who: np.ndarray, fronts: np.ndarray, delta: np.ndarray
+) -> np.ndarray:
+    """`IDMVehicle.acceleration(ego_vehicle=who, front_vehicle=fronts)` [m/s^2] of a driver
+    whose exponent is `delta`, for each (who, front, delta); indices into `cars`, -1: none (no
+    car: 0, as highway-env returns; no front car: the free-road term only)."""
+    c = IDMVehicle
+    here = np.maximum(who, 0)
+    own, speed, heading = cars.rows[here], cars.speed[here], cars.heading[here]
+    target = clip(cars.target_speed[here], 0, table.speed_limit[own])
+    accel = c.COMFORT_ACC_MAX * (
+        1 - np.power(np.maximum(speed, 0) / np.abs(not_zero(target)), delta)
+    )
+    led = np.flatnonzero((fronts >= 0) & (who >= 0))
+    if len(led):
+        f, speed, heading = fronts[led], speed[led], heading[led]
+        # `lane_distance_to`: both cars' longitudinal coordinates in the follower's lane.
+        d = table.local(own[led], cars.positions[f])[0] - cars.s[here[led]]
+        direction = np.stack([np.cos(heading), np.sin(heading)], axis=1)
+        front_heading = cars.heading[f]
+        front_direction = np.stack([np.cos(front_heading), np.sin(front_heading)], axis=1)
+        velocity = speed[:, None] * direction - cars.speed[f, None] * front_direction
+        dv = np.vecdot(velocity, direction)
+        ab = -c.COMFORT_ACC_MAX * c.COMFORT_ACC_MIN
+        gap = c.DISTANCE_WANTED + speed * c.TIME_WANTED + speed * dv / (2 * np.sqrt(ab))
+        accel[led] -= c.COMFORT_ACC_MAX * np.power(gap / not_zero(d), 2)
+    return np.where(who >= 0, accel, 0.0)
+
+
+def mobil(
+    table: LaneTable,
+    cars: Cars,
+    front: np.ndarray,
+    rear: np.ndarray,
+    who: np.ndarray,
+    lanes: np.ndarray,
+) -> np.ndarray:
+    """(K,) whether car `who[k]` would change to the side lane of table row `lanes[k]`:
+    `change_lane_policy`'s per-lane tests (the lane is reachable, the car moves) and
+    `IDMVehicle.mobil` without a route. `front`, `rear` (N, lanes): every car's nearest car
+    ahead and behind in every lane (indices into `cars`, -1: none)."""
+    c = IDMVehicle
+    s, r = table.local(lanes, cars.positions[who])
+    width = table.width[lanes]
+    reachable = (np.abs(r) <= 2 * width) & (0 <= s) & (s < table.length[lanes] + _CAR)
+    reachable &= ~table.forbidden[lanes]
+    moving = ~(np.abs(cars.speed[who]) < 1)
+    delta = cars.delta[who]
+    own_lane, side_lane = table.lane_id[cars.rows[who]], table.lane_id[lanes]
+    new_front, new_rear = front[who, side_lane], rear[who, side_lane]
+    old_front, old_rear = front[who, own_lane], rear[who, own_lane]
+    # The ten accelerations MOBIL weighs, evaluated as five pairs of (driver, leader) arrays.
+    drivers = np.concatenate([new_rear, new_rear, who, who, old_rear, old_rear])
+    leaders = np.concatenate([new_front, who, new_front, old_front, who, old_front])
+    a = idm(table, cars, drivers, leaders, np.tile(delta, 6)).reshape(6, -1)
+    new_rear_a, new_rear_pred_a, self_pred_a, self_a, old_rear_a, old_rear_pred_a = a
+    safe = ~(new_rear_pred_a < -c.LANE_CHANGE_MAX_BRAKING_IMPOSED)
+    jerk = (
+        self_pred_a
+        - self_a
+        + c.POLITENESS * (new_rear_pred_a - new_rear_a + old_rear_pred_a - old_rear_a)
+    )
+    return reachable & moving & safe & ~(jerk < c.LANE_CHANGE_MIN_ACC_GAIN)
+
+
+_CAR = AbstractLane.VEHICLE_LENGTH  # [m] `is_reachable_from`'s slack past a lane's end

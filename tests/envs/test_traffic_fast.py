@@ -1,0 +1,129 @@
+"""The traffic stepped for all cars at once replays highway-env's car-by-car traffic exactly, and
+the traffic's own rules: cars leave past the road's end, a car enters only where it is safe."""
+
+import numpy as np
+import pytest
+from highway_env.road.lane import CircularLane
+from highway_env.vehicle.behavior import IDMVehicle
+
+from envs import eval_seeds
+from envs.traffic import TOW_AFTER, TrafficEnv, _Car
+from envs.traffic_expert import TrafficExpert
+from envs.traffic_fast import FastTrafficRoad
+
+
+def cars_of(env) -> list[tuple]:
+    """Every car's full state, in the road's order."""
+    return [
+        (
+            *v.position,
+            v.heading,
+            v.speed,
+            v.lane_index,
+            getattr(v, "target_lane_index", None),
+            getattr(v, "timer", None),
+            v.crashed,
+        )
+        for v in env.road.vehicles
+    ]
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [eval_seeds(1)[0], *(pytest.param(s, marks=pytest.mark.slow) for s in eval_seeds(3)[1:])],
+)
+def test_all_cars_at_once_replay_highway_envs_traffic_exactly(seed):
+    # Given the same road and traffic stepped both ways, the expert driving the ego in both,
+    fast = TrafficEnv(config={"density": "default"})
+    slow = TrafficEnv(config={"density": "default", "fast_traffic": False})
+    fast.reset(seed=seed)
+    slow.reset(seed=seed)
+    assert isinstance(fast.road, FastTrafficRoad) and not isinstance(slow.road, FastTrafficRoad)
+    expert = TrafficExpert(fast)
+    lane_changes = 0
+    for step in range(200):
+        steering, throttle = expert.act()
+        for env in (fast, slow):
+            *_, terminated, truncated, _ = env.step(np.array([throttle, steering]))
+        # then every car is where highway-env's own code puts it, to the last bit.
+        assert cars_of(fast) == cars_of(slow), f"step {step}"
+        lane_changes += sum(
+            v.target_lane_index[2] != v.lane_index[2]
+            for v in fast.road.vehicles
+            if isinstance(v, IDMVehicle)
+        )
+        if terminated or truncated:
+            break
+    assert step == 199 and len(fast.road.vehicles) > 10
+    assert lane_changes > 0  # MOBIL's decisions were part of the replay
+
+
+def at_the_end(seed=1_000_000):
+    """A road ending in an arc (seed 1,000,000), no traffic, the ego 150 m before the end."""
+    env = TrafficEnv(config={"density": 0.0})
+    env.reset(seed=seed)
+    ego = env.vehicle
+    ego.position, ego.heading = env.road_pose(env.road_map.length - 150.0, 0)
+    ego.lane_index = env.road.network.get_closest_lane_index(ego.position, ego.heading)
+    ego.lane = env.road.network.get_lane(ego.lane_index)
+    ego.speed = 0.0
+    env.road.invalidate()
+    return env
+
+
+def test_a_car_leaves_the_simulation_past_the_roads_end_instead_of_driving_round_the_arc():
+    env = at_the_end()
+    segments = len(env.road_map.segment_starts)
+    last = env.road.network.get_lane((str(segments - 1), str(segments), 1))
+    assert isinstance(last, CircularLane)  # highway-env extends it round its circle
+    position, heading = env.road_pose(env.road_map.length - 20.0, 1)
+    car = IDMVehicle(env.road, position, heading, 15.0, target_speed=15.0)
+    env.road.vehicles.append(car)
+    env.road.invalidate()
+    furthest = -np.inf
+    for _ in range(100):  # 10 s: 5 s to the end and 50 m beyond, then round the circle
+        env.step(np.array([-1.0, 0.0]))  # the ego stays back, the scene stays where it is
+        if car not in env.road.vehicles:
+            break
+        furthest = max(furthest, env.road.place(car)[0])
+    assert car not in env.road.vehicles
+    assert env.road_map.length + TOW_AFTER - 2.0 < furthest <= env.road_map.length + TOW_AFTER
+
+
+def waiting(env, ahead: float, lane: int, speed: float) -> bool:
+    """Whether a car waiting `ahead` [m] of the ego in `lane` enters when the scene reaches it."""
+    before = len(env.road.vehicles)
+    ego_at = env.road.place(env.vehicle)[0]
+    env.waiting = [_Car(ego_at + ahead, lane, speed, 4.0)]
+    env._admit()
+    return len(env.road.vehicles) == before + 1
+
+
+def with_car(ahead: float, lane: int, speed: float, target_lane: int | None = None):
+    """The road of `at_the_end` with one car `ahead` [m] of the ego in `lane` (moving into
+    `target_lane` if given)."""
+    env = at_the_end()
+    ego_at = env.road.place(env.vehicle)[0]
+    position, heading = env.road_pose(ego_at + ahead, lane)
+    car = IDMVehicle(env.road, position, heading, speed, target_speed=speed)
+    if target_lane is not None:
+        car.target_lane_index = (*car.lane_index[:2], target_lane)
+    env.road.vehicles.append(car)
+    env.road.invalidate()
+    return env
+
+
+def test_a_car_enters_only_where_it_can_match_the_speed_of_the_car_ahead():
+    # 12 m behind a car at 5 m/s (7 m bumper to bumper): at 15 m/s it would close 10 m/s,
+    # more than braking at 3 m/s^2 takes back in 7 m; at 6 m/s it enters.
+    assert not waiting(with_car(100.0, 1, 5.0), 88.0, 1, 15.0)
+    assert waiting(with_car(100.0, 1, 5.0), 88.0, 1, 6.0)
+    # The same for the car behind it: a fast car 12 m behind a slow entering one.
+    assert not waiting(with_car(88.0, 1, 15.0), 100.0, 1, 5.0)
+    # Far enough ahead, it enters at any speed.
+    assert waiting(with_car(100.0, 1, 5.0), 40.0, 1, 15.0)
+
+
+def test_a_car_does_not_enter_beside_a_car_moving_into_its_lane():
+    assert not waiting(with_car(100.0, 0, 12.0, target_lane=1), 102.0, 1, 12.0)
+    assert waiting(with_car(100.0, 0, 12.0), 102.0, 1, 12.0)  # staying in its lane
