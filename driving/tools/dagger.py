@@ -92,6 +92,9 @@ class DaggerConfig:
         if not 0 <= self.beta <= 1:
             raise ValueError(f"--beta must be in [0, 1], got {self.beta}")
         train_seeds(self.first_seed, self.episodes * (self.rounds + 1))  # refuses held-out roads
+        if self.policy and not Path(self.policy).is_file():
+            # a built-in driver ('expert', 'modular') has no weights to warm-start round 0 from
+            raise ValueError(f"--policy must be a checkpoint file (.pt), got {self.policy!r}")
         self.world()
 
     def world(self):

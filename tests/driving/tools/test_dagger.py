@@ -133,3 +133,11 @@ def test_dagger_from_a_traffic_policy_rolls_it_out_in_the_traffic_it_learned_in(
     assert episode.world == TRAFFIC and episode.meta["driver"] == "dagger"
     assert episode.meta["policy"] == str(traffic_checkpoint) and len(episode.labels) == 8
     assert episode.meta["density"] > 0  # vehicles/km drawn by the traffic scenario itself
+
+
+@pytest.mark.parametrize("policy", ["modular", "expert", "no/such.pt"])
+def test_a_policy_that_is_not_a_checkpoint_is_refused_before_any_rollout(tmp_path, policy):
+    cfg = DaggerConfig(out=tmp_path / "dagger", policy=policy)
+    with pytest.raises(ValueError, match="--policy must be a checkpoint"):
+        dagger(cfg)
+    assert not (tmp_path / "dagger").exists()
