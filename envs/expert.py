@@ -49,6 +49,9 @@ class ExpertConfig:
 CURVATURE_STEP = 1.0
 """The experts measure lane curvature by differences of headings over +-this [m]
 (`lane_curvature`'s `step`)."""
+CURVATURE_AHEAD_M = (0.0, 10.0, 20.0, 30.0, 40.0)
+"""Distances along the route [m] at which collection records the lane's curvature
+(`Expert.curvature_ahead`): now, and every 10 m up to the expert's look-ahead."""
 
 
 def _clip(value: float, limit: float) -> float:
@@ -70,8 +73,9 @@ class Expert:
     def _base(self) -> AbstractEnv:
         return self.env.unwrapped
 
-    def _lanes_ahead(self, distance: float):
-        """Yield (lane, longitudinal) every 2 m along the route from the ego up to `distance`."""
+    def _lanes_ahead(self, distance: float, step: float = 2.0):
+        """Yield (lane, longitudinal) every `step` [m] along the route from the ego up to
+        `distance` [m]."""
         base = self._base
         ego = base.vehicle
         network = base.road.network
@@ -93,8 +97,8 @@ class Expert:
                 s -= lane.length
                 index, lane = nxt, network.get_lane(nxt)
             yield lane, s
-            s += 2.0
-            travelled += 2.0
+            s += step
+            travelled += step
 
     def target_speed(self) -> float:
         """Cruise speed, lowered so that every bend within the look-ahead can be taken [m/s]."""
@@ -110,6 +114,18 @@ class Expert:
                 continue
             target = min(target, bend_speed(kappa, 2.0 * i, cruise, cfg))
         return float(target)
+
+    def curvature_ahead(self, distances: tuple[float, ...] = CURVATURE_AHEAD_M) -> np.ndarray:
+        """(K,) signed curvature [1/m] of the ego's lane, as the expert measures it, at each of
+        `distances` [m] (ascending, a common step apart from 0) along the route ahead; 0 past
+        the road's end, where the expert sees no bend either."""
+        step = distances[1] - distances[0] if len(distances) > 1 else 1.0
+        found = [
+            lane_curvature(lane, s, CURVATURE_STEP)
+            for lane, s in self._lanes_ahead(distances[-1], step)
+        ]
+        found += [0.0] * (len(distances) - len(found))
+        return np.asarray(found[: len(distances)], dtype=np.float32)
 
     def steering(self, offset: float = 0.0, offset_rate: float = 0.0) -> float:
         """Steering angle [rad] that brings the car to the lane centre.

@@ -30,6 +30,11 @@ answer to frame t) as root-level datasets:
     speed           (T,) float32         ego speed [m/s]
     lateral_offset  (T,) float32         signed distance from the lane centre [m]
     heading_error   (T,) float32         heading minus lane direction [rad]
+    curvature_ahead (T, K) float32       optional: signed curvature of the ego's lane [1/m],
+                                         positive turning right, at K distances along the
+                                         route ahead, meta["curvature_ahead_m"] [m] (the
+                                         labels of a direct-perception net; absent in files
+                                         before 2026-12-03 and in DAgger, keyboard episodes)
     last_frame      (H, W, 3) uint8      optional: the frame seen after the last step (the
                                          episode's last observation; absent in older files,
                                          shifted-view and DAgger episodes)
@@ -107,6 +112,8 @@ LOCK = ".lock"
 STALE_TMP_AGE = 3600.0  # [s] a writer's .tmp older than this was left by a killed process
 STEP_ARRAYS = ("labels", "actions", "speed", "lateral_offset", "heading_error")
 """The per-step float32 arrays of an episode file (all but the frames)."""
+OPTIONAL_STEP_ARRAYS = ("curvature_ahead",)
+"""Per-step float32 arrays (T, K) an episode file may hold; readers take them when present."""
 _PAIRS = ("labels", "actions")  # (T, 2) [steering, throttle]; the other per-step arrays are (T,)
 ARRAYS = ("frames", *STEP_ARRAYS)
 """Every array of an episode file, frames first."""
@@ -135,6 +142,7 @@ class Episode:
     seed: int  # the road's seed, >= 0
     meta: dict  # JSON-serialisable settings (driver, world, noise...); read back as JSON
     last_frame: np.ndarray | None = None  # (H, W, 3) uint8, the frame after the last step
+    curvature_ahead: np.ndarray | None = None  # (T, K) float32 [1/m] at meta["curvature_ahead_m"]
 
     @property
     def world(self) -> World:
@@ -201,7 +209,21 @@ def check_layout(arrays: Any, num_frames: int) -> tuple[int, int]:
             raise Invalid(f"'{name}' has shape {shape}, expected {expected}")
         if shape[0] != num_frames:
             raise Invalid(f"'{name}' has {shape[0]} steps, expected {num_frames}")
+    for name in OPTIONAL_STEP_ARRAYS:
+        array = arrays.get(name)
+        if array is None:
+            continue
+        if not hasattr(array, "dtype") or array.dtype.kind != "f" or array.dtype.itemsize != 4:
+            raise Invalid(f"'{name}' has dtype {getattr(array, 'dtype', None)}, expected float32")
+        if len(array.shape) != 2 or array.shape[0] != num_frames or array.shape[1] < 1:
+            raise Invalid(f"'{name}' has shape {tuple(array.shape)}, expected ({num_frames}, K)")
     return int(arrays["frames"].shape[1]), int(arrays["frames"].shape[2])
+
+
+def present(arrays: Any) -> tuple[str, ...]:
+    """The names of every array `arrays` (an h5py file or a dict) holds: `ARRAYS` and the
+    optional ones present."""
+    return (*ARRAYS, *(n for n in OPTIONAL_STEP_ARRAYS if arrays.get(n) is not None))
 
 
 def check_values(small: dict[str, np.ndarray]) -> None:
@@ -284,7 +306,7 @@ def check_storage(f: h5py.File, file_size: int) -> None:
     and a contiguous array must lie inside the file.
     """
     limit = memory_bytes()
-    for name in ARRAYS:
+    for name in present(f):
         dataset = f[name]
         size = dataset.dtype.itemsize * math.prod(dataset.shape)  # [B] decoded
         if size > limit:
@@ -321,7 +343,7 @@ def verify_frames(f: h5py.File) -> None:
 
 def has_checksums(f: h5py.File) -> bool:
     """Whether every array of an episode file carries checksums (files before 2026-12-03 don't)."""
-    return all(f[name].fletcher32 for name in ARRAYS)
+    return all(f[name].fletcher32 for name in present(f))
 
 
 def _driver(meta: dict) -> str:
@@ -381,7 +403,8 @@ def read_header(f: h5py.File, path: Path) -> tuple[Header, dict, dict[str, np.nd
         meta_world(meta)
     frame_size = check_layout(f, num_frames)
     check_storage(f, path.stat().st_size)
-    small = {name: np.asarray(f[name][...], dtype=np.float32) for name in STEP_ARRAYS}
+    steps = [n for n in present(f) if n != "frames"]
+    small = {name: np.asarray(f[name][...], dtype=np.float32) for name in steps}
     check_values(small)
     seed = as_int(f.attrs["seed"], "seed")
     header = Header(path, num_frames, seed, frame_size, _driver(meta), small["labels"])

@@ -78,6 +78,22 @@ def read_episode(path: Path) -> Episode:
     return Episode(frames=frames, seed=header.seed, meta=meta, last_frame=last, **small)
 
 
+def read_steps(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The per-step arrays of one episode file (all but the frames, which are not decoded), by
+    name, and its meta.
+
+    Raises:
+        DatasetError: as `read_episode`.
+    """
+    path = Path(path)
+    try:
+        with opened(path) as f:
+            _, meta, small = read_header(f, path)
+    except Invalid as error:
+        raise DatasetError(f"cannot read episode {path}: {error}") from None
+    return small, meta
+
+
 def scan_headers(root: Path, verify: bool = False) -> tuple[list[Header], list[str], int]:
     """Readable episodes (sorted by file name), warnings, and the number of skipped files.
 

@@ -30,6 +30,7 @@ from driving.data.format import (
     HDF5_FORMAT,
     LOCK,
     MANIFEST,
+    OPTIONAL_STEP_ARRAYS,
     STALE_TMP_AGE,
     STEP_ARRAYS,
     DatasetError,
@@ -189,6 +190,7 @@ def _check_episode(episode: Episode) -> tuple[int, dict[str, np.ndarray]]:
     if seed < 0:
         raise Invalid(f"seed must be >= 0, got {seed}")
     arrays = {name: getattr(episode, name) for name in ARRAYS}
+    arrays |= {n: a for n in OPTIONAL_STEP_ARRAYS if (a := getattr(episode, n)) is not None}
     for name, array in arrays.items():
         if not isinstance(array, np.ndarray):
             raise Invalid(f"'{name}' must be a numpy array, got {type(array).__name__}")
@@ -196,7 +198,7 @@ def _check_episode(episode: Episode) -> tuple[int, dict[str, np.ndarray]]:
     if num_frames < 1:
         raise Invalid("it has no frames (T must be >= 1)")
     check_layout(arrays, num_frames)
-    check_values({name: arrays[name] for name in STEP_ARRAYS})
+    check_values({name: array for name, array in arrays.items() if name != "frames"})
     if not isinstance(episode.meta, dict):
         raise Invalid(f"meta must be a dict, got {type(episode.meta).__name__}")
     last = episode.last_frame
@@ -272,7 +274,7 @@ def _write_h5(tmp: Path, arrays: dict[str, np.ndarray], seed: int, meta_json: st
         frames = arrays["frames"]
         chunks = (min(FRAMES_PER_CHUNK, len(frames)), *frames.shape[1:])
         f.create_dataset("frames", data=frames, chunks=chunks, **FRAME_COMPRESSION, **CHECKSUM)
-        for name in STEP_ARRAYS:
+        for name in (*STEP_ARRAYS, *(n for n in OPTIONAL_STEP_ARRAYS if n in arrays)):
             data = arrays[name].astype(np.float32, copy=False)
             f.create_dataset(name, data=data, chunks=data.shape, **CHECKSUM)
         if "last_frame" in arrays:

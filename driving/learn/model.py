@@ -3,7 +3,9 @@
 One camera frame (and, optionally, the current speed) in, two commands out: [steering, throttle]
 in [-1, 1]. The layer sizes follow the paper; the speed input follows conditional imitation
 learning (Codevilla et al. 2018), which found that throttle cannot be learned from a single frame
-without knowing how fast the car already goes.
+without knowing how fast the car already goes. The same trunk with a head of other outputs
+(`ModelConfig.outputs`) predicts the lane quantities instead: direct perception
+(`driving.learn.perception`).
 
 Optionally the net sees the K most recent frames instead of one (`ModelConfig.frames`), stacked
 on the channel axis, oldest first: channels 3j..3j+2 hold the frame (K-1-j) * `frame_stride`
@@ -34,6 +36,8 @@ MAX_FRAMES = 8
 INPUT_NORMS = ("fixed", "per-frame")
 """How a PilotNet may normalise its input (`ModelConfig.input_norm`)."""
 _MIN_STD = 2.0  # [grey levels] a flat channel is not stretched into noise
+CONTROLS = ("steering", "throttle")
+"""The outputs of an end-to-end PilotNet (`ModelConfig.outputs`)."""
 
 
 class ModelConfigError(ValueError):
@@ -67,6 +71,9 @@ class ModelConfig:
     """Policy steps between two stacked frames."""
     input_norm: str = "fixed"
     """'fixed' (pixels to [-1, 1]) or 'per-frame' (each channel to mean 0, std 1)."""
+    outputs: tuple[str, ...] = CONTROLS
+    """What the head predicts, one name per output: the controls (end-to-end), or the lane
+    quantities of a direct-perception net (`driving.learn.perception`)."""
 
     @property
     def channels(self) -> int:
@@ -97,6 +104,11 @@ class ModelConfig:
             raise ModelConfigError(
                 f"model input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}"
             )
+        if isinstance(self.outputs, str) or not isinstance(self.outputs, (tuple, list)):
+            raise ModelConfigError(f"model outputs must be a list of names, got {self.outputs!r}")
+        self.outputs = tuple(self.outputs)  # a checkpoint may hold a list
+        if not self.outputs or not all(isinstance(n, str) for n in self.outputs):
+            raise ModelConfigError(f"model outputs must be names, got {self.outputs!r}")
         if not isinstance(self.speed_input, bool):
             raise ModelConfigError(f"speed_input must be True or False, got {self.speed_input!r}")
         return self
@@ -141,7 +153,7 @@ class PilotNet(nn.Module):
             nn.ELU(),
             nn.Linear(50, 10),  # (B, 10)
             nn.ELU(),
-            nn.Linear(10, 2),  # (B, 2) [steering, throttle]
+            nn.Linear(10, len(self.config.outputs)),  # (B, 2) [steering, throttle] (or O)
         )
         if self.config.speed_input:
             # Initialise the speed column as PyTorch would for a layer with fan-in 1. The default
@@ -176,7 +188,7 @@ class PilotNet(nn.Module):
                 otherwise.
 
         Returns:
-            (B, 2) float [steering, throttle], not clipped.
+            (B, 2) float [steering, throttle], not clipped; (B, O) for other `config.outputs`.
 
         Raises:
             ValueError: the image does not have 3K channels, or the speed is missing.

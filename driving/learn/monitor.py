@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from driving.data import Frames
 from driving.learn.batches import DeviceFrames
 from driving.learn.checkpoint import jsonable
-from driving.learn.model import PilotNet
+from driving.learn.model import CONTROLS, PilotNet
 
 CURVE_THRESHOLD = 0.05
 """|steering| above which a frame counts as 'in a curve' for the logged shares."""
@@ -89,7 +89,7 @@ def log_hparams(writer: SummaryWriter, config: dict) -> None:
 
 @torch.inference_mode()
 def predict(model: PilotNet, data: DeviceFrames, idx: torch.Tensor, amp: torch.dtype | None):
-    """(B, 2) float32 predictions for the frames `idx` (indices on `data.index_device`)."""
+    """(B, O) float32 predictions for the frames `idx` (indices on `data.index_device`)."""
     image, speed, _ = data.batch(idx)
     with torch.autocast(data.device.type, dtype=amp, enabled=amp is not None):
         return model(image, speed).float()
@@ -102,12 +102,14 @@ def validation_losses(
     batch_size: int,
     amp: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Mean squared error per output on `data`, and that of predicting the training mean.
+    """Mean squared error per output (`loss_<name>` for each of `model.config.outputs`) on
+    `data`, their sum (`loss`), and the same for predicting the training mean (`baseline_...`).
 
     The constant-mean baseline shows whether the net learned anything beyond the average command.
     """
     model.eval()
-    squared = torch.zeros(2, device=data.device)
+    names = model.config.outputs
+    squared = torch.zeros(len(names), device=data.device)
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)), device=data.index_device)
         target = data.labels[idx].to(data.device)
@@ -115,14 +117,12 @@ def validation_losses(
     mse = (squared / len(data)).cpu().numpy()
     labels = data.labels.cpu().numpy()
     baseline = ((labels - train_mean) ** 2).mean(0)
-    return {
-        "loss_steering": float(mse[0]),
-        "loss_throttle": float(mse[1]),
-        "loss": float(mse.sum()),
-        "baseline_loss_steering": float(baseline[0]),
-        "baseline_loss_throttle": float(baseline[1]),
-        "baseline_loss": float(baseline.sum()),
-    }
+    losses = {f"loss_{name}": float(value) for name, value in zip(names, mse, strict=True)}
+    losses["loss"] = float(mse.sum())
+    for name, value in zip(names, baseline, strict=True):
+        losses[f"baseline_loss_{name}"] = float(value)
+    losses["baseline_loss"] = float(baseline.sum())
+    return losses
 
 
 def prediction_grid(
@@ -182,17 +182,14 @@ def log_train(
     per_output: torch.Tensor,
     lr: float,
     samples_per_s: float,
+    names: tuple[str, ...] = CONTROLS,
 ) -> float:
-    """Write the training scalars (if there is a writer: rank 0); return the total loss."""
-    steering, throttle = per_output.cpu().tolist()
-    scalars = {
-        "train/loss_steering": steering,
-        "train/loss_throttle": throttle,
-        "train/loss": steering + throttle,
-        "train/lr": lr,
-        "perf/samples_per_s": samples_per_s,
-    }
+    """Write the training scalars (if there is a writer: rank 0); return the total loss.
+    `names`: the net's outputs (`ModelConfig.outputs`), one per entry of `per_output`."""
+    losses = per_output.cpu().tolist()
+    scalars = {f"train/loss_{name}": value for name, value in zip(names, losses, strict=True)}
+    scalars |= {"train/loss": sum(losses), "train/lr": lr, "perf/samples_per_s": samples_per_s}
     for tag, value in scalars.items():
         if writer is not None:
             writer.add_scalar(tag, value, step)
-    return steering + throttle
+    return sum(losses)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from driving.learn.checkpoint import build_model, load_checkpoint, stored_world
-from driving.learn.model import PilotNet
+from driving.learn.checkpoint import CheckpointError, build_model, load_checkpoint, stored_world
+from driving.learn.model import CONTROLS, PilotNet
 from envs.world import World
 
 
@@ -65,11 +65,18 @@ class NetPolicy:
         """Load a policy from a checkpoint written by training.
 
         Raises:
-            CheckpointError: the file is missing, unsafe or not a PilotNet checkpoint.
+            CheckpointError: the file is missing, unsafe or not a PilotNet checkpoint, or its
+                net predicts the lane state (direct perception) rather than controls.
         """
         ckpt = load_checkpoint(path)
         world = stored_world(ckpt, source=path)
-        return cls(build_model(ckpt, source=path), device=device, world=world)
+        model = build_model(ckpt, source=path)
+        if model.config.outputs != CONTROLS:
+            raise CheckpointError(
+                f"checkpoint {path} is a direct-perception net (it predicts the lane, not "
+                "controls): load it with driving.learn.perception.load_driver"
+            )
+        return cls(model, device=device, world=world)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -107,6 +114,12 @@ class NetPolicy:
         with torch.inference_mode():
             action = self.model(self._image, self._speed)[0]
             return action.clamp_(-1.0, 1.0).to("cpu", torch.float32).numpy()
+
+    def output(self) -> np.ndarray:
+        """The net's raw output for the latest observation, (O,) float32, unclipped (a
+        perception net's normalised lane quantities: `driving.learn.perception`)."""
+        with torch.inference_mode():
+            return self.model(self._image, self._speed)[0].to("cpu", torch.float32).numpy()
 
     def observe(self, obs: dict) -> None:
         """Take in one observation without choosing a command (the expert drove this step).

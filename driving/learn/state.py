@@ -259,7 +259,8 @@ def save_state(state: TrainState, path: Path, config: dict) -> None:
 def train_step(
     state: TrainState, batch: tuple[torch.Tensor, ...], count: int, lr: float, run: Path
 ) -> torch.Tensor:
-    """One optimizer step; returns the per-output MSE [steering, throttle] of the global batch.
+    """One optimizer step; returns the per-output MSE of the global batch ([steering, throttle],
+    or the net's other `ModelConfig.outputs`).
 
     Args:
         state: the model, optimizer and where this process sits among the ranks.
@@ -277,7 +278,7 @@ def train_step(
         group["lr"] = lr
     with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
         pred = state.net(image, speed)
-    squared = ((pred.float() - target) ** 2).sum(0)  # (2,) this rank's share [steering, throttle]
+    squared = ((pred.float() - target) ** 2).sum(0)  # (O,) this rank's share, per output
     per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
     if not torch.isfinite(per_output).all():
         last = run / "last.pt" if (run / "last.pt").exists() else "none yet"

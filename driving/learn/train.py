@@ -38,7 +38,7 @@ from driving.learn.augment import colour_jitter
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.card import write_model_card
 from driving.learn.distributed import Ranks
-from driving.learn.model import INPUT_NORMS, MAX_FRAMES, ModelConfig
+from driving.learn.model import CONTROLS, INPUT_NORMS, MAX_FRAMES, ModelConfig
 from driving.learn.monitor import (
     WANDB_EXTRA,
     draw_steering,
@@ -48,6 +48,7 @@ from driving.learn.monitor import (
     start_wandb,
     validation_losses,
 )
+from driving.learn.perception import perception_targets
 from driving.learn.state import (
     TrainingError,
     TrainState,
@@ -122,6 +123,11 @@ class TrainConfig:
     wandb: bool = False
     """Also log the run to Weights & Biases (everything TensorBoard gets; needs
     `pip install 'pixels-to-pedals[wandb]'`; WANDB_MODE=offline logs without an account)."""
+    target: Literal["controls", "perception"] = "controls"
+    """What the net learns from the frames: 'controls' (the expert's [steering, throttle]:
+    end-to-end) or 'perception' (the lane state recorded at collection: lateral offset, heading
+    error, curvature ahead; it then drives through the expert's control law,
+    `driving.learn.perception`)."""
 
     def validate(self) -> TrainConfig:
         """Check every setting once, before any work; return self.
@@ -179,8 +185,8 @@ def _flag(name: str) -> str:
     return flag(name).removeprefix("--")  # how the field is spelled on the command line
 
 
-def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
-    """The network the settings and the data's frame size ask for."""
+def _model_config(cfg: TrainConfig, train_set: Frames, outputs: tuple[str, ...]) -> ModelConfig:
+    """The network the settings, the data's frame size and the `outputs` learned ask for."""
     height, width = train_set.frames.shape[1:3]
     return ModelConfig(
         height=height,
@@ -189,6 +195,7 @@ def _model_config(cfg: TrainConfig, train_set: Frames) -> ModelConfig:
         frames=cfg.frames,
         frame_stride=cfg.frame_stride,
         input_norm=cfg.input_norm,
+        outputs=outputs,
     )
 
 
@@ -267,7 +274,8 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
                 now = time.perf_counter()
                 rate = (seen - tick_seen) / (now - tick)
                 train_time, tick, tick_seen = train_time + now - tick, now, seen
-                loss = log_train(state.writer, state.step, per_output, lr, rate)
+                outputs = state.model.config.outputs
+                loss = log_train(state.writer, state.step, per_output, lr, rate, outputs)
                 bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{rate:.0f}")
         with signals_held():  # validation and both checkpoints belong to the epoch's end
             state.epoch = epoch + 1
@@ -356,9 +364,13 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
+    targets, outputs = (train_set, val_set), CONTROLS  # what the net learns from the frames
+    if cfg.target == "perception":
+        *targets, recording["perception"] = perception_targets(cfg.data, train_set, val_set)
+        outputs = tuple(recording["perception"]["outputs"])
     last = cfg.run / "last.pt"
     model, optimizer, step, epoch, best_val = model_and_optimizer(
-        _model_config(cfg, train_set),
+        _model_config(cfg, train_set, outputs),
         device,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
@@ -381,10 +393,10 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     try:
         if writer is not None:
             log_data(writer, asdict(cfg), train_set, val_set, weights)
-        train_mean = train_set.labels.mean(0)
+        train_mean = targets[0].labels.mean(0)
         stack = {"stack": cfg.frames, "stride": cfg.frame_stride}
-        tensors = to_device(train_set, device, verbose=ranks.is_main, **stack)
-        val_tensors = to_device(val_set, device, verbose=False, **stack)
+        tensors = to_device(targets[0], device, verbose=ranks.is_main, **stack)
+        val_tensors = to_device(targets[1], device, verbose=False, **stack)
         seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
         distributed.finish(ranks)
         evaluation = None

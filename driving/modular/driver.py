@@ -10,13 +10,15 @@ turn them into a command with the expert's gains, exactly as the expert turns gr
 one. What the expert reads from the simulator and this driver cannot see is replaced by what a
 driver knows: its own last steering command (for the slip angle), the speedometer, the speed
 limit (`CRUISE_SPEED`: a sign, 15 m/s on every road of `envs.road`) and the car's length.
-Nothing is learned and no ground truth is read.
+Nothing is learned and no ground truth is read. The control law on a perceived lane state is
+`LaneControl`, shared with the direct-perception driver (`driving.learn.perception`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from highway_env.vehicle.kinematics import Vehicle
@@ -33,6 +35,56 @@ BEND_STEP_M = 2.0
 """The lane model's curvature is checked for bends every this many metres ahead [m]."""
 
 
+class LaneState(Protocol):
+    """A perceived lane state: what the control law reads (`LaneEstimate`, or the direct-
+    perception net's `driving.learn.perception.LaneProfile`)."""
+
+    lateral_offset: float
+    """car's centre from the lane centre [m], positive right"""
+    heading_error: float
+    """car's heading minus the lane's [rad], positive right"""
+
+    def curvature_at(self, distance: float) -> float:
+        """The lane's curvature [1/m] `distance` [m] ahead, positive turning right."""
+        ...
+
+
+class LaneControl:
+    """The expert's control law (`envs.expert`) driven from a perceived lane state: one copy,
+    for every driver that perceives the lane (the modular one, the direct-perception net)."""
+
+    def __init__(self, config: ExpertConfig, frequency: float, reach: float) -> None:
+        """Args: config: the expert's gains; frequency: how often it acts [Hz] (the steering
+        feed-forward looks one step on); reach: how far ahead the perceived curvature is
+        trusted for bends [m]."""
+        self.config = config
+        self.dt = 1.0 / frequency
+        self.reach = reach
+        self.steering = 0.0  # last steering angle commanded [rad]
+
+    def act(self, lane: LaneState, speed: float) -> np.ndarray:
+        """[steering, throttle] in [-1, 1] for the perceived `lane` at `speed` [m/s]."""
+        v = max(abs(speed), 2.0)
+        psi = lane.heading_error + slip_angle(self.steering)
+        ahead = 0.5 * v * self.dt  # feed forward the curvature where the command acts
+        kappa = lane.curvature_at(ahead)
+        steering = lane_steering(lane.lateral_offset, psi, kappa, v, Vehicle.LENGTH, self.config)
+        action = controls(steering, self.target_speed(lane), speed, self.config)
+        self.steering = float(action[0]) * STEERING_RANGE
+        return action
+
+    def target_speed(self, lane: LaneState) -> float:
+        """The expert's bend-aware speed [m/s] on the perceived curvature up to `reach` (or the
+        expert's look-ahead if shorter), checked every `BEND_STEP_M`."""
+        target = CRUISE_SPEED
+        reach = min(self.config.lookahead, self.reach)
+        for distance in np.arange(0.0, reach + 1e-9, BEND_STEP_M):
+            kappa = abs(lane.curvature_at(float(distance)))
+            if kappa > 1e-6:
+                target = min(target, bend_speed(kappa, float(distance), CRUISE_SPEED, self.config))
+        return float(target)
+
+
 class ModularDriver:
     """Hand-built driver: `act(obs)` -> [steering, throttle] from the frame and the speedometer."""
 
@@ -45,14 +97,14 @@ class ModularDriver:
         """Args: camera: the settings of the camera whose frames it gets; config: the expert's
         gains; frequency: how often it acts [Hz] (the steering feed-forward looks one step on)."""
         self.lanes = LanePerception(camera)
-        self.config = config
-        self.dt = 1.0 / frequency
+        # bends are looked for as far as the bird's-eye grid reaches (`FAR_M`)
+        self.control = LaneControl(config, frequency, reach=FAR_M)
         self.reset()
 
     def reset(self) -> None:
         """A new road: forget the lane and the last command."""
         self.lanes.reset()
-        self.steering = 0.0  # last steering angle commanded [rad]
+        self.control.steering = 0.0
         self.lane: LaneEstimate = self.lanes.last
         self.estimate: dict[str, float] | None = None
         """The quantities perceived in the last frame (`LaneEstimate.as_dict`); None before one."""
@@ -60,7 +112,7 @@ class ModularDriver:
     def observe(self, obs: dict) -> None:
         """Perceive a frame without driving it (the expert drove): the estimate is still logged."""
         self._perceive(obs)
-        self.steering = 0.0  # the expert's command is not known to this driver
+        self.control.steering = 0.0  # the expert's command is not known to this driver
 
     def _perceive(self, obs: dict) -> LaneEstimate:
         self.lane = self.lanes.estimate(obs["image"])
@@ -70,33 +122,21 @@ class ModularDriver:
     def act(self, obs: dict) -> np.ndarray:
         """[steering, throttle] in [-1, 1] for the frame and speed of `obs`."""
         lane = self._perceive(obs)
-        speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
-        v = max(abs(speed), 2.0)
-        psi = lane.heading_error + slip_angle(self.steering)
-        ahead = 0.5 * v * self.dt  # feed forward the curvature where the command acts
-        kappa = lane.curvature + lane.curvature_rate * ahead
-        steering = lane_steering(lane.lateral_offset, psi, kappa, v, Vehicle.LENGTH, self.config)
-        action = controls(steering, self.target_speed(lane), speed, self.config)
-        self.steering = float(action[0]) * STEERING_RANGE
-        return action
+        return self.control.act(lane, float(np.asarray(obs["speed"]).reshape(-1)[0]))
 
     def target_speed(self, lane: LaneEstimate) -> float:
         """The expert's bend-aware speed [m/s] on the lane model's curvature up to what the
         camera shows ahead (`FAR_M`, or the expert's look-ahead if shorter)."""
-        target = CRUISE_SPEED
-        reach = min(self.config.lookahead, FAR_M)
-        for distance in np.arange(0.0, reach + 1e-9, BEND_STEP_M):
-            kappa = abs(lane.curvature + lane.curvature_rate * distance)
-            if kappa > 1e-6:
-                target = min(target, bend_speed(kappa, float(distance), CRUISE_SPEED, self.config))
-        return float(target)
+        return self.control.target_speed(lane)
 
 
-def source_hash() -> str:
-    """sha256 of this driver's code (this package and the expert's control law): evaluation
-    caches its episodes under it, so that a changed driver is measured again."""
+def source_hash(*more: Path) -> str:
+    """sha256 of this driver's code (this package and the expert's control law, and the files
+    `more`): evaluation caches its episodes under it, so that a changed driver is measured
+    again."""
     files = sorted(Path(__file__).parent.glob("*.py")) + [
-        Path(__file__).parents[2] / "envs/expert.py"
+        Path(__file__).parents[2] / "envs/expert.py",
+        *more,
     ]
     digest = hashlib.sha256()
     for path in files:

@@ -78,6 +78,10 @@ class LaneEstimate:
     boundaries: int
     """boundaries of the ego lane found: 2, 1, or 0 (then the numbers are the last frame's)"""
 
+    def curvature_at(self, distance: float) -> float:
+        """The lane model's curvature `distance` [m] ahead [1/m]: curvature + rate * distance."""
+        return self.curvature + self.curvature_rate * distance
+
     def as_dict(self) -> dict[str, float]:
         """The three quantities of `envs.wrapper.ground_truth` that this estimates."""
         return {

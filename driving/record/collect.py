@@ -38,7 +38,7 @@ from driving.parallel import per_process, run_parallel
 from driving.record.steps import StepRows, drive_meta
 from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs import train_seeds
-from envs.expert import Expert
+from envs.expert import CURVATURE_AHEAD_M, Expert
 from envs.world import World, make_world
 
 CONFIG_FILE = "collect.json"
@@ -169,14 +169,19 @@ def run_expert_episode(
     while not done:
         label = expert.act(obs)
         action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
-        rows.add(obs["image"], label, action, info["speed"], *pose(info))
+        rows.add(obs["image"], label, action, info["speed"], *pose(info), expert.curvature_ahead())
         for lateral_m, yaw_rad in views.shifts():
             view = render_shifted(env, expert, lateral_m, yaw_rad)
             # a view is labelled, nothing is executed from it: action = label
-            shifted.add(view["frame"], view["label"], view["label"], info["speed"], *pose(view))
+            shifted.add(
+                view["frame"], view["label"], view["label"], info["speed"], *pose(view),
+                view["curvature_ahead"],
+            )  # fmt: skip
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    meta = drive_meta(env, "expert", info, noise=asdict(noise))
+    meta = drive_meta(
+        env, "expert", info, noise=asdict(noise), curvature_ahead_m=list(CURVATURE_AHEAD_M)
+    )
     driven = rows.episode(seed, meta, last=obs)
     if not len(shifted):
         return driven, None

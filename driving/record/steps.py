@@ -1,7 +1,8 @@
 """One drive, step by step, into an Episode: shared by expert collection, keyboard driving, DAgger.
 
 rows = StepRows()
-rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"])
+rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"],
+         expert.curvature_ahead())   # optional: the lane's curvature ahead [1/m]
 episode = rows.episode(seed, drive_meta(env, "expert", info), last=obs)  # obs after the last step
 """
 
@@ -23,6 +24,7 @@ class StepRows:
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {k: [] for k in COLUMNS}
+        self.curvature: list[np.ndarray | None] = []
 
     def __len__(self) -> int:
         return len(self.rows["frames"])
@@ -35,13 +37,16 @@ class StepRows:
         speed: float,
         lateral_offset: float,
         heading_error: float,
+        curvature_ahead: np.ndarray | None = None,
     ) -> None:
         """One step: the frame seen, the expert's label, the executed action, the ground truth
-        ([m/s], [m], [rad]) when the frame was seen."""
+        ([m/s], [m], [rad]) when the frame was seen, and optionally the lane's curvature ahead
+        ((K,) [1/m]: the episode keeps it if every step has it)."""
         for name, value in zip(
             COLUMNS, (frame, label, action, speed, lateral_offset, heading_error), strict=True
         ):
             self.rows[name].append(value)
+        self.curvature.append(curvature_ahead)
 
     def episode(self, seed: int, meta: dict, last: dict | None = None) -> Episode:
         """The rows as an Episode of road `seed`; `last`, the observation after the last step,
@@ -50,6 +55,8 @@ class StepRows:
             k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32)
             for k, v in self.rows.items()
         }
+        if self.curvature and all(c is not None for c in self.curvature):
+            arrays["curvature_ahead"] = np.asarray(self.curvature, dtype=np.float32)
         if last is None:
             return Episode(seed=seed, meta=meta, **arrays)
         meta = {**meta, "last_speed": float(np.asarray(last["speed"]).reshape(-1)[0])}

@@ -8,7 +8,8 @@ Evaluation, `drive watch`, `drive saliency` and DAgger all choose their world he
 is measured, watched and explained in the world it learned in unless the user says otherwise.
 Besides checkpoints, two drivers are built in: 'expert' (privileged, drives from ground truth)
 and 'modular' (hand-built, drives from the camera frame: `driving.modular`); they drive the
-default world, with the camera that `camera` names.
+default world, with the camera that `camera` names. A checkpoint of a direct-perception net
+(`drive train --target perception`) drives as a `driving.learn.perception.DirectDriver`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from driving.learn.perception import DirectDriver, load_driver
 from driving.learn.policy import NetPolicy
 from driving.learn.state import resolve_device
 from driving.modular.driver import ModularDriver
 from envs.camera import CameraConfig
 from envs.expert import Expert
+from envs.winding import SIMULATION_FREQUENCY
 from envs.world import World, make_world
 from envs.wrapper import DrivingWrapper
 
@@ -34,9 +37,12 @@ CAMERAS = {"topdown": CameraConfig(), "dashcam": CameraConfig(kind="dashcam", ap
 """The cameras a built-in driver can be given by name: the top-down one, the demo's dashcam."""
 
 
-def load_policy(spec: str, device: str = "cpu") -> NetPolicy | None:
-    """The network policy of checkpoint `spec`, on `device` ('auto', 'cpu', 'cuda', 'cuda:N');
-    None for a built-in driver ('expert', 'modular').
+def load_policy(
+    spec: str, device: str = "cpu", frequency: float = SIMULATION_FREQUENCY
+) -> NetPolicy | DirectDriver | None:
+    """The policy of checkpoint `spec` on `device` ('auto', 'cpu', 'cuda', 'cuda:N'): a
+    `DirectDriver` for a direct-perception net, acting at `frequency` [Hz]; None for a built-in
+    driver ('expert', 'modular').
 
     Raises:
         ValueError: `spec` is neither a built-in driver nor a readable checkpoint (one line).
@@ -45,7 +51,7 @@ def load_policy(spec: str, device: str = "cpu") -> NetPolicy | None:
         return None
     if not Path(spec).is_file():
         raise ValueError(f"policy {spec!r} is neither 'expert', 'modular' nor a checkpoint file")
-    return NetPolicy.from_checkpoint(spec, device=resolve_device(device))
+    return load_driver(spec, device=resolve_device(device), frequency=frequency)
 
 
 def policy_world(
@@ -78,13 +84,13 @@ def policy_world(
 
 def drivers(
     spec: str, world: World, device: str = "cpu", **config: Any
-) -> tuple[DrivingWrapper, NetPolicy | ModularDriver | Expert, Expert]:
+) -> tuple[DrivingWrapper, NetPolicy | DirectDriver | ModularDriver | Expert, Expert]:
     """(env, policy, expert) for driving policy `spec` in `world`, a network running on `device`;
     the expert is the safety driver and, for 'expert', the policy too. `config`: highway-env
     entries (terminate_off_road...)."""
     env, expert = make_world(world, **config)
+    frequency = env.unwrapped.config["policy_frequency"]
     if spec == MODULAR:
-        frequency = env.unwrapped.config["policy_frequency"]
         return env, ModularDriver(world.camera, frequency=frequency), expert
-    net = load_policy(spec, device)
+    net = load_policy(spec, device, frequency)
     return env, net if net is not None else expert, expert

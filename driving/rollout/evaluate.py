@@ -30,13 +30,15 @@ from tqdm import tqdm
 from driving.config import plain, save_config
 from driving.files import write_json
 from driving.flags import Roads
+from driving.learn import perception
+from driving.learn.perception import DirectDriver
 from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
 from driving.learn.state import resolve_device
 from driving.modular.driver import source_hash
 from driving.parallel import per_process, run_parallel
 from driving.rollout import breakdown
-from driving.rollout.drivers import BUILT_IN, EXPERT, MODULAR, drivers, policy_world
+from driving.rollout.drivers import BUILT_IN, EXPERT, MODULAR, drivers, load_policy, policy_world
 from driving.rollout.html import write_report_page
 from driving.rollout.loop import rollout
 from driving.rollout.metrics import METRICS_VERSION
@@ -113,7 +115,7 @@ class EvalConfig:
 def _build(spec: str, world: World, device: str) -> dict:
     """The env, policy, expert and (for a network) its saliency of one worker process."""
     env, policy, expert = drivers(spec, world, device, terminate_off_road=False)
-    vbp = VisualBackProp(policy.model) if isinstance(policy, NetPolicy) else None
+    vbp = VisualBackProp(policy.model) if isinstance(policy, (NetPolicy, DirectDriver)) else None
     return {"env": env, "policy": policy, "expert": expert, "vbp": vbp}
 
 
@@ -134,12 +136,15 @@ def _run_seed(
 
 def policy_id(spec: str, world: World = World()) -> str:
     """Identity of a policy in a world for the episode cache: 'expert', 'modular' and its code's
-    sha256 (a change to it is a new driver), or the checkpoint's sha256, followed by the world
-    when it is not the default one."""
+    sha256 (a change to it is a new driver), or the checkpoint's sha256 (and, for a direct-
+    perception net, that code's: it drives with it), followed by the world when it is not the
+    default one."""
     if spec in BUILT_IN:
         name = f"{MODULAR}|{source_hash()}" if spec == MODULAR else spec
     else:
         name = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+        if isinstance(load_policy(spec), DirectDriver):  # drives with the modular control code
+            name = f"{name}|{source_hash(Path(perception.__file__))}"
     return name if world == World() else f"{name}|{json.dumps(world.to_dict(), sort_keys=True)}"
 
 

@@ -34,7 +34,6 @@ from driving.draw.overlays import (
 from driving.draw.video import overlay, write_mp4
 from driving.draw.window import Window, WindowError
 from driving.flags import Roads
-from driving.learn.policy import NetPolicy
 from driving.learn.saliency import VisualBackProp
 from driving.learn.state import resolve_device
 from driving.parallel import init_worker
@@ -188,7 +187,8 @@ def watch_road(
         # the frame already (`observe`), the expert policy has no history.
         predicted = step.action
         if not step.autonomous:
-            predicted = policy.predict() if isinstance(policy, NetPolicy) else policy.act(step.obs)
+            predict = getattr(policy, "predict", None)  # a net's, from the frame it was shown
+            predicted = predict() if predict is not None else policy.act(step.obs)
         image = step.obs["image"]
         if saliency is not None:
             image = saliency_overlay(image, saliency(policy.net_input)[0])

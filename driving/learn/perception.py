@@ -1,0 +1,246 @@
+"""Direct perception (mid-level): PilotNet's trunk predicting the lane state instead of the
+controls, and the driver that feeds its predictions to the expert's control law.
+
+The net sees what the end-to-end PilotNet sees (the camera frame, the speedometer) and learns,
+from the same frames, the quantities the control law reads, recorded from ground truth at
+collection time (`driving.record.collect`): the lateral offset [m], the heading error [rad] and
+the lane's curvature [1/m] at the distances of `meta["curvature_ahead_m"]` (0 to 40 m ahead,
+every 10 m: `envs.expert.CURVATURE_AHEAD_M`). Each output is normalised to the training set's
+mean 0 and standard deviation 1, so that a curvature of 0.01 1/m counts as much in the loss as an
+offset of 0.5 m; the checkpoint keeps the normalisation (`extra["perception"]`) and the output
+names (`model_config["outputs"]`). Training samples the frames as for the end-to-end net (curve
+over-sampling by the expert's steering), so both learn from exactly the same batches.
+
+`DirectDriver` runs the net on each frame, turns its output into a `LaneProfile` (curvature
+between the distances interpolated linearly) and drives it with `LaneControl`, the code the
+modular driver (`driving.modular`) drives its hand-built estimates with; its estimates are
+logged like the modular driver's (`estimate`), so per-frame perception error and intervention
+attribution (`driving.rollout.attribution`) work unchanged.
+
+    drive train --data data/demo --run logs/direct --target perception
+    drive evaluate --policy logs/direct/best.pt       # a perception checkpoint drives this way
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from driving.data import DatasetError, Frames, scan
+from driving.data.read import read_steps
+from driving.learn.checkpoint import CheckpointError, build_model, load_checkpoint, stored_world
+from driving.learn.model import CONTROLS
+from driving.learn.policy import NetPolicy
+from driving.modular.driver import LaneControl
+from envs.expert import ExpertConfig
+from envs.winding import SIMULATION_FREQUENCY
+
+POSE = ("lateral_offset", "heading_error")
+"""The per-step ground truth of every episode the net predicts first, in this order."""
+CURVATURE = "curvature_ahead"
+"""The episode array of the lane's curvature ahead (`driving.data.format`)."""
+MIN_STD = 1e-6
+"""Floor of an output's standard deviation (a quantity constant in the data is not blown up)."""
+
+
+def output_names(distances: list[float]) -> tuple[str, ...]:
+    """The net's outputs: the pose, then the curvature at each of `distances` [m]."""
+    return (*POSE, *(f"curvature_{d:g}m" for d in distances))
+
+
+def _episode_targets(path: Path) -> tuple[np.ndarray, list[float]]:
+    """(T, 2 + K) raw targets of one episode file and its curvature distances [m]."""
+    steps, meta = read_steps(path)
+    distances = meta.get("curvature_ahead_m")
+    if CURVATURE not in steps or not isinstance(distances, list):
+        raise DatasetError(
+            f"{path} has no lane curvature labels (recorded before 2026-12-03, or by DAgger or "
+            "the keyboard): --target perception needs a dataset from `drive collect`"
+        )
+    if steps[CURVATURE].shape[1] != len(distances):
+        raise DatasetError(f"{path}: curvature_ahead does not match meta.curvature_ahead_m")
+    pose = np.stack([steps[name] for name in POSE], axis=1)
+    return np.concatenate([pose, steps[CURVATURE]], axis=1), [float(d) for d in distances]
+
+
+def _targets(paths: list[Path], frames: Frames, distances: list[float] | None):
+    """(N, 2 + K) raw targets for the rows of `frames` (episode by episode, in their order), and
+    the distances [m] all of them share (None if `frames` is empty and none were given)."""
+    parts = []
+    starts = np.flatnonzero(np.r_[True, frames.episode[1:] != frames.episode[:-1]])
+    for start, end in zip(starts, [*starts[1:], len(frames)], strict=True):
+        path = paths[int(frames.episode[start])]
+        values, found = _episode_targets(path)
+        if distances is not None and found != distances:
+            raise DatasetError(
+                f"{path} records the curvature at {found} m, other episodes at {distances} m: "
+                "train on episodes of one collection setting"
+            )
+        distances = found
+        if len(values) != end - start:
+            raise DatasetError(f"{path} changed while loading: train again")
+        parts.append(values)
+    width = len(POSE) + len(distances or [])
+    return (np.concatenate(parts) if parts else np.zeros((0, width), np.float32)), distances
+
+
+def perception_targets(data: Path, train: Frames, val: Frames) -> tuple[Frames, Frames, dict]:
+    """The training and validation sets with the lane quantities, normalised, as their labels.
+
+    Args:
+        data: the dataset folder `train` and `val` were loaded from (`load_split`).
+        train, val: its training and validation frames (labels: the expert's controls).
+
+    Returns:
+        (train, val, record): the same frames labelled with (lateral offset, heading error,
+        curvature at each distance), each minus its training mean over its training std; the
+        record {"outputs", "distances_m", "mean", "std"} that the checkpoint keeps.
+
+    Raises:
+        DatasetError: an episode holds no curvature labels, or episodes disagree on them.
+    """
+    paths = scan(data)[0]  # Frames.episode indexes this list
+    raw_train, distances = _targets(paths, train, None)
+    raw_val, _ = _targets(paths, val, distances)
+    mean = raw_train.mean(0)
+    std = np.maximum(raw_train.std(0), MIN_STD)
+    record = {
+        "outputs": list(output_names(distances)),
+        "distances_m": distances,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+    }
+
+    def normalised(frames: Frames, raw: np.ndarray) -> Frames:
+        return replace(frames, labels=((raw - mean) / std).astype(np.float32))
+
+    return normalised(train, raw_train), normalised(val, raw_val), record
+
+
+@dataclass(frozen=True)
+class LaneProfile:
+    """The lane state a direct-perception net predicts in one frame."""
+
+    lateral_offset: float
+    """car's centre from the lane centre [m], positive right"""
+    heading_error: float
+    """car's heading minus the lane's [rad], positive right"""
+    distances: tuple[float, ...]
+    """where ahead the curvature is predicted [m], ascending from 0"""
+    curvatures: tuple[float, ...]
+    """the lane's curvature at each of `distances` [1/m], positive turning right"""
+
+    @property
+    def curvature(self) -> float:
+        """The lane's curvature at the car [1/m]."""
+        return self.curvature_at(0.0)
+
+    def curvature_at(self, distance: float) -> float:
+        """The curvature `distance` [m] ahead [1/m]: linear between the predicted distances,
+        the last one's beyond them."""
+        return float(np.interp(distance, self.distances, self.curvatures))
+
+    def as_dict(self) -> dict[str, float]:
+        """The three quantities of `envs.wrapper.ground_truth` that this estimates."""
+        return {
+            "lateral_offset": self.lateral_offset,
+            "heading_error": self.heading_error,
+            "curvature": self.curvature,
+        }
+
+
+class DirectDriver:
+    """Direct-perception driver: `act(obs)` -> [steering, throttle] from the frame and the
+    speedometer, through the net's lane state and the expert's control law."""
+
+    def __init__(
+        self,
+        net: NetPolicy,
+        record: dict,
+        config: ExpertConfig = ExpertConfig(),
+        frequency: float = SIMULATION_FREQUENCY,
+    ) -> None:
+        """Args: net: the perception net behind the policy interface (frame checks, stacking);
+        record: its checkpoint's `extra["perception"]` (`perception_targets`); config: the
+        expert's gains; frequency: how often it acts [Hz]."""
+        self.net = net
+        self.world = net.world
+        """The world the network learned in: render its frames with `world.camera`."""
+        self.distances = tuple(float(d) for d in record["distances_m"])
+        self._mean = np.asarray(record["mean"], np.float64)
+        self._std = np.asarray(record["std"], np.float64)
+        self.control = LaneControl(config, frequency, reach=self.distances[-1])
+        self.reset()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The perception net (a PilotNet with the lane quantities as outputs)."""
+        return self.net.model
+
+    @property
+    def net_input(self) -> torch.Tensor:
+        """What the net sees for the latest observation (`NetPolicy.net_input`)."""
+        return self.net.net_input
+
+    def reset(self) -> None:
+        """A new road: forget the frames and the last command."""
+        self.net.reset()
+        self.control.steering = 0.0
+        self.lane: LaneProfile | None = None
+        self.estimate: dict[str, float] | None = None
+        """The quantities predicted from the last frame (`LaneProfile.as_dict`); None before."""
+        self._speed = 0.0
+
+    def observe(self, obs: dict) -> None:
+        """Perceive a frame without driving it (the expert drove): the estimate is still logged."""
+        self._perceive(obs)
+        self.control.steering = 0.0  # the expert's command is not known to this driver
+
+    def act(self, obs: dict) -> np.ndarray:
+        """[steering, throttle] in [-1, 1] for the frame and speed of `obs`."""
+        self._perceive(obs)
+        return self.predict()
+
+    def predict(self) -> np.ndarray:
+        """The command for the latest observation (`act` = perceive it, then this)."""
+        return self.control.act(self.lane, self._speed)
+
+    def _perceive(self, obs: dict) -> LaneProfile:
+        self.net.observe(obs)
+        self._speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
+        values = self.net.output().astype(np.float64) * self._std + self._mean
+        pose, curvatures = values[: len(POSE)], values[len(POSE) :]
+        self.lane = LaneProfile(*map(float, pose), self.distances, tuple(map(float, curvatures)))
+        self.estimate = self.lane.as_dict()
+        return self.lane
+
+
+def load_driver(
+    path: str | Path, device: str = "cpu", frequency: float = SIMULATION_FREQUENCY
+) -> NetPolicy | DirectDriver:
+    """The policy of a checkpoint from `drive train`: a `NetPolicy` for an end-to-end net, a
+    `DirectDriver` for a perception net (`--target perception`).
+
+    Raises:
+        CheckpointError: the file is not a usable checkpoint (one line).
+    """
+    ckpt = load_checkpoint(path)
+    net = NetPolicy(build_model(ckpt, source=path), device, stored_world(ckpt, source=path))
+    record = ckpt["extra"].get("perception")
+    outputs = net.model.config.outputs
+    if record is None and outputs == CONTROLS:
+        return net
+    try:
+        ok = tuple(record["outputs"]) == outputs and len(record["mean"]) == len(outputs)
+        ok = ok and len(record["std"]) == len(outputs) == len(POSE) + len(record["distances_m"])
+    except (TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise CheckpointError(
+            f"checkpoint {path} predicts {list(outputs)} without a matching perception record: "
+            "train it again with `drive train --target perception`"
+        )
+    return DirectDriver(net, record, frequency=frequency)
