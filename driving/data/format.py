@@ -175,7 +175,8 @@ class Header:
     seed: int
     frame_size: tuple[int, int]  # (H, W) [px]
     driver: str
-    labels: np.ndarray
+    labels: np.ndarray  # (T, 2) float32
+    speed: np.ndarray  # (T,) float32 [m/s]
     checksummed: bool = False  # every array carries Fletcher-32 checksums
 
 
@@ -384,5 +385,7 @@ def read_header(f: h5py.File, path: Path) -> tuple[Header, dict, dict[str, np.nd
     small = {name: np.asarray(f[name][...], dtype=np.float32) for name in STEP_ARRAYS}
     check_values(small)
     seed = as_int(f.attrs["seed"], "seed")
-    header = Header(path, num_frames, seed, frame_size, _driver(meta), small["labels"])
+    header = Header(
+        path, num_frames, seed, frame_size, _driver(meta), small["labels"], small["speed"]
+    )
     return header, meta, small
