@@ -46,7 +46,7 @@ class EpisodeRows:
         self.file = np.repeat(np.arange(len(paths), dtype=np.int32), lengths)  # (N,) file of row
         starts = np.cumsum([0, *lengths[:-1]]) if lengths else np.zeros(0, np.int64)
         self.local = np.arange(self.shape[0], dtype=np.int64) - np.repeat(starts, lengths)
-        self._files: OrderedDict[int, h5py.File] = OrderedDict()
+        self._files: OrderedDict[int, h5py.Dataset] = OrderedDict()  # file -> its frames
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -60,9 +60,7 @@ class EpisodeRows:
         for at in order:
             file, local = self.file[flat[at]], self.local[flat[at]]
             try:
-                self._open(file)["frames"].read_direct(
-                    out, np.s_[local : local + 1], np.s_[at : at + 1]
-                )
+                self._frames(file).read_direct(out, np.s_[local : local + 1], np.s_[at : at + 1])
             except (OSError, KeyError, ValueError) as error:
                 text = str(error).lower()
                 damaged = "checksum" in text or "filter returned failure" in text
@@ -75,18 +73,21 @@ class EpisodeRows:
                 ) from None
         return out.reshape(*rows.shape, *self.shape[1:])
 
-    def _open(self, file: int) -> h5py.File:
-        """This process's handle on file `file` (a forked worker opens its own)."""
+    def _frames(self, file: int) -> h5py.Dataset:
+        """This process's handle on the frames of file `file` (a forked worker opens its own).
+
+        The dataset handle is kept, not just the file's: HDF5's chunk cache belongs to an open
+        dataset, so reopening it per row would decode the row's 16-frame chunk every time."""
         if self._pid != os.getpid():  # inherited from the parent: HDF5 handles do not fork
             self._files, self._pid = OrderedDict(), os.getpid()
         if file in self._files:
             self._files.move_to_end(file)
             return self._files[file]
         if len(self._files) >= OPEN_FILES:
-            self._files.popitem(last=False)[1].close()
+            self._files.popitem(last=False)[1].file.close()
         handle = h5py.File(self.paths[file], "r", locking=False, rdcc_nbytes=CHUNK_CACHE)
-        self._files[file] = handle
-        return handle
+        self._files[file] = handle["frames"]
+        return self._files[file]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_files": OrderedDict()}  # handles stay in their process
