@@ -2,7 +2,7 @@
 
 Collection calls `write_episode` once per finished episode, training calls `load_split`, and
 `drive info DIR` prints `info(DIR)`. Writing is crash-safe and several processes may write into one
-folder at once. POSIX only (uses `fcntl`).
+folder at once (OS file locks through `filelock`: POSIX and Windows).
 
 This module holds the format: its constants, the record types and the checks shared by the
 writer (`driving.data.store`) and the readers (`driving.data.read`, `driving.data.report`).
@@ -13,7 +13,7 @@ Format, version 2 (HDF5 + JSON; the frames are Zstandard-compressed, so plain h5
     DIR/manifest.json                  index of the episodes, see below
     DIR/episode_<seed:07d>_<hex8>.h5   one file per episode; <seed> = the road's seed,
                                        <hex8> = 8 random hex digits so that names never collide
-    DIR/.lock                          empty; writers hold an exclusive flock on it
+    DIR/.lock                          empty; writers hold an exclusive OS lock on it
     DIR/*.tmp                          files being written, or left by a killed writer: ignore them
     DIR/manifest.*.tmp.json            the same, for the manifest
     DIR/.claims/<seed>.lock            a collector holds an OS lock on it while it drives a road
@@ -183,7 +183,8 @@ class Header:
     seed: int
     frame_size: tuple[int, int]  # (H, W) [px]
     driver: str
-    labels: np.ndarray
+    labels: np.ndarray  # (T, 2) float32
+    speed: np.ndarray  # (T,) float32 [m/s]
     checksummed: bool = False  # every array carries Fletcher-32 checksums
 
 
@@ -407,5 +408,7 @@ def read_header(f: h5py.File, path: Path) -> tuple[Header, dict, dict[str, np.nd
     small = {name: np.asarray(f[name][...], dtype=np.float32) for name in steps}
     check_values(small)
     seed = as_int(f.attrs["seed"], "seed")
-    header = Header(path, num_frames, seed, frame_size, _driver(meta), small["labels"])
+    header = Header(
+        path, num_frames, seed, frame_size, _driver(meta), small["labels"], small["speed"]
+    )
     return header, meta, small

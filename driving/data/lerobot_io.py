@@ -1,7 +1,9 @@
-"""LeRobotDataset export: a demonstrations folder in the layout `lerobot` reads (v3.0).
+"""LeRobotDataset export and import: a demonstrations folder in the layout `lerobot` reads
+(v3.0), and back.
 
     to_lerobot("data/demo", "exports/demo_lerobot")
     # in lerobot's environment: LeRobotDataset("local/demo", root="exports/demo_lerobot")
+    from_lerobot("exports/demo_lerobot", "data/back")  # a demonstrations folder again
 
 The layout, as lerobot 0.4's `LeRobotDataset` reads it (codebase_version "v3.0")::
 
@@ -9,7 +11,8 @@ The layout, as lerobot 0.4's `LeRobotDataset` reads it (codebase_version "v3.0")
     meta/stats.json                          min, max, mean, std, count of every feature
     meta/tasks.parquet                       the task strings (index) and their task_index
     meta/episodes/chunk-000/file-000.parquet one row per episode: length, tasks, where its rows
-                                             (dataset_from_index..to) and video lie
+                                             (dataset_from_index..to) and video lie; our
+                                             `seed` and `pixels_to_pedals` (its meta, JSON)
     data/chunk-000/file-000.parquet          one row per frame (columns below)
     videos/observation.images.camera/chunk-CCC/file-FFF.mp4   one H.264 video per episode
 
@@ -19,7 +22,9 @@ speed [m/s], `executed_action` (2,) float32 (expert + DART noise), `lateral_offs
 `heading_error` [rad], and lerobot's `timestamp` [s] (frame_index / fps), `frame_index`,
 `episode_index`, `index`, `task_index`. The frames are in the videos (lossy H.264, CRF 18, a
 keyframe every 2 frames for fast seeking, faststart). Shifted-view episodes are views, not
-trajectories, and are left out.
+trajectories, and are left out. On the way back (`from_lerobot`) every array and the meta come
+back exactly, the frames within a few grey levels, and the episode's last observation is lost
+(LeRobot keeps none).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 from driving.data.extras import require
 from driving.data.format import VIEWPOINT_DRIVER, DatasetError, Episode
 from driving.data.read import read_episode, scan
+from driving.data.store import write_episode
 from driving.files import write_json
 
 CODEBASE_VERSION = "v3.0"
@@ -47,8 +53,8 @@ TASKS = {
     "winding-traffic": "drive the winding road among other cars",
     "highway-traffic": "drive the highway among other cars",
 }
-_SCALARS = {"observation.state": "speed", "lateral_offset": "lateral_offset",
-            "heading_error": "heading_error"}  # fmt: skip
+META_COLUMN = "pixels_to_pedals"
+"""The column of meta/episodes holding each episode's own meta (JSON), for the way back."""
 
 
 def features(height: int, width: int, fps: int) -> dict[str, dict]:
@@ -188,6 +194,7 @@ def to_lerobot(root: Path, out: Path) -> dict[str, Any]:
         write_video(out / video, episode.frames, fps)
         episodes.append(_episode_row(index, task, len(episode.frames), rows, chunk, file, fps))
         episodes[-1]["seed"] = int(episode.seed)
+        episodes[-1][META_COLUMN] = json.dumps(episode.meta)
         _add_stats(stats, episode, table)
         rows += len(episode.frames)
     if writer is None:
@@ -246,3 +253,121 @@ def _write_meta(pd, out: Path, episodes: list, tasks: dict, stats: _Stats, shape
 def read_info(out: Path) -> dict:
     """meta/info.json of an exported dataset."""
     return json.loads((Path(out) / "meta" / "info.json").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- the way back
+
+
+def is_lerobot(path: Path) -> bool:
+    """Whether `path` is a LeRobotDataset folder (it has meta/info.json)."""
+    return (Path(path) / "meta" / "info.json").is_file()
+
+
+def from_lerobot(source: Path, out: Path) -> dict[str, Any]:
+    """Write a LeRobotDataset v3.0 folder into the demonstrations folder `out`.
+
+    The inverse of `to_lerobot` (frames come back through H.264, so close to but not exactly
+    the originals; the rest exactly). Datasets of other origins need one video feature of RGB
+    frames, `action` (2,) [steering, throttle] and `observation.state` whose first value is the
+    speed [m/s]; ground truth they lack is stored as zeros and named in meta["lerobot"]["missing"].
+    One episode is in memory at a time.
+
+    Returns:
+        {"out", "episodes", "frames"} written.
+
+    Raises:
+        DatasetError: pyarrow missing, not a v3.0 dataset, or not one of frames and 2 actions.
+    """
+    pq = require("pyarrow.parquet")
+    source, out = Path(source), Path(out)
+    info = read_info(source)
+    camera, fps = _check_info(source, info), int(info["fps"])
+    columns = _read_columns(pq, sorted((source / "data").glob("**/*.parquet")))
+    rows = pq.read_table(sorted((source / "meta" / "episodes").glob("**/*.parquet"))).to_pylist()
+    frames = 0
+    for row, clip in zip(rows, _episode_clips(source, info, camera, rows), strict=True):
+        episode = _episode(row, clip, columns, fps)
+        write_episode(out, episode)
+        frames += len(episode.frames)
+    return {"out": out, "episodes": len(rows), "frames": frames}
+
+
+def _check_info(source: Path, info: dict) -> str:
+    """The video feature of a dataset `from_lerobot` can read; DatasetError otherwise."""
+    if info.get("codebase_version") != CODEBASE_VERSION:
+        raise DatasetError(
+            f"{source} is a LeRobot {info.get('codebase_version')} dataset; only "
+            f"{CODEBASE_VERSION} is read: convert it with lerobot's own tools first"
+        )
+    feats = info.get("features", {})
+    videos = [name for name, feat in feats.items() if feat.get("dtype") == "video"]
+    pairs = feats.get("action", {}).get("shape") == [2]
+    if not videos or not pairs or "observation.state" not in feats:
+        raise DatasetError(
+            f"{source} is not a driving dataset: it needs a video feature, action (2,) "
+            "[steering, throttle] and observation.state (speed first)"
+        )
+    return CAMERA if CAMERA in videos else videos[0]
+
+
+def _read_columns(pq, files: list[Path]) -> dict[str, np.ndarray]:
+    """The frame rows' numeric columns (no images), sorted by their global `index`."""
+    table = pq.read_table(files)
+    order = np.argsort(np.asarray(table.column("index")))
+    return {name: np.asarray(table.column(name).to_pylist())[order] for name in table.column_names}
+
+
+def _episode_clips(source: Path, info: dict, camera: str, rows: list[dict]):
+    """Each episode's frames (T, H, W, 3) uint8, in the order of `rows`, cut from its video file
+    (one file may hold several episodes back to back); each file is decoded once, streaming."""
+    fps = float(info["fps"])
+    current, reader, position = None, None, 0
+    for row in rows:
+        key = (row[f"videos/{camera}/chunk_index"], row[f"videos/{camera}/file_index"])
+        start = round(row[f"videos/{camera}/from_timestamp"] * fps)
+        if key != current or start < position:  # a new file, or a step back: decode afresh
+            path = source / info["video_path"].format(
+                video_key=camera, chunk_index=key[0], file_index=key[1]
+            )
+            reader, current, position = _decode(path), key, 0
+        for _ in range(start - position):  # frames of episodes not listed
+            next(reader)
+        clip = [next(reader) for _ in range(row["length"])]
+        position = start + row["length"]
+        yield np.stack(clip)
+
+
+def _decode(path: Path):
+    """The frames of an mp4 one by one, as (H, W, 3) uint8 RGB."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    width, height = next(reader)["size"]
+    return (np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader)
+
+
+def _episode(row: dict, frames: np.ndarray, columns: dict[str, np.ndarray], fps: int) -> Episode:
+    """Our Episode of one meta/episodes row, its frames and the frame rows' columns."""
+    span = slice(row["dataset_from_index"], row["dataset_to_index"])
+    steps = span.stop - span.start
+
+    def column(name: str, width: int, default: np.ndarray) -> np.ndarray:
+        values = columns[name][span] if name in columns else default
+        return np.asarray(values, np.float32).reshape(steps, width)
+
+    meta = json.loads(row[META_COLUMN]) if row.get(META_COLUMN) else {"driver": "lerobot"}
+    meta.setdefault("fps", fps)
+    missing = [name for name in ("executed_action", "lateral_offset", "heading_error")
+               if name not in columns]  # fmt: skip
+    if missing:
+        meta["lerobot"] = {"missing": missing}
+    labels = column("action", 2, None)
+    zeros = np.zeros(steps, np.float32)
+    return Episode(
+        frames=frames,
+        labels=labels,
+        actions=column("executed_action", 2, labels),
+        speed=column("observation.state", -1, None)[:, 0],  # speed first, whatever follows
+        lateral_offset=column("lateral_offset", 1, zeros)[:, 0],
+        heading_error=column("heading_error", 1, zeros)[:, 0],
+        seed=int(row.get("seed", row["episode_index"])),
+        meta=meta,
+    )

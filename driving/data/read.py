@@ -254,7 +254,9 @@ def _load_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]
     return out
 
 
-def load_split(root: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[Frames, Frames]:
+def load_split(
+    root: Path, val_fraction: float = 0.1, seed: int = 0, lazy: bool = False
+) -> tuple[Frames, Frames]:
     """Load a dataset for training, split into train and validation sets by road.
 
     Episodes of the same road (seed) always land on the same side, so validation frames never
@@ -265,9 +267,12 @@ def load_split(root: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[Fr
         root: dataset folder.
         val_fraction: share of the roads held out for validation, in [0, 1).
         seed: salt of the split.
+        lazy: leave the frames in the files: `frames` is then an `EpisodeRows`, which reads the
+            rows it is indexed with (for datasets larger than memory; `driving.data.lazy`).
 
     Returns:
         (train, val). Train holds at least one episode; val is empty when there is only one road.
+        The same rows in the same order, lazy or not.
 
     Raises:
         DatasetError: as `scan`, or when episodes have different frame sizes.
@@ -294,4 +299,25 @@ def load_split(root: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[Fr
         )
     train = [i for i, h in enumerate(headers) if h.seed not in val_roads]
     val = [i for i, h in enumerate(headers) if h.seed in val_roads]
-    return _load_frames(headers, train, size), _load_frames(headers, val, size)
+    load = _lazy_frames if lazy else _load_frames
+    return load(headers, train, size), load(headers, val, size)
+
+
+def _lazy_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]) -> Frames:
+    """The chosen episodes' small arrays in memory, their frames left in the files."""
+    from driving.data.lazy import EpisodeRows  # lazy imports read: keep the import one-way
+
+    def rows(name: str, dtype, shape=()) -> np.ndarray:
+        parts = [getattr(headers[i], name).reshape(-1, *shape) for i in chosen]
+        return np.concatenate(parts).astype(dtype) if parts else np.empty((0, *shape), dtype)
+
+    lengths = [headers[i].num_frames for i in chosen]
+    return Frames(
+        frames=EpisodeRows([headers[i].path for i in chosen], lengths, size),
+        labels=rows("labels", np.float32, (2,)),
+        speed=rows("speed", np.float32),
+        episode=np.repeat(np.asarray(chosen, np.int32), lengths),
+        viewpoint=np.repeat(
+            np.array([headers[i].driver == VIEWPOINT_DRIVER for i in chosen], bool), lengths
+        ),
+    )

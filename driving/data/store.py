@@ -7,7 +7,6 @@ and rewrites the manifest atomically (the format: `driving.data.format`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -51,13 +50,12 @@ from driving.files import write_json
 
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
-    """Hold the folder's exclusive writer lock (blocks until other writers are done)."""
-    with open(root / LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold the folder's exclusive writer lock (blocks until other writers are done).
+
+    An OS lock (`filelock`: flock on POSIX, msvcrt on Windows), released by the OS when its
+    process dies, so a killed writer never leaves the folder locked."""
+    with FileLock(root / LOCK):
+        yield
 
 
 def load_manifest(root: Path) -> tuple[list[dict], str | None]:

@@ -1,7 +1,8 @@
 """Videos of rollouts: the camera frame enlarged, with the actions and speed drawn beneath it.
 
 Written as H.264 mp4 through the ffmpeg binary that imageio-ffmpeg ships, so the files play in
-web browsers too (OpenCV's 'mp4v' files do not).
+web browsers too (OpenCV's 'mp4v' files do not), with the index at the front (faststart), so they
+start playing before they have finished downloading.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Pa
             codec="libx264",
             pix_fmt_out="yuv420p",
             macro_block_size=1,
-            output_params=["-loglevel", "quiet"],  # a failure is ours to report, in one line
+            # quiet: a failure is ours to report, in one line; faststart: the index (moov) goes
+            # before the data, so a browser plays the video while it downloads
+            output_params=["-loglevel", "quiet", "-movflags", "+faststart"],
         )
         try:
             try:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from driving.data import Frames, stack_indices
+from driving.data.lazy import EpisodeRows, SampleDataset
 
 GPU_HEADROOM = 0.8
 """Share of the GPU's free memory the dataset may take; the rest is for the model and batches."""
@@ -123,11 +124,13 @@ class DeviceFrames:
 
 def to_device(
     frames: Frames, device: torch.device, verbose: bool = True, stack: int = 1, stride: int = 1
-) -> DeviceFrames:
+) -> DeviceFrames | SampleDataset:
     """Wrap `frames` as tensors on `device`: shared with numpy on the CPU, uploaded once on a GPU.
 
     On CUDA the frames go to GPU memory if they take at most `GPU_HEADROOM` of what is free;
     otherwise they stay in host memory (a line says so) and batches are uploaded one by one.
+    Frames left in the files (`load_split(lazy=True)`) give a `SampleDataset`, whose batches
+    are read from the files (same samples, same `batch` interface).
 
     Args:
         frames: arrays from `load_split`.
@@ -136,6 +139,8 @@ def to_device(
         stack: frames per sample (`ModelConfig.frames`); 1 gathers single frames.
         stride: steps between a sample's frames (`ModelConfig.frame_stride`).
     """
+    if isinstance(frames.frames, EpisodeRows):  # `load_split(lazy=True)`: the frames stay on disk
+        return SampleDataset(frames, device, stack, stride)
     images = torch.from_numpy(frames.frames)  # no copy
     speed, labels = torch.from_numpy(frames.speed), torch.from_numpy(frames.labels)
     rows = torch.from_numpy(stack_indices(frames, stack, stride)) if stack > 1 else None

@@ -82,6 +82,10 @@ class TrainConfig:
     """Peak learning rate of AdamW (after warmup, then cosine decay)."""
     weight_decay: float = 1e-4
     """AdamW weight decay."""
+    data_loading: Literal["memory", "lazy"] = "memory"
+    """memory: read every frame into memory before training (fastest; 40 KB a 66x200 frame);
+    lazy: read each batch's frames from the episode files (for datasets larger than memory;
+    the same samples, `driving.data.lazy`)."""
     val_fraction: float = 0.1
     """Share of roads held out for validation (the split is by road, never by frame)."""
     seed: int = 0
@@ -360,7 +364,8 @@ def _named(cfg: TrainConfig, ranks: Ranks) -> TrainConfig:
 
 def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainConfig) -> dict:
     """`train` with the run folder locked; `given`: the settings as given (config.json)."""
-    train_set, val_set = load_split(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    lazy = cfg.data_loading == "lazy"
+    train_set, val_set = load_split(cfg.data, cfg.val_fraction, cfg.seed, lazy=lazy)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work

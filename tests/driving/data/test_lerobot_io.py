@@ -3,17 +3,19 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import write_drives
 
-from driving.data import DatasetError
-from driving.data.lerobot_io import CAMERA, to_lerobot
+from driving.data import DatasetError, read_episode, scan
+from driving.data.lerobot_io import CAMERA, from_lerobot, to_lerobot, write_video
 
 REPO = Path(__file__).parents[3]
 LEROBOT_PYTHON = Path(os.environ.get("LEROBOT_PYTHON", REPO / ".venv-lerobot" / "bin" / "python"))
@@ -101,6 +103,58 @@ def test_export_refuses_a_folder_that_is_not_empty(exported, tmp_path):
     (tmp_path / "out" / "mine.txt").write_text("keep me")
     with pytest.raises(DatasetError, match="is not empty"):
         to_lerobot(exported[1], tmp_path / "out")
+
+
+def _back(folder: Path) -> list:
+    """The episodes of a demonstrations folder, in seed order."""
+    return sorted((read_episode(p) for p in scan(folder)[0]), key=lambda e: e.seed)
+
+
+def _assert_same_drives(back: list, episodes: list) -> None:
+    """Every array and the meta exactly as recorded; the frames within H.264's few grey levels."""
+    assert [e.seed for e in back] == [e.seed for e in episodes]
+    for got, want in zip(back, episodes, strict=True):
+        for name in ("labels", "actions", "speed", "lateral_offset", "heading_error"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        assert got.meta == want.meta and got.world == want.world
+        assert got.frames.shape == want.frames.shape
+        assert np.abs(got.frames.astype(np.int16) - want.frames).mean() < 3.0
+
+
+def test_an_export_comes_back_as_the_same_drives(exported, tmp_path):
+    episodes, out = exported
+    summary = from_lerobot(out, tmp_path / "back")
+    assert summary == {"out": tmp_path / "back", "episodes": 2, "frames": 60}
+    _assert_same_drives(_back(tmp_path / "back"), episodes)
+
+
+def test_episodes_sharing_one_video_file_are_cut_apart(exported, tmp_path):
+    """lerobot's own writer puts many episodes in one mp4, back to back: each is cut out by its
+    from_timestamp and length."""
+    episodes, out = exported
+    shared = tmp_path / "shared"
+    shutil.copytree(out, shared)
+    videos = shared / "videos" / CAMERA / "chunk-000"
+    (videos / "file-001.mp4").unlink()
+    write_video(videos / "file-000.mp4", np.concatenate([e.frames for e in episodes]), fps=10)
+    rows_path = shared / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    rows = pd.read_parquet(rows_path)
+    rows.loc[1, [f"videos/{CAMERA}/file_index", f"videos/{CAMERA}/from_timestamp"]] = [0, 3.0]
+    rows.loc[1, f"videos/{CAMERA}/to_timestamp"] = 6.0
+    rows.to_parquet(rows_path)
+    from_lerobot(shared, tmp_path / "back")
+    _assert_same_drives(_back(tmp_path / "back"), episodes)
+
+
+def test_a_lerobot_dataset_of_another_robot_is_refused_in_one_line(exported, tmp_path):
+    other = tmp_path / "arm"
+    shutil.copytree(exported[1], other)
+    info = json.loads((other / "meta" / "info.json").read_text())
+    info["features"]["action"]["shape"] = [7]  # a 7-joint arm
+    (other / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match="is not a driving dataset: it needs a video feature"):
+        from_lerobot(other, tmp_path / "back")
+    assert not (tmp_path / "back").exists()
 
 
 LOAD = """
