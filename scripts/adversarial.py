@@ -47,7 +47,7 @@ import tyro
 FLAGS = {
     # drive collect
     "out": "--out",
-    "roads": "--episodes",
+    "roads": "--roads",
     "first_seed": "--first-seed",
     "workers": "--workers",
     "shard": "--shard",
@@ -71,7 +71,7 @@ FLAGS = {
     "colour_jitter": "--colour-jitter",
     # drive evaluate
     "policy": "--policy",
-    "eval_roads": "--episodes",
+    "eval_roads": "--roads",
     "eval_out": "--out",
     "eval_workers": "--workers",
     "video": "--video",
@@ -86,8 +86,8 @@ FLAGS = {
     "episode": "--episode",
     # drive demo
     "demo_out": "--out",
-    "demo_roads": "--episodes",
-    "demo_eval_roads": "--eval-episodes",
+    "demo_roads": "--roads",
+    "demo_eval_roads": "--eval-roads",
 }
 F = FLAGS
 ROAD_M = "150"  # [m] road length of every collection: a road takes a second or two

@@ -98,7 +98,7 @@ def _collect(cfg: BenchConfig) -> None:
     """Record `cfg.roads` roads with the demo's camera into `cfg.data`."""
     print(f"collecting {cfg.roads} roads into {cfg.data} ...", flush=True)
     command = [sys.executable, "-m", "driving.cli", "collect", "--out", str(cfg.data),
-               "--episodes", str(cfg.roads), "--camera.kind", "dashcam",
+               "--roads", str(cfg.roads), "--camera.kind", "dashcam",
                "--camera.appearance", "train"]  # fmt: skip
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 

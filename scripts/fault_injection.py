@@ -93,7 +93,7 @@ def check_dataset(data: Path) -> list[int]:
 
 def fault_collect(cfg: FaultConfig, rng: np.random.Generator) -> dict:
     data, episodes = cfg.out / "collect", 12 * cfg.kills
-    cmd = drive("collect", "--out", str(data), "--episodes", str(episodes), "--workers", "2")
+    cmd = drive("collect", "--out", str(data), "--roads", str(episodes), "--workers", "2")
     kills, before = 0, 0
     while kills < cfg.kills:
         kills += kill_at_random(cmd, 3.0, 6.0, rng)
@@ -135,7 +135,7 @@ def fault_train(cfg: FaultConfig, rng: np.random.Generator, data: Path) -> dict:
 
 def fault_evaluate(cfg: FaultConfig, rng: np.random.Generator, policy: Path) -> dict:
     out, reference, roads = cfg.out / "evaluate", cfg.out / "evaluate-reference", 8 * cfg.kills
-    args = ["--policy", str(policy), "--episodes", str(roads), "--video", "1"]
+    args = ["--policy", str(policy), "--roads", str(roads), "--video", "1"]
     finish(drive("evaluate", *args, "--out", str(reference)))
     cmd = drive("evaluate", *args, "--out", str(out))
     kills = 0
@@ -157,7 +157,7 @@ def main(cfg: FaultConfig) -> None:
     start = time.perf_counter()
     rows = [fault_collect(cfg, rng)]
     small = cfg.out / "small-data"  # a few roads, so that an epoch takes seconds
-    finish(drive("collect", "--out", str(small), "--episodes", "4"))
+    finish(drive("collect", "--out", str(small), "--roads", "4"))
     rows.append(fault_train(cfg, rng, small))
     rows.append(fault_evaluate(cfg, rng, cfg.out / "train" / "best.pt"))
     lines = [

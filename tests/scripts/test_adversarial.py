@@ -30,9 +30,7 @@ def test_success_on_damaged_data_is_a_corrupt_read_and_on_a_bad_flag_weak():
 
 
 def test_only_one_error_line_with_exit_code_2_is_ok():
-    assert (
-        adv.refusal(adv.Done(2, "", "error: --episodes must be >= 1, got -3\n")).verdict == adv.OK
-    )
+    assert adv.refusal(adv.Done(2, "", "error: --roads must be >= 1, got -3\n")).verdict == adv.OK
     box = "usage: drive collect\n╭─ Parsing error ─╮\n│ bad value │\n╰──╯\n"
     assert adv.refusal(adv.Done(2, "", box)).verdict == adv.WEAK
     assert adv.refusal(adv.Done(1, "", "error: no\n")).verdict == adv.WEAK
@@ -80,7 +78,7 @@ def test_every_flag_the_cases_use_comes_from_the_table():
 def test_a_run_prints_a_row_per_case_a_summary_and_exits_on_the_four_counts(tmp_path):
     done = run_script(tmp_path, "--quick", "--only", "flag/collect-roads-negative")
     assert "[1/1] flag/collect-roads-negative: ok" in done.stdout, done.stdout + done.stderr
-    assert "| flag/collect-roads-negative | ok | - | error: --episodes must be >= 1" in done.stdout
+    assert "| flag/collect-roads-negative | ok | - | error: --roads must be >= 1" in done.stdout
     assert "1 cases in" in done.stdout and "0 tracebacks, 0 corrupt read" in done.stdout
     assert done.returncode == 0
     assert (tmp_path / "adv" / "adversarial.md").read_text().startswith("| case | verdict |")
