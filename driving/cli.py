@@ -97,6 +97,8 @@ class DemoConfig:
     default: the camera's recipe (0.5 on the dashcam, 0 on the top-down camera)"""
     input_norm: Literal["fixed", "per-frame"] = "fixed"
     """the network's input normalisation (see `drive train --help`)"""
+    mask_sky: bool = False
+    """hide the dashcam's sky and haze from the network (see `drive train --help`)"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
@@ -129,6 +131,8 @@ class DemoConfig:
         ModelConfig(**model, input_norm=self.input_norm).validate()
         if not 0.0 <= self.jitter() <= 1.0:
             raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
+        if self.mask_sky and self.world.camera.kind != "dashcam":
+            raise ValueError("--mask-sky needs the dashcam: the top-down camera shows no sky")
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -146,7 +150,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
-            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, device=cfg.device,
+            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.mask_sky,
+            device=cfg.device,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

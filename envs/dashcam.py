@@ -195,7 +195,8 @@ class Dashcam:
         top = int(np.count_nonzero(haze >= 1.0))
         far_end = top + int(np.count_nonzero(far_share[top:] > 0))
         near_start = config.height - int(np.count_nonzero(far_share[top:] < 1))
-        self._bands, self._ground_top = (top, far_end, near_start), top
+        self._bands, self.ground_top = (top, far_end, near_start), top
+        """Rows [0, ground_top) show only sky and haze: no ground within `view_m`."""
         self._split = top + int(np.count_nonzero(far_share[top:] >= 0.5))  # render_mask's
         self._haze_end = top + int(np.count_nonzero(haze[top:] > 0))
 
@@ -228,7 +229,7 @@ class Dashcam:
         self._far.set_road(shapes, far, dashes)
         self._buffer[:] = sky_colours(look, self._elevation, _SKY_TOP_DEG)[:, None, :]
         self._haze_rgb = np.array(look.tone(look.haze_rgb), float)
-        rows = (self._haze_end - self._ground_top, self.config.width, 4)
+        rows = (self._haze_end - self.ground_top, self.config.width, 4)
         self._haze_rows = np.full(rows, (*self._haze_rgb, 0), np.uint8)
         shades = [tuple(min(255, k * c) for c in VEHICLE_RGB) for k in _FACE_SHADE]
         glass = [tuple(k * c for c in _GLASS_RGB) for k in _FACE_SHADE[:4]]
@@ -272,7 +273,7 @@ class Dashcam:
         cfg = self.config
         to_world, pose = self._view(ego)
         mask = np.full((cfg.height, cfg.width), MASK_SKY, np.uint8)
-        bands = ((self._far, self._ground_top, self._split), (self._near, self._split, cfg.height))
+        bands = ((self._far, self.ground_top, self._split), (self._near, self._split, cfg.height))
         flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
         for local, top, bottom in bands:  # the far map above the blend's middle, the near below
             if bottom > top:
@@ -280,7 +281,7 @@ class Dashcam:
                 m, classes = local.from_world @ to_world @ _band(top, 1), local.class_map(_CLASSES)
                 size, out = (cfg.width, bottom - top), mask[top:bottom]
                 cv2.warpPerspective(classes, m, size, out, flags, cv2.BORDER_CONSTANT, MASK_GROUND)
-        ground = mask[self._ground_top :]  # road edges: either side of the road/ground boundary
+        ground = mask[self.ground_top :]  # road edges: either side of the road/ground boundary
         if ground.size:
             on_road, kernel = (ground != MASK_GROUND).astype(np.uint8), np.ones((3, 3), np.uint8)
             ground[cv2.dilate(on_road, kernel) != cv2.erode(on_road, kernel)] = MASK_MARKING

@@ -18,6 +18,12 @@ The input normalisation is fixed (`input_norm="fixed"`, pixels scaled to [-1, 1]
 balance and contrast stretch), which makes the net blind to a frame's overall brightness,
 contrast and colour cast: looks it was never shown then differ less from those it was.
 
+The top `hidden_rows` rows of every frame can be hidden from the net (`ModelConfig.hidden_rows`):
+cut before the normalisation and put back as zeros, so the conv stack keeps its sizes. On the
+dashcam those are the rows above the visible ground (sky and haze, `Dashcam.ground_top`), which
+say nothing about the road and everything about the day's weather; PilotNet's own input crop left
+out most of the sky for the same reason.
+
     model = PilotNet(ModelConfig(height=66, width=200, speed_input=True))
     action = model(image_uint8_nhwc, speed_m_s)  # (B, 2)
 """
@@ -71,6 +77,9 @@ class ModelConfig:
     """Policy steps between two stacked frames."""
     input_norm: str = "fixed"
     """'fixed' (pixels to [-1, 1]) or 'per-frame' (each channel to mean 0, std 1)."""
+    hidden_rows: int = 0
+    """Top rows of the frame the net does not see (zeros after the normalisation): on the
+    dashcam, the sky and haze above the visible ground (`drive train --mask-sky`)."""
     outputs: tuple[str, ...] = CONTROLS
     """What the head predicts, one name per output: the controls (end-to-end), or the lane
     quantities of a direct-perception net (`driving.learn.perception`)."""
@@ -93,6 +102,11 @@ class ModelConfig:
                 raise ModelConfigError(f"model {name} must be a positive integer, got {value!r}")
         if self.frames > MAX_FRAMES:
             raise ModelConfigError(f"model frames must be at most {MAX_FRAMES}, got {self.frames}")
+        hidden = self.hidden_rows
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden < self.height:
+            raise ModelConfigError(
+                f"model hidden_rows must be an integer in [0, height={self.height}), got {hidden!r}"
+            )
         for name in ("height", "width"):
             value = getattr(self, name)
             if _feature_size(value) < 1:
@@ -165,7 +179,8 @@ class PilotNet(nn.Module):
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """Untrained normalisation (`ModelConfig.input_norm`): uint8 NHWC frames -> float NCHW,
-        in [-1, 1] ('fixed') or each channel to mean 0 and std 1 ('per-frame').
+        in [-1, 1] ('fixed') or each channel to mean 0 and std 1 ('per-frame'); the top
+        `hidden_rows` rows are zeros.
 
         Stacked frames are channels like any others: (B, H, W, 3K) -> (B, 3K, H, W).
 
@@ -173,10 +188,14 @@ class PilotNet(nn.Module):
         made before the float conversion.
         """
         x = image.permute(0, 3, 1, 2).float()  # (B, 3K, 66, 200)
+        hidden = self.config.hidden_rows
+        x = x[:, :, hidden:]  # the rows the net sees; the per-frame statistics are theirs
         if self.config.input_norm == "fixed":
-            return x / 127.5 - 1.0
-        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)
-        return (x - mean) / std.clamp_min(_MIN_STD)
+            x = x / 127.5 - 1.0
+        else:
+            std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)
+            x = (x - mean) / std.clamp_min(_MIN_STD)
+        return nn.functional.pad(x, (0, 0, hidden, 0)) if hidden else x
 
     def forward(self, image: torch.Tensor, speed: torch.Tensor | None = None) -> torch.Tensor:
         """Predict [steering, throttle].

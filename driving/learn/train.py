@@ -61,6 +61,8 @@ from driving.learn.state import (
     train_step,
 )
 from driving.runs import RUNS, latest_run, new_run_folder
+from envs.dashcam import Dashcam
+from envs.world import World
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
 
@@ -100,6 +102,10 @@ class TrainConfig:
     """Strength (0 to 1) of the colour augmentation of training frames: SimCLR's brightness,
     contrast, saturation and hue jitter and 20 % grey frames (`driving.learn.augment`); it makes
     a net carry over to looks it was not shown. 0 = off."""
+    mask_sky: bool = False
+    """Hide the dashcam's sky and haze (the rows above the ground it shows within its view_m)
+    from the net: they tell nothing about the road, and a net that reads them is lost under
+    another sky. Dashcam data only."""
     curve_weighting: bool = True
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
     speed_input: bool = True
@@ -189,9 +195,24 @@ def _flag(name: str) -> str:
     return flag(name).removeprefix("--")  # how the field is spelled on the command line
 
 
-def _model_config(cfg: TrainConfig, train_set: Frames, outputs: tuple[str, ...]) -> ModelConfig:
-    """The network the settings, the data's frame size and the `outputs` learned ask for."""
+def _model_config(
+    cfg: TrainConfig, train_set: Frames, outputs: tuple[str, ...], world: World
+) -> ModelConfig:
+    """The network the settings, the data's frame size and world, and the `outputs` learned
+    ask for.
+
+    Raises:
+        TrainingError: --mask-sky on frames that are not the dashcam's.
+    """
     height, width = train_set.frames.shape[1:3]
+    hidden_rows = 0
+    if cfg.mask_sky:
+        if world.camera.kind != "dashcam":
+            raise TrainingError(
+                f"--mask-sky needs dashcam frames; {cfg.data} was recorded with the "
+                f"{world.camera.kind} camera"
+            )
+        hidden_rows = Dashcam(world.camera).ground_top
     return ModelConfig(
         height=height,
         width=width,
@@ -199,6 +220,7 @@ def _model_config(cfg: TrainConfig, train_set: Frames, outputs: tuple[str, ...])
         frames=cfg.frames,
         frame_stride=cfg.frame_stride,
         input_norm=cfg.input_norm,
+        hidden_rows=hidden_rows,
         outputs=outputs,
     )
 
@@ -375,7 +397,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         outputs = tuple(recording["perception"]["outputs"])
     last = cfg.run / "last.pt"
     model, optimizer, step, epoch, best_val = model_and_optimizer(
-        _model_config(cfg, train_set, outputs),
+        _model_config(cfg, train_set, outputs, World.from_dict(recording["world"])),
         device,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,

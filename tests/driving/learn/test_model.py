@@ -89,6 +89,25 @@ def test_per_frame_normalisation_ignores_brightness_contrast_and_colour_cast():
     assert model.normalize(flat).abs().max() == 0
 
 
+@pytest.mark.parametrize("input_norm", ["fixed", "per-frame"])
+def test_hidden_rows_are_not_seen_and_the_rows_below_are(input_norm):
+    model = PilotNet(ModelConfig(hidden_rows=17, input_norm=input_norm))
+    frames, speed = _frames(2), torch.ones(2)
+    other_sky = frames.clone()
+    other_sky[:, :17] = torch.tensor([230, 140, 60], dtype=torch.uint8)  # an orange dusk
+    torch.testing.assert_close(model(other_sky, speed), model(frames, speed), atol=0, rtol=0)
+    assert model.normalize(frames)[:, :, :17].abs().max() == 0
+    other_road = frames.clone()
+    other_road[:, 17] = 0  # the first row it sees
+    assert not torch.equal(model(other_road, speed), model(frames, speed))
+
+
+@pytest.mark.parametrize("rows", [-1, 66, 1.5, True])
+def test_hidden_rows_outside_the_frame_are_refused(rows):
+    with pytest.raises(ValueError, match="hidden_rows"):
+        PilotNet(ModelConfig(hidden_rows=rows))
+
+
 def test_an_unknown_input_normalisation_is_refused():
     with pytest.raises(ValueError, match="input_norm"):
         PilotNet(ModelConfig(input_norm="batch"))

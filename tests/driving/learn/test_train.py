@@ -283,6 +283,30 @@ def test_training_on_stacked_frames_saves_a_policy_that_stacks_them(data, tmp_pa
         train(replace(cfg, epochs=2, resume=True, frames=3))
 
 
+def test_mask_sky_hides_the_dashcams_sky_and_is_refused_on_other_frames(data, tmp_path, capsys):
+    from driving.cli import main
+    from envs.dashcam import Dashcam
+    from envs.world import World
+
+    # given dashcam episodes, --mask-sky hides the rows above the camera's visible ground
+    camera = CameraConfig(kind="dashcam")
+    meta = {"driver": "expert", "world": World(camera=camera).to_dict()}
+    for seed in range(3):
+        write_episode(tmp_path / "dash", learnable_episode(seed, frames=16, meta=meta))
+    cfg = TrainConfig(data=tmp_path / "dash", run=tmp_path / "run", epochs=1, mask_sky=True)
+    train(cfg)
+    hidden = load_checkpoint(cfg.run / "best.pt")["model_config"]["hidden_rows"]
+    assert hidden == Dashcam(camera).ground_top == 17  # pitch 10 deg, ground seen to 70 m
+    assert NetPolicy.from_checkpoint(cfg.run / "best.pt").model.config.hidden_rows == hidden
+    # on the top-down camera's frames it is one line, before anything is written
+    run = tmp_path / "topdown-run"
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--run", str(run), "--mask-sky"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --mask-sky needs dashcam frames") and "\n" not in err, err
+    assert not run.exists()
+
+
 def test_a_dataset_with_an_unknown_camera_key_is_refused_before_training(tmp_path, capsys):
     from driving.cli import main
 

@@ -22,8 +22,9 @@ from envs.camera import CameraConfig
         ModelConfig(speed_input=False),
         ModelConfig(frames=2, frame_stride=3),
         ModelConfig(input_norm="per-frame"),
+        ModelConfig(hidden_rows=17),
     ],
-    ids=["speed", "no-speed", "2-frames", "per-frame-norm"],
+    ids=["speed", "no-speed", "2-frames", "per-frame-norm", "sky-hidden"],
 )
 def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     torch.manual_seed(0)
