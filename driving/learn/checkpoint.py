@@ -104,6 +104,18 @@ def save_checkpoint(
     return path
 
 
+def _failed_crc(path: Path) -> str | None:
+    """The first entry of the checkpoint's zip archive whose bytes fail the CRC-32 that
+    torch.save wrote beside them (None: all pass). torch.load does not check them, so a flipped
+    byte in the weights would otherwise load as a silently different network."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"its zip directory ({type(err).__name__})"
+    return None if bad is None else bad.split("/", 1)[-1]  # the archive's top folder is a temp name
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
     """Read and check a checkpoint without ever running code stored in it.
 
@@ -115,8 +127,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         The checkpoint dict (layout in the module docstring).
 
     Raises:
-        CheckpointError: missing file, not a PyTorch file, pickled code or objects, another kind
-            of checkpoint, a newer format, or missing keys.
+        CheckpointError: missing file, not a PyTorch file, a damaged one (CRC-32), pickled code
+            or objects, another kind of checkpoint, a newer format, or missing keys.
     """
     path = Path(path)
     if not path.is_file():
@@ -125,6 +137,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise CheckpointError(
             f"checkpoint {path} is not a PyTorch file written by torch.save; "
             "pass a best.pt or last.pt written by `train`"
+        )
+    damaged = _failed_crc(path)
+    if damaged is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: {damaged} fails its CRC-32 check; "
+            "use another copy or retrain"
         )
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)

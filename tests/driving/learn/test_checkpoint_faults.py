@@ -105,6 +105,25 @@ def test_a_tampered_checkpoint_is_refused_by_every_verb_that_reads_it(
     assert not list((tmp_path / "w").glob("*.mp4")) and not list((tmp_path / "s").glob("*.png"))
 
 
+@pytest.mark.parametrize("at", [0.3, 0.5, 0.7, 0.95])
+def test_flipped_bytes_inside_the_weights_are_found_by_every_verb(run, tmp_path, capsys, at):
+    # torch.load reads such a file as a network with other weights, without a word
+    data, last = run
+    damaged = bytearray(last.read_bytes())
+    start = int(len(damaged) * at)
+    damaged[start : start + 16] = bytes(b ^ 0xFF for b in damaged[start : start + 16])
+    path = tmp_path / "best.pt"
+    path.write_bytes(damaged)
+    for argv in (
+        ["export", "--policy", str(path)],
+        ["evaluate", "--policy", str(path), "--roads", "1", "--out", str(tmp_path / "eval")],
+        ["train", "--data", str(data), "--run", str(tmp_path / "new"), "--init", str(path)],
+    ):
+        err = _refused(argv, capsys)
+        assert f"checkpoint {path} is damaged" in err and "CRC-32" in err, err
+    assert not (tmp_path / "eval").exists() and not (tmp_path / "new").exists()
+
+
 def test_export_check_is_bounded_and_leaves_nothing(run, capsys):
     _, last = run
     err = _refused(["export", "--policy", str(last), "--check", "100000000"], capsys)
