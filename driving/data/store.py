@@ -69,7 +69,7 @@ def load_manifest(root: Path) -> tuple[list[dict], str | None]:
         raise DatasetError(f"{path} is not a pixels-to-pedals dataset manifest: use another folder")
     version = data.get("format_version")
     if isinstance(version, int) and version > FORMAT_VERSION:
-        raise newer_version(root, version)
+        raise newer_version(path, version)
     entries = data.get("episodes")
     types = {"file": str, "seed": int, "frames": int, "driver": str}
     if not isinstance(entries, list) or not all(

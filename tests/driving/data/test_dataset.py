@@ -261,7 +261,7 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path):
     newer.unlink()
     data = manifest(tmp_path) | {"format_version": FORMAT_VERSION + 1}
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(DatasetError, match=r"newer version .*upgrade"):
+    with pytest.raises(DatasetError, match=r"manifest.json was written by a newer version .*upgr"):
         write_episode(tmp_path, make_episode(3))
 
 
