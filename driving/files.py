@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,36 @@ def replacing(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        yield tmp
-        if fsync:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with unfinished(tmp):
+            yield tmp
+            if fsync:
+                with open(tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_unfinished: set[Path] = set()  # this process's temporary files being written
+
+
+@contextmanager
+def unfinished(tmp: Path) -> Iterator[Path]:
+    """Mark `tmp` as a file this process is writing while the block runs, so that a worker whose
+    command died removes it before it exits (`remove_unfinished`), rather than leave it behind."""
+    _unfinished.add(tmp)
+    try:
+        yield tmp
+    finally:
+        _unfinished.discard(tmp)
+
+
+def remove_unfinished() -> None:
+    """Delete the temporary files this process is writing (`unfinished`): its last act when it
+    is told to exit in the middle of a write."""
+    for tmp in list(_unfinished):
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

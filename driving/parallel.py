@@ -20,6 +20,8 @@ from contextlib import contextmanager, nullcontext
 from multiprocessing import get_context
 from typing import Any
 
+from driving.files import remove_unfinished
+
 
 def init_worker() -> None:
     """One process per core: keep numpy, OpenCV and torch from spawning threads that compete."""
@@ -32,9 +34,11 @@ def init_worker() -> None:
 
 
 def _exit_with(parent: int) -> None:
-    """Exit once `parent` is gone (killed, say): no worker outlives the command it works for."""
+    """Exit once `parent` is gone (killed, or stopped by Ctrl-C): no worker outlives the command
+    it works for, and none leaves a half-written file behind."""
     while os.getppid() == parent:
         time.sleep(0.5)
+    remove_unfinished()
     os._exit(1)
 
 

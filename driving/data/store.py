@@ -43,7 +43,7 @@ from driving.data.format import (
     opened,
     read_header,
 )
-from driving.files import write_json
+from driving.files import unfinished, write_json
 
 # ---------------------------------------------------------------- manifest and folder
 
@@ -219,16 +219,20 @@ def _store(root: Path, seed: int, arrays: dict[str, np.ndarray], meta_json: str)
         tmp, final = root / f"{stem}.h5.tmp", root / f"{stem}.h5"
         if final.exists():
             continue
-        try:
-            _write_h5(tmp, arrays, seed, meta_json)
-        except FileExistsError:  # another writer drew the same name: its file, leave it
-            continue
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # our own half-written file
-            raise
-        break
-    else:
-        raise DatasetError(f"cannot find a free episode file name in {root}")
+        with unfinished(tmp):  # a worker orphaned mid-write removes it as it exits
+            try:
+                _write_h5(tmp, arrays, seed, meta_json)
+            except FileExistsError:  # another writer drew the same name: its file, leave it
+                continue
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # our own half-written file
+                raise
+            return _publish(root, tmp, final, seed)
+    raise DatasetError(f"cannot find a free episode file name in {root}")
+
+
+def _publish(root: Path, tmp: Path, final: Path, seed: int) -> Path:
+    """Rename the written `tmp` to `final` (or another free name) and list it, locked."""
     with _locked(root):
         while final.exists():  # a finished file took our name meanwhile: pick another
             final = root / f"episode_{seed:07d}_{secrets.token_hex(4)}.h5"

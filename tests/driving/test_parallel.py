@@ -53,10 +53,14 @@ def test_a_bad_start_method_is_refused_in_one_line(monkeypatch):
 
 TASKS = """
 import os, time
+from pathlib import Path
+from driving.files import replacing
 
 def record_and_wait(folder):
-    open(os.path.join(folder, str(os.getpid())), "w").close()
-    time.sleep(60)
+    with replacing(Path(folder).parent / "out" / f"{os.getpid()}.txt") as tmp:
+        tmp.write_text("half of a file")
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+        time.sleep(60)
 """
 
 PARENT = """
@@ -69,7 +73,9 @@ if __name__ == "__main__":
 """
 
 
-def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+def test_workers_exit_when_the_main_process_is_killed_and_remove_their_half_written_files(
+    tmp_path,
+):
     # given a run whose main process and worker are both busy
     (tmp_path / "tasks.py").write_text(TASKS)
     (tmp_path / "main.py").write_text(PARENT)
@@ -85,11 +91,14 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     # when the main process is killed
     main.kill()
     main.wait()
-    # then its worker does not live on
+    # then its worker does not live on, nor leaves the file it was writing behind
     deadline = time.monotonic() + 30
     while _alive(*workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(*workers)
+    (worker,) = workers
+    assert list((tmp_path / "out").glob(f"{worker}.*")) == []
+    assert list((tmp_path / "out").glob(f"{main.pid}.*.tmp.txt"))  # SIGKILLed: nothing to do
 
 
 def _alive(pid: int) -> bool:
