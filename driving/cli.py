@@ -94,17 +94,22 @@ class DemoConfig:
     """training seed (initial weights, sampling order): another seed checks a result's spread"""
     colour_jitter: float | None = None
     """strength of the colour augmentation of training frames (see `drive train --help`);
-    default: the camera's recipe (0.5 on the dashcam, 0 on the top-down camera)"""
+    default: the camera's recipe (1.0 on the dashcam, 0 on the top-down camera)"""
     input_norm: Literal["fixed", "per-frame"] = "fixed"
     """the network's input normalisation (see `drive train --help`)"""
-    mask_sky: bool = False
-    """hide the dashcam's sky and haze from the network (see `drive train --help`)"""
+    mask_sky: bool = True
+    """hide the dashcam's sky and haze from the network (see `drive train --help`); the
+    dashcam's recipe, nothing to hide on the top-down camera"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
         if self.colour_jitter is not None:
             return self.colour_jitter
-        return 0.5 if self.world.camera.kind == "dashcam" else 0.0
+        return 1.0 if self.world.camera.kind == "dashcam" else 0.0
+
+    def masks_sky(self) -> bool:
+        """--mask-sky where there is a sky: on the dashcam."""
+        return self.mask_sky and self.world.camera.kind == "dashcam"
 
     def collect_config(self) -> CollectConfig:
         """What step 1 collects."""
@@ -131,8 +136,6 @@ class DemoConfig:
         ModelConfig(**model, input_norm=self.input_norm).validate()
         if not 0.0 <= self.jitter() <= 1.0:
             raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
-        if self.mask_sky and self.world.camera.kind != "dashcam":
-            raise ValueError("--mask-sky needs the dashcam: the top-down camera shows no sky")
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -150,7 +153,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         TrainConfig(
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
-            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.mask_sky,
+            colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.masks_sky(),
             device=cfg.device,
         )
     )  # fmt: skip

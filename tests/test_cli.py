@@ -239,12 +239,13 @@ def test_the_demo_drives_the_dashcam_and_the_top_down_camera_is_one_flag_away():
     default = tyro.cli(DemoConfig, args=[])
     default.world.validate()
     assert (default.world.camera.kind, default.world.camera.appearance) == ("dashcam", "train")
-    assert (default.jitter(), default.input_norm) == (0.5, "fixed")
+    assert (default.jitter(), default.masks_sky(), default.input_norm) == (1.0, True, "fixed")
     top_down = tyro.cli(DemoConfig, args=["--camera.kind", "topdown"])
     top_down.world.validate()
     assert top_down.world.camera.kind == "topdown"
-    assert top_down.jitter() == 0.0
+    assert (top_down.jitter(), top_down.masks_sky()) == (0.0, False)  # the demo as it was
     assert tyro.cli(DemoConfig, args=["--colour-jitter", "0.2"]).jitter() == 0.2
+    assert not tyro.cli(DemoConfig, args=["--no-mask-sky"]).masks_sky()
 
 
 def test_version(capsys):
