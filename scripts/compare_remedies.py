@@ -98,6 +98,8 @@ class CompareConfig:
     the driver's-eye camera); the dagger method runs with the top-down camera only"""
     colour_jitter: float = 0.0
     """strength of the colour augmentation in training (see `drive train --help`)"""
+    mask_sky: bool = False
+    """hide the dashcam's sky from the nets (see `drive train --help`; dashcam pools only)"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:
@@ -194,7 +196,7 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
     train(
         TrainConfig(
             data=data, run=run, epochs=epochs, val_fraction=0.0, seed=seed, resume=True,
-            colour_jitter=jitter,
+            colour_jitter=jitter, mask_sky=cfg.mask_sky,
         )
     )  # fmt: skip
     return run / "best.pt", frames
