@@ -61,7 +61,7 @@ class AblationConfig:
     """training roads"""
     epochs: int = 5
     """training epochs"""
-    eval_episodes: int = 50
+    eval_roads: int = 50
     """held-out roads"""
 
 
@@ -86,7 +86,7 @@ def run_variant(cfg: AblationConfig, name: str, seed: int) -> dict:
             **train_options,
         )
     )
-    return evaluate(EvalConfig(str(summary["best"]), cfg.eval_episodes, run / "eval", 2, video=1))
+    return evaluate(EvalConfig(str(summary["best"]), cfg.eval_roads, run / "eval", 2, video=1))
 
 
 def table(results: dict[str, list[dict]]) -> str:

@@ -80,7 +80,7 @@ class CompareConfig:
     """training samples drawn per policy"""
     dagger_rounds: int = 4
     """DAgger rounds after round 0"""
-    eval_episodes: int = 50
+    eval_roads: int = 50
     """held-out roads every policy is evaluated on"""
     workers: int = 2
     """processes for collection and evaluation"""
@@ -106,7 +106,7 @@ class CompareConfig:
             return self
         return replace(
             self, budgets=[400], seeds=[0], steps_per_road=100, samples=2_000, dagger_rounds=1,
-            eval_episodes=2, quick=False,
+            eval_roads=2, quick=False,
         )  # fmt: skip
 
 
@@ -205,7 +205,7 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
 def run_one(cfg: CompareConfig, method: str, budget: int, seed: int) -> dict:
     checkpoint, frames = train_policy(cfg, method, budget, seed)
     out = checkpoint.parent / "eval"
-    report = evaluate(EvalConfig(str(checkpoint), cfg.eval_episodes, out, cfg.workers, 0, False))
+    report = evaluate(EvalConfig(str(checkpoint), cfg.eval_roads, out, cfg.workers, 0, False))
     row = {"method": method, "budget": budget, "seed": seed, "labelled_frames": frames}
     return {**row, **report["overall"]}
 
