@@ -40,6 +40,7 @@ from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
 from driving.rollout.evaluate import EvalConfig, evaluate
+from driving.rollout.suite import run_suite
 from driving.tools.convert import ConvertConfig, convert, format_summary
 from driving.tools.dagger import DaggerConfig, dagger, format_rounds
 from driving.tools.export import ExportConfig, export_onnx
@@ -288,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = train(cfg)
             print(json.dumps({k: str(v) for k, v in summary.items()}, indent=2))
+        elif isinstance(cfg, EvalConfig) and cfg.suite:
+            print(run_suite(cfg)["table"])
+            print(f"table: {cfg.out / 'suite.md'}; each world's report: {cfg.out}/*/report.html")
         elif isinstance(cfg, EvalConfig):
             report = evaluate(cfg)
             print(report["table"])

@@ -23,7 +23,7 @@ from highway_env.envs.common.abstract import AbstractEnv
 from highway_env.road.lane import StraightLane
 from highway_env.utils import wrap_to_pi
 
-from envs.winding import ACCELERATION_RANGE, STEERING_RANGE, lane_curvature
+from envs.winding import ACCELERATION_RANGE, STEERING_RANGE, lane_curvature, steering_range
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,8 @@ class Expert:
     def act(self, obs=None) -> np.ndarray:
         """[steering, throttle] in [-1, 1] for the current state (the observation is not used)."""
         ego = self._base.vehicle
-        return controls(self.steering(), self.target_speed(), ego.speed, self.config)
+        target = self.target_speed()
+        return controls(self.steering(), target, ego.speed, self.config, steering_range(self._base))
 
 
 # The control law, as functions of the lane-frame state: the expert feeds them ground truth,
@@ -195,9 +196,16 @@ def bend_speed(kappa: float, distance: float, cruise: float, cfg: ExpertConfig) 
     return math.sqrt(in_bend**2 + 2 * cfg.comfort_decel * distance)
 
 
-def controls(steering: float, target_speed: float, speed: float, cfg: ExpertConfig) -> np.ndarray:
-    """[steering, throttle] in [-1, 1]: a steering angle [rad] scaled to the action range, and
-    the throttle proportional to the speed error (target_speed - speed) [m/s]."""
+def controls(
+    steering: float,
+    target_speed: float,
+    speed: float,
+    cfg: ExpertConfig,
+    steering_range: float = STEERING_RANGE,
+) -> np.ndarray:
+    """[steering, throttle] in [-1, 1]: a steering angle [rad] scaled to the action range
+    (`steering_range` [rad] at +-1), and the throttle proportional to the speed error
+    (target_speed - speed) [m/s]."""
     accel = cfg.speed_gain * (target_speed - speed)
     throttle = _clip(accel / ACCELERATION_RANGE, 1.0)
-    return np.array([_clip(steering / STEERING_RANGE, 1.0), throttle], dtype=np.float32)
+    return np.array([_clip(steering / steering_range, 1.0), throttle], dtype=np.float32)

@@ -13,6 +13,13 @@ Ranges (stated once, here; `RoadSettings` holds them):
     arc angle        15 to 100 deg
     straight length  20 to 120 m
     road length      at least 1,000 m
+    speed limit      15 m/s
+
+`WIDE_ROADS` widens them for policies that must carry over to roads unlike the default ones:
+1 to 4 lanes of 2.8 to 5.0 m, arcs down to 15 m (log-uniform: a third of them under 40 m),
+S-bends (an arc at once followed by one the other way) and bends that tighten (an arc followed by
+a tighter one the same way), and a speed limit that the camera shows: it follows the lane width,
+as on self-explaining roads (narrow lanes are slow roads), `RoadSettings.limit`.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ class RoadSettings:
     """lane width range [m]"""
     radius: tuple[float, float] = (40.0, 250.0)
     """arc radius range, innermost lane [m]"""
+    radius_log: bool = False
+    """draw the radius log-uniformly (as many bends of 15-40 m as of 40-107 m) instead of
+    uniformly"""
     arc_angle: tuple[float, float] = (15.0, 100.0)
     """arc angle range [deg]"""
     straight: tuple[float, float] = (20.0, 120.0)
@@ -46,7 +56,18 @@ class RoadSettings:
     max_heading: float = 80.0
     """the road's heading stays within this of its start, so it never crosses itself [deg]"""
     speed_limit: float = 15.0
-    """speed limit on every lane [m/s]"""
+    """speed limit on every lane [m/s] (with `limit_follows_width`: at a lane width of 3.6 m)"""
+    limit_follows_width: bool = False
+    """the speed limit grows with the lane width, speed_limit x width / 3.6 m (2.8 m: 0.78 x,
+    5 m: 1.39 x): a limit the camera shows"""
+    s_bend_share: float = 0.0
+    """probability that an arc is followed at once by one turning the other way"""
+    tighten_share: float = 0.0
+    """probability that an arc is followed by a tighter one (radius x 0.4 to 0.7) the same way"""
+
+    def limit(self, width: float) -> float:
+        """The speed limit [m/s] of a road whose lanes are `width` [m] wide."""
+        return self.speed_limit * width / 3.6 if self.limit_follows_width else self.speed_limit
 
     def validate(self) -> None:
         """Raise ValueError naming the first nonsensical range."""
@@ -62,6 +83,9 @@ class RoadSettings:
             raise ValueError("road arc_angle must stay under 180 deg (highway-env wraps angles)")
         if self.speed_limit <= 0:
             raise ValueError(f"road speed_limit must be > 0 m/s, got {self.speed_limit}")
+        shares = (self.s_bend_share, self.tighten_share)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ValueError(f"road s_bend_share + tighten_share must be in [0, 1], got {shares}")
 
 
 @dataclass
@@ -123,10 +147,12 @@ def _segment_lanes(
     width: float,
     turn: int,
     angle: float,
+    inner: float | None = None,
 ) -> tuple[list[AbstractLane], np.ndarray, float]:
-    """Lanes of one segment starting at `start` (leftmost lane centre); returns end and heading."""
+    """Lanes of one segment starting at `start` (leftmost lane centre); returns end and heading.
+    `inner`: the arc's innermost radius [m]; None: drawn from the settings."""
     lat = _lateral(heading)
-    kwargs = {"width": width, "speed_limit": cfg.speed_limit}
+    kwargs = {"width": width, "speed_limit": cfg.limit(width)}
     if turn == 0:
         length = rng.uniform(*cfg.straight)
         end = start + length * np.array([np.cos(heading), np.sin(heading)])
@@ -141,7 +167,7 @@ def _segment_lanes(
         ]
         return lanes_, end, heading
     # turn = +1 turns right (heading grows, clockwise on screen), -1 turns left.
-    inner = rng.uniform(*cfg.radius)
+    inner = _radius(rng, cfg) if inner is None else inner
     ref_radius = inner + (lanes - 1) * width if turn > 0 else inner
     center = start + turn * ref_radius * lat
     phase0 = heading - turn * np.pi / 2
@@ -179,6 +205,40 @@ def _choose_segment(
     return turn, float(min(angle, limit + abs(heading)))
 
 
+def _follow_up(
+    rng: np.random.Generator, turn: int, inner: float, heading: float, cfg: RoadSettings
+) -> tuple[int, float, float] | None:
+    """(turn, angle [rad], inner radius [m]) of an S-bend or a tightening bend after an arc
+    turning `turn` with inner radius `inner`, or None (the next segment is drawn as usual).
+    Draws nothing when both shares are 0, so that the default roads stay as they were."""
+    if cfg.s_bend_share + cfg.tighten_share == 0:
+        return None
+    draw = rng.random()
+    if draw < cfg.s_bend_share:
+        turn, inner = -turn, _radius(rng, cfg)
+    elif draw < cfg.s_bend_share + cfg.tighten_share:
+        inner = max(cfg.radius[0], inner * float(rng.uniform(0.4, 0.7)))
+    else:
+        return None
+    room = np.deg2rad(cfg.max_heading) - turn * heading  # how far it may turn this way
+    angle = min(np.deg2rad(rng.uniform(*cfg.arc_angle)), room)
+    return (turn, float(angle), inner) if angle >= np.deg2rad(cfg.arc_angle[0]) else None
+
+
+def _radius(rng: np.random.Generator, cfg: RoadSettings) -> float:
+    """An arc's innermost radius [m], uniform or log-uniform in the settings' range."""
+    if cfg.radius_log:
+        return float(np.exp(rng.uniform(*np.log(cfg.radius))))
+    return float(rng.uniform(*cfg.radius))
+
+
+def _inner_radius(segment: list[AbstractLane]) -> float | None:
+    """The innermost radius [m] of an arc segment's lanes; None for a straight."""
+    if not isinstance(segment[0], CircularLane):
+        return None
+    return min(lane.radius for lane in segment)
+
+
 def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
     """Generate the road of `seed`: the same seed always gives the same road.
 
@@ -193,14 +253,36 @@ def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
     start, heading = np.zeros(2), 0.0
     starts: list[float] = []
     length, segment = 0.0, 0
+    follow_up, segment_lanes, turn = None, [], 0
     while length < cfg.min_length:
-        turn, angle = _choose_segment(rng, heading, cfg) if segment > 0 else (0, 0.0)
+        inner = _inner_radius(segment_lanes) if segment_lanes else None
+        if inner is not None:  # after an arc: maybe an S-bend or a tightening bend
+            follow_up = _follow_up(rng, turn, inner, heading, cfg)
+        if follow_up is not None:
+            turn, angle, inner = follow_up
+        else:
+            turn, angle = _choose_segment(rng, heading, cfg) if segment > 0 else (0, 0.0)
+            inner = None
         segment_lanes, start, heading = _segment_lanes(
-            start, heading, rng, cfg, lanes, width, turn, angle
+            start, heading, rng, cfg, lanes, width, turn, angle, inner
         )
+        follow_up = None
         for lane in segment_lanes:
             network.add_lane(str(segment), str(segment + 1), lane)
         starts.append(length)
         length += segment_lanes[0].length
         segment += 1
     return Road(network, lanes, width, np.array(starts), length)
+
+
+WIDE_ROADS = RoadSettings(
+    lanes=(1, 4),
+    lane_width=(2.8, 5.0),
+    radius=(15.0, 250.0),
+    radius_log=True,
+    limit_follows_width=True,
+    s_bend_share=0.25,
+    tighten_share=0.15,
+)
+"""The wide training ranges (module docstring): with them the car must turn tighter than
+15 deg of steering allows, so worlds with them steer up to 30 deg (`envs.world.WIDE_WORLD`)."""

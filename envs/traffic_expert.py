@@ -34,7 +34,7 @@ from highway_env.vehicle.kinematics import Vehicle
 
 from envs.expert import CURVATURE_STEP, Expert, ExpertConfig
 from envs.traffic import TrafficEnv
-from envs.winding import ACCELERATION_RANGE, STEERING_RANGE, WindingRoadEnv, lane_curvature
+from envs.winding import ACCELERATION_RANGE, WindingRoadEnv, lane_curvature, steering_range
 
 MIN_CHANGE_SPEED = 5.0  # [m/s] no lane change slower than this
 CHANGE_END_MARGIN = 30.0  # [m] a lane change must end this far before the road's end
@@ -291,7 +291,7 @@ class TrafficExpert(Expert):
         reference, rate = self._reference()
         width = env.road_map.lane_width
         offset = reference - ego.lane_index[2] * width
-        steering = np.clip(self.steering(offset, rate) / STEERING_RANGE, -1, 1)
+        steering = np.clip(self.steering(offset, rate) / steering_range(env), -1, 1)
         lanes = [env.road.lane_of(lateral)]
         if self.change is not None:
             lanes.append(self.change.lane)

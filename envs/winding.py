@@ -28,15 +28,28 @@ START_ANYWHERE_LEFT_M = 400.0  # start "anywhere" starts at least this far befor
 BEND_LEAD_M = (60.0, 120.0)  # start "bend" starts this far before the sharpest arc [m]
 STARTS = ("beginning", "anywhere", "bend")
 CHEAP_OBSERVATION = {"type": "AttributesObservation", "attributes": ["time"]}
-ACTION_CONFIG = {
-    "type": "ContinuousAction",
-    "longitudinal": True,
-    "lateral": True,
-    "steering_range": [-STEERING_RANGE, STEERING_RANGE],
-    "acceleration_range": [-ACCELERATION_RANGE, ACCELERATION_RANGE],
-    # Without a floor on speed, braking drives the car backwards.
-    "speed_range": [0.0, MAX_SPEED],
-}
+
+
+def action_config(steering_range: float = STEERING_RANGE) -> dict[str, Any]:
+    """highway-env's action config of the project: [acceleration, steering] continuous, the
+    steering angle at +-1 being `steering_range` [rad]."""
+    return {
+        "type": "ContinuousAction",
+        "longitudinal": True,
+        "lateral": True,
+        "steering_range": [-steering_range, steering_range],
+        "acceleration_range": [-ACCELERATION_RANGE, ACCELERATION_RANGE],
+        # Without a floor on speed, braking drives the car backwards.
+        "speed_range": [0.0, MAX_SPEED],
+    }
+
+
+ACTION_CONFIG = action_config()
+
+
+def steering_range(env) -> float:
+    """The steering angle [rad] at action +-1 of highway-env env `env` (its action config)."""
+    return float(env.unwrapped.config["action"].get("steering_range", [0, STEERING_RANGE])[1])
 
 
 class WindingRoadEnv(AbstractEnv):

@@ -18,6 +18,7 @@ speed [m/s], speed_limit [m/s], curvature [1/m] of the ego's lane.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -25,31 +26,51 @@ import gymnasium as gym
 
 from envs.camera import CameraConfig
 from envs.expert import Expert
-from envs.road import RoadSettings
+from envs.road import WIDE_ROADS, RoadSettings
 from envs.traffic import TRAFFIC_ENVS, TrafficEnv, parse_density
 from envs.traffic_expert import TrafficExpert
-from envs.winding import ACTION_CONFIG, CHEAP_OBSERVATION, STARTS, WindingRoadEnv
+from envs.winding import (
+    ACTION_CONFIG,
+    CHEAP_OBSERVATION,
+    STARTS,
+    STEERING_RANGE,
+    WindingRoadEnv,
+    action_config,
+    steering_range,
+)
 from envs.wrapper import DrivingWrapper
 
 SCENARIO = "winding-road"
+STEERING_DEG = round(math.degrees(STEERING_RANGE), 6)  # 15.0
+
 TRAFFIC_SCENARIOS = ("winding-traffic", "highway-traffic")
 
 
+NO_CARS = "none"
+"""The density of a highway-env scenario without its other cars (its vehicles_count and
+other_vehicles set to 0)."""
+HIGHWAY_ENV_PHYSICS = {"simulation_frequency": 10, "policy_frequency": 10}
+"""highway-env's scenarios run at the project's rate: simulation and policy at 10 Hz."""
+
+
 def scenario_config(scenario: str, density: str = "default") -> dict[str, Any]:
-    """`make_env` config entries for a scenario: the traffic density where there is traffic.
+    """`make_env` config entries for a scenario: the traffic density where there is traffic;
+    none of highway-env's own cars for a highway-env scenario of density 'none'.
 
     Raises:
         ValueError: a density other than the default for a scenario without traffic, or a
             density that is neither a level name nor a number of vehicles/km/lane.
     """
-    if scenario not in TRAFFIC_SCENARIOS:
-        if density != "default":
-            raise ValueError(
-                f"--density is for the traffic scenarios {list(TRAFFIC_SCENARIOS)}, "
-                f"not {scenario!r}"
-            )
-        return {}
-    return {"density": parse_density(density)}
+    if scenario in TRAFFIC_SCENARIOS:
+        return {"density": parse_density(density)}
+    if scenario != SCENARIO and density == NO_CARS:
+        return {"vehicles_count": 0, "other_vehicles": 0}
+    if density != "default":
+        allowed = f"the traffic scenarios {list(TRAFFIC_SCENARIOS)}"
+        raise ValueError(
+            f"--density is for {allowed} (and {NO_CARS!r} for highway-env's), not {scenario!r}"
+        )
+    return {}
 
 
 def make_expert(env: gym.Env):
@@ -81,14 +102,21 @@ def make_env(
     elif scenario in TRAFFIC_SCENARIOS:
         base = TRAFFIC_ENVS[scenario](config=config)
     else:
-        config = {"observation": CHEAP_OBSERVATION, "action": ACTION_CONFIG, **config}
+        config = {
+            "observation": CHEAP_OBSERVATION,
+            "action": ACTION_CONFIG,
+            **HIGHWAY_ENV_PHYSICS,
+            **config,
+        }
         base = gym.make(scenario, config=config).unwrapped
     base.enable_auto_render = False  # highway-env would redraw on every sub-step
     env = DrivingWrapper(base, camera, render_mode)
     # What this env is, as far as the entries given say (`make_world` records the exact World).
     density = config.get("density", "default")
     start, road = config.get("start", "beginning"), config.get("road", RoadSettings())
-    env.world = World(scenario, str(density), start, camera, road)
+    steering = round(math.degrees(steering_range(base)), 6)
+    duration = config.get("duration") or 0.0
+    env.world = World(scenario, str(density), start, camera, road, duration, steering)
     return env
 
 
@@ -127,6 +155,14 @@ class World:
     """camera settings"""
     road: RoadSettings = RoadSettings()
     """the ranges every road is drawn from (the winding scenarios)"""
+    duration_s: float = 0.0
+    """how long a drive may last [s]; 0: the scenario's own (our roads: twice the time at the
+    limit; highway-env's: its `duration`). highway-env's scenarios have no end: a drive that
+    lasts this long without crashing has finished"""
+    steering_deg: float = STEERING_DEG
+    """the steering angle at action +-1 [deg]: 15 spreads the labels over the range on roads
+    whose bends are 40 m or wider; the car then turns no tighter than about 19 m (highway-env's
+    bicycle, 5 m long), so tighter bends and the racetracks need more (30: about 9 m)"""
 
     def validate(self) -> World:
         """Check every setting once, with a one-line ValueError naming the bad one; returns self."""
@@ -136,6 +172,10 @@ class World:
             raise ValueError(f"--start must be one of {STARTS}, got {self.start!r}")
         if self.start != "beginning" and self.scenario != SCENARIO:
             raise ValueError(f"--start {self.start} is for {SCENARIO!r}, not {self.scenario!r}")
+        if not 1 <= self.steering_deg <= 60:
+            raise ValueError(f"--steering-deg must be in [1, 60] deg, got {self.steering_deg}")
+        if not self.duration_s >= 0:
+            raise ValueError(f"--duration-s must be >= 0 s, got {self.duration_s}")
         self.camera.validate()
         self.road.validate()
         return self
@@ -147,6 +187,10 @@ class World:
             config["start"] = self.start
         if self.road != RoadSettings():
             config["road"] = self.road
+        if self.duration_s:
+            config["duration"] = self.duration_s
+        if self.steering_deg != STEERING_DEG:
+            config["action"] = action_config(math.radians(self.steering_deg))
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,8 +207,9 @@ class World:
         try:
             camera = _settings(CameraConfig, data.get("camera", {}))
             road = _settings(RoadSettings, data.get("road", {}))
-            plain = {k: data[k] for k in ("scenario", "density", "start") if k in data}
-            return cls(**{k: str(v) for k, v in plain.items()}, camera=camera, road=road)
+            plain = {k: str(data[k]) for k in ("scenario", "density", "start") if k in data}
+            numbers = {k: float(data[k]) for k in ("duration_s", "steering_deg") if k in data}
+            return cls(**plain, camera=camera, road=road, **numbers)
         except (TypeError, ValueError) as error:
             raise ValueError(f"not a world description ({error}): {data!r}") from None
 
@@ -259,3 +304,8 @@ def make_highway_traffic(
 ) -> DrivingWrapper:
     """gymnasium entry point of `HighwayTraffic-v0` (`world`: as `make_winding_road`)."""
     return _make_registered("highway-traffic", camera, render_mode, world, config)
+
+
+WIDE_WORLD = World(road=WIDE_ROADS, steering_deg=30.0)
+"""The winding roads of the wide training ranges (`envs.road.WIDE_ROADS`), steering up to 30 deg
+so that the car can take their 15 m bends (it turns down to about 9 m)."""

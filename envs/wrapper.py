@@ -119,4 +119,6 @@ class DrivingWrapper(gym.Wrapper):
         self.distance += base.vehicle.speed / base.config["policy_frequency"]
         info.update(ground_truth(base), distance=self.distance)
         info.setdefault("progress", self.distance)
+        # highway-env's scenarios have no end: lasting the drive's duration is reaching it.
+        info.setdefault("reached_end", bool(truncated and not terminated))
         return self._observe(), float(reward), bool(terminated), bool(truncated), info

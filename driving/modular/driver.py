@@ -61,6 +61,8 @@ class LaneControl:
         self.dt = 1.0 / frequency
         self.reach = reach
         self.steering = 0.0  # last steering angle commanded [rad]
+        self.steering_range = STEERING_RANGE
+        """the steering angle [rad] at action +-1: the world's (`driving.rollout.drivers`)"""
 
     def act(self, lane: LaneState, speed: float) -> np.ndarray:
         """[steering, throttle] in [-1, 1] for the perceived `lane` at `speed` [m/s]."""
@@ -69,8 +71,9 @@ class LaneControl:
         ahead = 0.5 * v * self.dt  # feed forward the curvature where the command acts
         kappa = lane.curvature_at(ahead)
         steering = lane_steering(lane.lateral_offset, psi, kappa, v, Vehicle.LENGTH, self.config)
-        action = controls(steering, self.target_speed(lane), speed, self.config)
-        self.steering = float(action[0]) * STEERING_RANGE
+        target = self.target_speed(lane)
+        action = controls(steering, target, speed, self.config, self.steering_range)
+        self.steering = float(action[0]) * self.steering_range
         return action
 
     def target_speed(self, lane: LaneState) -> float:

@@ -24,7 +24,7 @@ from driving.learn.state import resolve_device
 from driving.modular.driver import ModularDriver
 from envs.camera import CameraConfig
 from envs.expert import Expert
-from envs.winding import SIMULATION_FREQUENCY
+from envs.winding import SIMULATION_FREQUENCY, steering_range
 from envs.world import World, make_world
 from envs.wrapper import DrivingWrapper
 
@@ -91,6 +91,9 @@ def drivers(
     env, expert = make_world(world, **config)
     frequency = env.unwrapped.config["policy_frequency"]
     if spec == MODULAR:
-        return env, ModularDriver(world.camera, frequency=frequency), expert
-    net = load_policy(spec, device, frequency)
-    return env, net if net is not None else expert, expert
+        policy = ModularDriver(world.camera, frequency=frequency)
+    else:
+        policy = load_policy(spec, device, frequency) or expert
+    if hasattr(policy, "control"):  # the expert's control law: the world's steering range
+        policy.control.steering_range = steering_range(env)
+    return env, policy, expert

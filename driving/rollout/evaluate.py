@@ -43,6 +43,7 @@ from driving.rollout.html import write_report_page
 from driving.rollout.loop import rollout
 from driving.rollout.metrics import METRICS_VERSION
 from driving.rollout.report import format_table, overall, provenance, publish_to_run
+from driving.rollout.suite import SUITES
 from envs import eval_seeds
 from envs.world import World
 
@@ -90,6 +91,11 @@ class EvalConfig:
     """the checkpoint's training run folder: log this evaluation to its TensorBoard (eval/*
     scalars and videos, the metrics of the HParams tab) and write the numbers into the model
     card beside the checkpoint (<checkpoint>.md); needs a checkpoint --policy"""
+    suite: str = ""
+    """run a suite of worlds instead of one: 'generalisation' (tighter bends, other lane widths
+    and counts, the held-out looks, highway-env's racetracks and highway; `driving.rollout.suite`),
+    each with the expert as safety driver and alone, --roads drives per world; one table in
+    OUT/suite.md"""
 
     def world(self) -> World:
         """The world to drive in (`driving.rollout.drivers.policy_world`)."""
@@ -109,6 +115,10 @@ class EvalConfig:
         resolve_device(self.device)
         if self.run is not None and self.policy in BUILT_IN:
             raise ValueError(f"--run is for a checkpoint's run; {self.policy!r} has none")
+        if self.suite and self.suite not in SUITES:
+            raise ValueError(f"unknown --suite {self.suite!r}; use one of {list(SUITES)}")
+        if self.suite and self.run is not None:
+            raise ValueError("--run records one evaluation; a --suite writes OUT/suite.md")
         return self.world()
 
 
@@ -127,11 +137,13 @@ def _run_seed(
     clips: Path | None,
     saliency: bool,
     device: str,
+    alone: bool = False,
 ) -> dict:
     """Evaluate one seed in a worker process (the env and policy are built once per process)."""
     w = per_process("evaluate", (spec, world, device), lambda: _build(spec, world, device))
     # clips show the saliency whenever the policy is a network
-    return rollout(w["env"], w["policy"], w["expert"], seed, video, clips, w["vbp"], saliency)
+    args = (w["env"], w["policy"], w["expert"], seed, video, clips, w["vbp"], saliency)
+    return rollout(*args, alone=alone)
 
 
 def policy_id(spec: str, world: World = World()) -> str:
@@ -181,15 +193,16 @@ def run_episodes(
     saliency: bool = False,
     world: World = World(),
     device: str = "cpu",
+    alone: bool = False,
 ) -> list[dict]:
     """Evaluate `spec` in `world` on `seeds` in `workers` processes, with a progress bar.
 
     Each finished episode is saved in `cache` at once; a re-run of the same policy skips them,
     so a killed evaluation loses at most the episodes in progress. `clips`: folder for the clips
     of interventions and failures (None: no clips); `saliency`: draw it on the videos; `device`:
-    where a network runs.
+    where a network runs; `alone`: no safety driver (`driving.rollout.loop.drive`).
     """
-    identity = policy_id(spec, world)
+    identity = policy_id(spec, world) + ("|alone" if alone else "")
     done = {}
     for seed in seeds:
         result = _cached(cache / f"{seed}.json", identity, seed)
@@ -213,7 +226,7 @@ def run_episodes(
         bar.set_postfix(success=f"{np.mean([r['success'] for r in done.values()]):.0%}")
 
     try:
-        tasks = [(spec, world, s, videos.get(s), clips, saliency, device) for s in todo]
+        tasks = [(spec, world, s, videos.get(s), clips, saliency, device, alone) for s in todo]
         run_parallel(_run_seed, tasks, workers, finished)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -225,10 +238,12 @@ def run_episodes(
     return [done[s] for s in seeds]
 
 
-def evaluate(cfg: EvalConfig) -> dict:
+def evaluate(cfg: EvalConfig, world: World | None = None) -> dict:
     """Evaluate `cfg.policy` on held-out roads; writes `out/metrics.json` and videos; returns it
-    all (the policy's and the expert's metrics, per episode and overall, and the table)."""
-    world = cfg.validate()  # reads the checkpoint: a bad one is refused before any work
+    all (the policy's and the expert's metrics, per episode and overall, and the table).
+    `world`: drive there instead of in `cfg.world()` (a suite's worlds)."""
+    chosen = cfg.validate()  # reads the checkpoint: a bad one is refused before any work
+    world = chosen if world is None else world
     seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
     report_config = plain(cfg)  # typed: a valid `drive evaluate --config`
     save_config(cfg.out / "config.json", cfg)  # also fails fast on a read-only --out

@@ -1,6 +1,6 @@
 """The intervention loop: a policy drives one road, the expert takes over when it strays.
 
-    for step in drive(env, policy, expert, seed): ...      # one `Step` per policy step
+    for step in drive(env, policy, expert, seed, alone): ...      # one `Step` per policy step
     metrics = rollout(env, policy, expert, seed)           # the episode's metrics (and video)
 
 Shared by evaluation, `drive watch`, `drive saliency` and DAgger, so that an intervention means
@@ -59,7 +59,7 @@ class Step:
     """the episode ended with this step"""
 
 
-def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
+def drive(env, policy, expert: Expert, seed: int, alone: bool = False) -> Iterator[Step]:
     """Drive one road with `policy`, the expert taking over after each intervention; yields steps.
 
     An intervention begins when the policy is in control and the car gets more than
@@ -68,6 +68,10 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
     car is back within `BACK_ON_CENTRE` of the centre and aligned. The policy is shown the frames
     the expert drove (`driving.learn.policy.observe`), so that a net stacking earlier frames has
     them when it takes over again.
+
+    `alone`: no safety driver; the drive ends where an intervention would have begun by leaving
+    the road or crashing (straying from the centre alone does not end it), and that step counts
+    as the one intervention.
     """
     obs, info = env.reset(seed=seed)
     policy.reset()
@@ -91,9 +95,9 @@ def drive(env, policy, expert: Expert, seed: int) -> Iterator[Step]:
         done = terminated or truncated
         off_centre = abs(info["lateral_offset"]) > INTERVENTION_OFFSET
         off_centre_steps = off_centre_steps + 1 if off_centre else 0
-        started = autonomous and (
-            off_centre_steps > allowed_steps or not info["on_road"] or info["crashed"]
-        )
+        failed = not info["on_road"] or info["crashed"]
+        started = autonomous and (failed or (off_centre_steps > allowed_steps and not alone))
+        done = done or (alone and started)
         yield Step(obs, state, action, expert_action, info, autonomous, started, step * dt, done)
         if started:
             autonomous = False
@@ -115,6 +119,7 @@ def rollout(
     clips: Path | None = None,
     saliency=None,
     video_saliency: bool = False,
+    alone: bool = False,
 ) -> dict:
     """One episode with interventions; returns its metrics (and writes its video if asked).
 
@@ -123,6 +128,7 @@ def rollout(
         clips: write a clip of each intervention and failure into this folder.
         saliency: a `driving.tools.saliency.VisualBackProp` of the policy, drawn on the clips.
         video_saliency: draw it on the video too.
+        alone: no safety driver (`drive`): the drive ends where the policy leaves the road.
     """
     frames, info, curvature = [], {}, []
     dt = 1.0 / env.unwrapped.config["policy_frequency"]
@@ -131,7 +137,7 @@ def rollout(
     copied = tuple(dict.fromkeys((*INFO_KEYS, *TRAFFIC_KEYS))) if traffic else INFO_KEYS
     record = {k: [] for k in (*copied, "autonomous", "intervention")}
     errors, seen_offset = {}, []  # perception errors and the offset of the frame they were made in
-    for step in drive(env, policy, expert, seed):
+    for step in drive(env, policy, expert, seed, alone):
         if video is not None:
             note = "" if step.autonomous else "EXPERT DRIVING"
             speed, image = float(step.obs["speed"][0]), step.obs["image"]

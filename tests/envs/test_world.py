@@ -9,9 +9,9 @@ from highway_env.road.lane import CircularLane, StraightLane
 import envs
 from envs import EVAL_SEED_START, eval_seeds, train_seeds
 from envs.camera import CameraConfig
-from envs.road import RoadSettings, make_road
+from envs.road import WIDE_ROADS, RoadSettings, make_road
 from envs.winding import STEERING_RANGE
-from envs.world import make_env
+from envs.world import World, make_env, make_world
 
 
 @pytest.mark.filterwarnings("ignore:.*different from the unwrapped")
@@ -23,9 +23,9 @@ def test_registered_env_passes_gymnasium_check():
     assert obs["image"].shape == (66, 200, 3) and obs["image"].dtype == np.uint8
 
 
+@pytest.mark.parametrize("cfg", [RoadSettings(), WIDE_ROADS], ids=["default", "wide"])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 17, 123456])
-def test_roads_are_long_winding_and_within_ranges(seed):
-    cfg = RoadSettings()
+def test_roads_are_long_winding_and_within_ranges(seed, cfg):
     road = make_road(seed, cfg)
     lanes = [road.network.get_lane(idx) for idx in road.network.lanes_dict()]
     assert road.length >= cfg.min_length
@@ -45,6 +45,91 @@ def test_roads_are_long_winding_and_within_ranges(seed):
             b = road.network.get_lane((str(k + 1), str(k + 2), i))
             assert np.allclose(a.position(a.length, 0), b.position(0, 0), atol=1e-6)
             assert a.heading_at(a.length) == pytest.approx(b.heading_at(0), abs=1e-6)
+
+
+def test_default_roads_are_the_roads_every_published_number_was_measured_on():
+    # The wide ranges' new draws (S-bends, tightening bends) must not shift the default roads.
+    for seed, length, segments, lanes, width in [
+        (0, 1011.3141686766082, 7, 3, 3.4158293710110965),
+        (1_000_000, 1014.4672660561095, 10, 3, 3.3668250076014523),
+    ]:
+        road = make_road(seed)
+        assert (road.length, len(road.segment_starts)) == (pytest.approx(length), segments)
+        assert (road.lanes, road.lane_width) == (lanes, pytest.approx(width))
+
+
+def _arcs(road) -> list[tuple[int, float]]:
+    """(turn direction, innermost radius) of each segment, (0, inf) for a straight."""
+    arcs = []
+    for k in range(len(road.segment_starts)):
+        lanes = [road.network.get_lane((str(k), str(k + 1), i)) for i in range(road.lanes)]
+        if isinstance(lanes[0], CircularLane):
+            arcs.append((lanes[0].direction, min(lane.radius for lane in lanes)))
+        else:
+            arcs.append((0, np.inf))
+    return arcs
+
+
+def test_wide_roads_have_tight_s_and_tightening_bends_and_a_limit_the_width_shows():
+    roads = [make_road(seed, WIDE_ROADS) for seed in range(60)]
+    pairs = [(a, b) for road in roads for a, b in zip(_arcs(road), _arcs(road)[1:], strict=False)]
+    s_bends = [p for p in pairs if p[0][0] * p[1][0] == -1]
+    tightening = [p for p in pairs if p[0][0] == p[1][0] != 0 and p[1][1] < 0.75 * p[0][1]]
+    assert len(s_bends) > 20 and len(tightening) > 10
+    radii = [r for road in roads for turn, r in _arcs(road) if turn]
+    assert min(radii) >= 15.0 - 1e-9 and np.mean(np.array(radii) < 40) > 0.2
+    assert {road.lanes for road in roads} == {1, 2, 3, 4}
+    for road in roads:
+        limit = road.network.get_lane(("0", "1", 0)).speed_limit
+        assert limit == pytest.approx(15.0 * road.lane_width / 3.6)
+    widths = [road.lane_width for road in roads]
+    assert min(widths) < 3.0 and max(widths) > 4.7
+
+
+def test_steering_range_is_a_world_setting_that_reaches_the_car_and_the_expert():
+    turns = {}
+    for degrees in (15.0, 30.0):
+        env, expert = make_world(World(steering_deg=degrees))
+        assert env.world.steering_deg == degrees
+        assert env.unwrapped.config["action"]["steering_range"][1] == pytest.approx(
+            np.deg2rad(degrees)
+        )
+        env.reset(seed=3)
+        env.unwrapped.vehicle.position[1] += 0.5  # off the centre: the expert steers back
+        label = float(expert.act()[0])
+        heading = env.unwrapped.vehicle.heading
+        env.step([0.5, 0.0])
+        turns[degrees] = (label, env.unwrapped.vehicle.heading - heading)
+    # the same wheel angle is half the action at 30 deg; the same action turns the car more
+    assert turns[30.0][0] == pytest.approx(turns[15.0][0] / 2, rel=0.05)
+    assert abs(turns[30.0][1]) > 1.9 * abs(turns[15.0][1])
+    assert World.from_dict(World(steering_deg=30.0, duration_s=9.0).to_dict()).steering_deg == 30
+    with pytest.raises(ValueError, match="--steering-deg"):
+        World(steering_deg=90.0).validate()
+
+
+def test_highway_env_scenarios_run_at_10_hz_and_density_none_removes_their_cars():
+    for scenario in ("highway-v0", "racetrack-v1"):
+        env, _ = make_world(World(scenario, density="none"))
+        env.reset(seed=0)
+        assert env.unwrapped.config["policy_frequency"] == 10
+        assert env.unwrapped.config["simulation_frequency"] == 10
+        assert env.unwrapped.road.vehicles == [env.unwrapped.vehicle]
+        env, _ = make_world(World(scenario))
+        env.reset(seed=0)
+        assert len(env.unwrapped.road.vehicles) > 1  # their own traffic, by default
+    with pytest.raises(ValueError, match="--density"):
+        World("winding-road", density="none").validate()
+
+
+def test_a_timed_drive_that_lasts_its_duration_reaches_the_end():
+    env, expert = make_world(World("racetrack-v1", density="none", duration_s=3.0))
+    obs, info = env.reset(seed=1)
+    steps, done = 0, False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        done, steps = terminated or truncated, steps + 1
+    assert steps == 30 and truncated and info["reached_end"]
 
 
 def test_same_seed_same_road_other_seed_other_road():
