@@ -2,14 +2,16 @@
 
     drive evaluate --policy logs/demo/run/best.pt --suite generalisation --roads 50
 
-Each world of `SUITES` is made from the policy's own (its checkpoint's World): tighter bends,
-narrower, wider and more lanes, the dashcam's held-out looks, highway-env's racetracks and
-highway without their other cars (timed drives at each lane's own speed limit). In each the
-policy drives twice on the same held-out seeds: with the expert as safety driver (the usual
-evaluation, `driving.rollout.evaluate`: success, autonomy, offset, speed beside the expert's) and
-alone, the drive ending where it leaves the road or crashes. Every world's folder under --out
-holds its own metrics.json, report page, breakdown and failure clips; `suite.md` and
-`suite.json` hold the one table, with whether each world lies inside the policy's training
+Each world of `SUITES` is made from the policy's own (its checkpoint's World): the default roads
+(for a policy trained on other ranges), tighter bends, narrower, wider and more lanes, the
+dashcam's held-out looks, highway-env's racetracks and highway without their other cars (timed
+drives at each lane's own speed limit). The bends and lanes reach past the wide training ranges
+(`envs.road.WIDE_ROADS`: 15 m, 2.8 to 5 m) too, so that every policy meets worlds it never saw.
+In each the policy drives twice on the same held-out seeds: with the expert as safety driver
+(the usual evaluation, `driving.rollout.evaluate`: success, autonomy, offset, speed beside the
+expert's) and alone, the drive ending where it leaves the road or crashes. Every world's folder
+under --out holds its own metrics.json, report page, breakdown and failure clips; `suite.md`
+and `suite.json` hold the one table, with whether each world lies inside the policy's training
 ranges.
 """
 
@@ -43,6 +45,15 @@ def _road(**ranges) -> Callable[[World], World]:
     return lambda world: replace(world, road=replace(world.road, **ranges))
 
 
+def _default_roads(world: World) -> World | None:
+    """The default road ranges (the demo's roads) with the policy's camera, steering and speed
+    limit rule (a policy that reads the limit from the lane width keeps that rule); None where
+    the policy was trained on them (the "as trained" row)."""
+    rule = {"limit_follows_width": world.road.limit_follows_width}
+    roads = replace(RoadSettings(), **rule)
+    return None if world.road == roads else replace(world, road=roads)
+
+
 def _held_out_look(world: World) -> World | None:
     """The dashcam's held-out appearance range; None on the top-down camera (it has none)."""
     if world.camera.kind != "dashcam":
@@ -63,10 +74,14 @@ RACE_S = 60.0  # [s] a racetrack drive: about one lap of racetrack-v1 at the exp
 SUITES: dict[str, tuple[SuiteWorld, ...]] = {
     "generalisation": (
         SuiteWorld("as trained", lambda world: world),
+        SuiteWorld("default roads", _default_roads),
         SuiteWorld("bends 20-40 m", _road(radius=(20.0, 40.0))),
         SuiteWorld("bends 15-20 m", _road(radius=(15.0, 20.0))),
+        SuiteWorld("bends 12-15 m", _road(radius=(12.0, 15.0))),
+        SuiteWorld("lanes 2.5-2.8 m", _road(lane_width=(2.5, 2.8))),
         SuiteWorld("lanes 2.8-3.2 m", _road(lane_width=(2.8, 3.2))),
         SuiteWorld("lanes 4.0-5.0 m", _road(lane_width=(4.0, 5.0))),
+        SuiteWorld("lanes 5.0-5.5 m", _road(lane_width=(5.0, 5.5))),
         SuiteWorld("4 lanes", _road(lanes=(4, 4))),
         SuiteWorld("held-out looks", _held_out_look),
         SuiteWorld("racetrack-v1", _highway_env("racetrack-v1", RACE_S)),
@@ -83,17 +98,21 @@ def folder_name(name: str) -> str:
     return name.replace(" ", "-")
 
 
+SAME_RULE = ("speed_limit", "limit_follows_width")
+"""Road settings that must be equal for a world to lie inside the training ranges (the others
+are ranges, or how often a kind of bend is drawn)."""
+
+
 def inside_training(world: World, trained: World) -> bool:
-    """Whether `world` lies inside the ranges `trained` was drawn from: the same scenario and
-    appearance range, and every road range within the trained one."""
+    """Whether `world` lies inside the ranges `trained` was drawn from: the same scenario,
+    camera and speed limit rule, and every road range within the trained one."""
     if world.scenario != trained.scenario or world.camera != trained.camera:
         return False
     for f in fields(world.road):
         tested, seen = getattr(world.road, f.name), getattr(trained.road, f.name)
-        if isinstance(tested, tuple):
-            if not seen[0] <= tested[0] <= tested[1] <= seen[1]:
-                return False
-        elif tested != seen:
+        if isinstance(tested, tuple) and not seen[0] <= tested[0] <= tested[1] <= seen[1]:
+            return False
+        if f.name in SAME_RULE and tested != seen:
             return False
     return True
 
