@@ -2,16 +2,20 @@
 
     python scripts/dashcam_sheet.py                          # writes docs/dashcam_frames.png
     python scripts/dashcam_sheet.py --out /tmp/sheet.png --scale 3
+    python scripts/dashcam_sheet.py --suite --out docs/suite_worlds.png   # the suite's worlds
 
 Nine frames in a 3x3 grid, each enlarged `scale` times and captioned: the plain look, training
 looks (`--camera.appearance train`) of several roads, held-out looks (the range no training frame
 shows), and a drive among other cars. Each frame is taken after the expert has driven a few
 seconds from 60-120 m before the road's sharpest bend, so most show a curve.
+
+With `--suite`, one frame of each world of the generalisation suite (`driving.rollout.suite`)
+as a policy trained on the wide ranges (`envs.world.WIDE_WORLD`, training looks) meets them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -19,8 +23,9 @@ import numpy as np
 import tyro
 
 from driving.draw.video import write_png
+from driving.rollout.suite import worlds
 from envs.camera import CameraConfig
-from envs.world import World, make_world
+from envs.world import WIDE_WORLD, World, make_world
 
 SHOTS = (  # (caption, scenario, appearance, seed, bonnet)
     ("plain", "winding-road", "plain", 3, False),
@@ -45,13 +50,22 @@ class SheetConfig:
     """enlargement of every frame [x]"""
     seconds: float = 3.0
     """how long the expert drives before the frame is taken [s]"""
+    suite: bool = False
+    """draw the generalisation suite's worlds instead (one frame each, 4 per row)"""
 
 
 def shot(scenario: str, appearance: str, seed: int, bonnet: bool, seconds: float) -> np.ndarray:
     """One dashcam frame (66, 200, 3) of road `seed`, after the expert drove `seconds`."""
     camera = CameraConfig(kind="dashcam", appearance=appearance, bonnet=bonnet)
-    start = "bend" if scenario == "winding-road" else "beginning"
-    env, expert = make_world(World(scenario=scenario, start=start, camera=camera))
+    return world_shot(World(scenario=scenario, camera=camera), seed, seconds)
+
+
+def world_shot(world: World, seed: int, seconds: float) -> np.ndarray:
+    """One frame of `world`'s road `seed` after the expert drove `seconds` (on the winding
+    roads from 60-120 m before the sharpest bend)."""
+    if world.scenario == "winding-road":
+        world = replace(world, start="bend")
+    env, expert = make_world(world)
     obs, _ = env.reset(seed=seed)
     for _ in range(round(seconds * env.unwrapped.config["policy_frequency"])):
         obs, _, terminated, truncated, _ = env.step(expert.act())
@@ -70,14 +84,30 @@ def caption(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
+def tile(frame: np.ndarray, label: str, scale: int) -> np.ndarray:
+    """`frame` enlarged `scale` times, captioned, with a white border."""
+    big = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    return np.pad(caption(big, label), ((2, 2), (2, 2), (0, 0)), constant_values=255)
+
+
 def main(cfg: SheetConfig) -> Path:
-    tiles = []
-    for text, scenario, appearance, seed, bonnet in SHOTS:
-        frame = shot(scenario, appearance, seed, bonnet, cfg.seconds)
-        big = cv2.resize(frame, None, fx=cfg.scale, fy=cfg.scale, interpolation=cv2.INTER_NEAREST)
-        label = f"{text}{', bonnet' if bonnet else ''}"
-        tiles.append(np.pad(caption(big, label), ((2, 2), (2, 2), (0, 0)), constant_values=255))
-    rows = [np.concatenate(tiles[i : i + 3], axis=1) for i in range(0, len(tiles), 3)]
+    if cfg.suite:
+        trained = replace(WIDE_WORLD, camera=CameraConfig(kind="dashcam", appearance="train"))
+        made = worlds("generalisation", trained)  # on the winding roads, 6 s: into the bend
+        shots = [(name, world_shot(w, 1_000_000 + i, 6.0)) for i, (name, w) in enumerate(made)]
+        per_row = 4
+    else:
+        shots = [
+            (
+                f"{text}{', bonnet' if bonnet else ''}",
+                shot(scenario, look, seed, bonnet, cfg.seconds),
+            )
+            for text, scenario, look, seed, bonnet in SHOTS
+        ]
+        per_row = 3
+    tiles = [tile(frame, label, cfg.scale) for label, frame in shots]
+    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % per_row)
+    rows = [np.concatenate(tiles[i : i + per_row], axis=1) for i in range(0, len(tiles), per_row)]
     return write_png(cfg.out, np.concatenate(rows, axis=0))
 
 
