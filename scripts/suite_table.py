@@ -1,0 +1,55 @@
+"""Several policies' generalisation suites side by side: one row per world, one column per run.
+
+    python scripts/suite_table.py logs/suite-demo logs/suite-wide0 logs/suite-wide1
+
+Reads each folder's `suite.json` (written by `drive evaluate --suite`) and prints a markdown table
+whose cells are "success with the safety driver / finished alone" for each world, with the
+expert's success on the same roads where it is under 100 % (then the world is beyond the car or
+the expert, not only the policy). A world a run did not drive shows '-'.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from driving.rollout.suite import SUITES
+
+
+def cell(row: dict | None) -> str:
+    """'success / finished alone' of one world's row, in percent, and the expert's success where
+    it is under 100 %; '-' where the row is missing."""
+    if row is None:
+        return "-"
+    text = f"{row['success']:.0%} / {row['alone_finished']:.0%}"
+    expert = row.get("expert_success")
+    return text if expert is None or expert == 1 else f"{text} (expert {expert:.0%})"
+
+
+def table(folders: list[Path]) -> str:
+    """The markdown table of the suites in `folders` (each holding a suite.json)."""
+    runs = []
+    for folder in folders:
+        try:
+            runs.append(json.loads((folder / "suite.json").read_text()))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"error: {folder} holds no readable suite.json ({error})") from None
+    order = {w.name: i for i, w in enumerate(SUITES.get(runs[0]["suite"], ()))}
+    names = sorted(
+        dict.fromkeys(r["world"] for run in runs for r in run["rows"]),
+        key=lambda name: order.get(name, len(order)),
+    )
+    by_world = [{r["world"]: r for r in run["rows"]} for run in runs]
+    head = ["world", *(f.name for f in folders)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(cell(b.get(name)) for b in by_world) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if len(sys.argv) > 1 else 2)
+    print(table([Path(a) for a in sys.argv[1:]]))
