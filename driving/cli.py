@@ -320,8 +320,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"video: {video}")
         elif isinstance(cfg, ViewConfig):
             written = view(cfg)
-            for name in ("contact_sheet", "distributions", "video"):
+            for name in ("contact_sheet", "distributions", "coverage", "video"):
                 print(f"{name}: {written[name]}")
+            shares = ", ".join(f"{k} {v:.1%}" for k, v in written["radius_shares"].items())
+            hard = written["hard_braking_share"]
+            print(f"frames by bend radius at the car: {shares}; hard braking: {hard:.2%}")
         elif isinstance(cfg, SaliencyConfig):
             report = run_saliency(cfg)
             if "policy_shares" in report:

@@ -9,6 +9,8 @@ Writes into `--out` (default `DIR/view`):
                         red down: brake) and the numbers
     distributions.png   histograms of the steering and throttle labels, with the executed actions
                         (label + noise) beside them when they differ
+    coverage.png        what the data covers: frames by the bend radius at the car and by speed,
+                        and the throttle labels below -0.5 (hard braking)
     episode_<seed>.mp4  one episode with its labels (green) and executed actions (red) drawn on
 """
 
@@ -61,6 +63,9 @@ class _Index:
     seeds: list[int]
     labels: list[np.ndarray]  # per episode, (T, 2) float32
     actions: list[np.ndarray]  # per episode, (T, 2) float32
+    curvature: list[np.ndarray]  # per episode, (T,) the lane's curvature at the car [1/m]; NaN
+    # where the file does not record it
+    speed: list[np.ndarray]  # per episode, (T,) [m/s]
 
 
 def _index(root: Path) -> _Index:
@@ -68,13 +73,18 @@ def _index(root: Path) -> _Index:
     paths, warnings = scan(root)
     for warning in warnings:
         print(f"warning: {warning}")
-    seeds, labels, actions = [], [], []
+    index = _Index(paths, [], [], [], [], [])
     for path in paths:
         with h5py.File(path, "r") as f:
-            seeds.append(int(f.attrs["seed"]))
-            labels.append(np.asarray(f["labels"][...], np.float32))
-            actions.append(np.asarray(f["actions"][...], np.float32))
-    return _Index(paths, seeds, labels, actions)
+            index.seeds.append(int(f.attrs["seed"]))
+            index.labels.append(np.asarray(f["labels"][...], np.float32))
+            index.actions.append(np.asarray(f["actions"][...], np.float32))
+            steps = len(index.labels[-1])
+            recorded = "curvature_ahead" in f  # not in files written before it was recorded
+            curvature = f["curvature_ahead"][:, 0] if recorded else np.full(steps, np.nan)
+            index.curvature.append(np.asarray(curvature, np.float32))
+            index.speed.append(np.asarray(f["speed"][...], np.float32).reshape(-1))
+    return index
 
 
 def sample_positions(lengths: list[int], count: int) -> list[tuple[int, int]]:
@@ -157,6 +167,55 @@ def plot_distributions(labels: np.ndarray, actions: np.ndarray, path: Path, titl
     return path
 
 
+RADIUS_BINS = (15.0, 20.0, 40.0, 100.0, 250.0, 1000.0)
+"""Edges of the bend-radius bins of the coverage plot [m]; past the last: straight."""
+
+
+def radius_shares(curvature: np.ndarray) -> dict[str, float]:
+    """Share of frames by the bend radius at the car (|1 / curvature|), in `RADIUS_BINS`, among
+    the frames that record it (NaN: not recorded); all 0 when none does."""
+    curvature = curvature[np.isfinite(curvature)]
+    radius = 1.0 / np.maximum(np.abs(curvature), 1e-9)
+    edges = (0.0, *RADIUS_BINS, np.inf)
+    names = [f"< {RADIUS_BINS[0]:.0f} m"]
+    names += [f"{a:.0f}-{b:.0f} m" for a, b in zip(RADIUS_BINS, RADIUS_BINS[1:], strict=False)]
+    names += ["straight"]
+    counts = np.histogram(radius, bins=edges)[0]
+    return {name: float(c) / max(len(radius), 1) for name, c in zip(names, counts, strict=True)}
+
+
+def plot_coverage(curvature: np.ndarray, speed: np.ndarray, throttle: np.ndarray, path: Path,
+                  title: str) -> Path:  # fmt: skip
+    """Frames by bend radius at the car and by speed, and the hard-braking labels (throttle
+    below -0.5), as one PNG written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    shares = radius_shares(curvature)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), dpi=100)
+    axes[0].bar(list(shares), [100 * v for v in shares.values()], color="tab:blue")
+    axes[0].set_ylabel("frames [%]")
+    axes[0].set_title("bend radius at the car")
+    axes[0].tick_params(axis="x", labelrotation=30, labelsize=8)
+    axes[1].hist(speed, bins=np.arange(0, max(float(speed.max()), 1.0) + 1.0, 1.0))
+    axes[1].set_xlabel("speed [m/s]")
+    axes[1].set_title(f"speed: {speed.min():.1f} to {speed.max():.1f} m/s")
+    hard = float(np.mean(throttle < -0.5))
+    axes[2].hist(throttle, bins=np.linspace(-1, 1, 41), color="tab:green")
+    axes[2].axvline(-0.5, color="tab:red")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("throttle label")
+    axes[2].set_title(f"hard braking (< -0.5): {hard:.2%} of frames")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with replacing(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return path
+
+
 def episode_frames(episode: Episode) -> Iterator[np.ndarray]:
     """An episode's frames with its labels (green) and executed actions (red) drawn on."""
     note = f"road {episode.seed}, {episode.meta.get('driver', '?')}"
@@ -195,8 +254,18 @@ def view(cfg: ViewConfig) -> dict:
     labels, actions = np.concatenate(index.labels), np.concatenate(index.actions)
     title = f"{cfg.path.name}: {len(labels):,} frames, {len(index.paths)} episodes"
     plots = plot_distributions(labels, actions, out / "distributions.png", title)
+    curvature, speed = np.concatenate(index.curvature), np.concatenate(index.speed)
+    coverage = plot_coverage(curvature, speed, labels[:, 1], out / "coverage.png", title)
 
     episode = read_episode(index.paths[chosen])
     video = write_mp4(out / f"episode_{episode.seed}.mp4", episode_frames(episode), fps=FPS)
     frames = len(episode.frames)
-    return {"contact_sheet": sheet, "distributions": plots, "video": video, "frames": frames}
+    return {
+        "contact_sheet": sheet,
+        "distributions": plots,
+        "coverage": coverage,
+        "radius_shares": radius_shares(curvature),
+        "hard_braking_share": float(np.mean(labels[:, 1] < -0.5)),
+        "video": video,
+        "frames": frames,
+    }

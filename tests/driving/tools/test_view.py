@@ -9,7 +9,15 @@ from conftest import record_drive
 from driving.cli import main
 from driving.data import write_episode
 from driving.draw.video import GREEN
-from driving.tools.view import CAPTION, CELL_SCALE, ViewConfig, sample_positions, view
+from driving.record.collect import CollectConfig, collect
+from driving.tools.view import (
+    CAPTION,
+    CELL_SCALE,
+    ViewConfig,
+    radius_shares,
+    sample_positions,
+    view,
+)
 from envs.camera import EGO_RGB, GROUND_RGB
 from envs.expert import Expert
 from envs.world import make_env
@@ -68,6 +76,33 @@ def test_view_writes_sheet_plots_and_video(dataset, tmp_path):
     reader = imageio_ffmpeg.read_frames(str(written["video"]))
     next(reader)
     assert sum(1 for _ in reader) == STEPS == written["frames"]
+
+
+def test_coverage_counts_frames_by_bend_radius_and_hard_braking():
+    curvature = np.array([0.0, 1 / 17, -1 / 30, 1 / 30, 1 / 150, 1 / 500, 1e-5, 1 / 12])
+    shares = radius_shares(curvature)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["20-40 m"] == pytest.approx(2 / 8)  # a bend either way
+    assert shares["15-20 m"] == shares["< 15 m"] == shares["100-250 m"] == pytest.approx(1 / 8)
+    assert shares["straight"] == pytest.approx(2 / 8)  # 0 and a radius of 100 km
+
+
+def test_view_writes_the_coverage_plot_of_a_collected_dataset(tmp_path):
+    data = tmp_path / "data"
+    collect(CollectConfig(out=data, episodes=2))  # whole roads: bends and straights
+    written = view(ViewConfig(data, out=tmp_path / "view", samples=2))
+    assert read_png(written["coverage"]).std() > 20
+    shares = written["radius_shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["straight"] > 0.05 and shares["100-250 m"] > 0.05
+    assert shares["< 15 m"] == shares["15-20 m"] == shares["20-40 m"] == 0  # default roads
+    assert 0.0 <= written["hard_braking_share"] < 0.05
+
+
+def test_a_dataset_without_recorded_curvature_has_no_radius_shares(dataset, tmp_path):
+    written = view(ViewConfig(dataset, out=tmp_path, samples=2))
+    assert sum(written["radius_shares"].values()) == 0  # not recorded by this writer
+    assert written["coverage"].exists()
 
 
 def test_default_output_is_inside_the_dataset_with_the_first_episode(dataset):
