@@ -159,6 +159,13 @@ def plot_distributions(labels: np.ndarray, actions: np.ndarray, path: Path, titl
         ax.set_ylabel("frames")
         ax.set_title(f"{name}: mean {labels[:, k].mean():+.2f}, std {labels[:, k].std():.2f}")
         ax.legend(fontsize=8)
+    return _save_figure(fig, title, path)
+
+
+def _save_figure(fig, title: str, path: Path) -> Path:
+    """Title `fig`, write it to `path` atomically and close it; returns `path`."""
+    from matplotlib import pyplot as plt
+
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with replacing(path) as tmp:
@@ -208,12 +215,7 @@ def plot_coverage(curvature: np.ndarray, speed: np.ndarray, throttle: np.ndarray
     axes[2].set_yscale("log")
     axes[2].set_xlabel("throttle label")
     axes[2].set_title(f"hard braking (< -0.5): {hard:.2%} of frames")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, title, path)
 
 
 def episode_frames(episode: Episode) -> Iterator[np.ndarray]:
