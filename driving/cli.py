@@ -39,8 +39,7 @@ from driving.flags import EvalRoads, Roads, flag
 from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
-from driving.rollout.evaluate import EvalConfig, evaluate
-from driving.rollout.suite import run_suite
+from driving.rollout.evaluate import EvalConfig, evaluate, run_suite
 from driving.tools.convert import ConvertConfig, convert, format_summary
 from driving.tools.dagger import DaggerConfig, dagger, format_rounds
 from driving.tools.export import ExportConfig, export_onnx

@@ -15,13 +15,15 @@ in `provenance`), mp4 videos of the first episodes, a short clip of every interv
 failure (`clips/`), `report.html` (all of it on one page, `driving.rollout.html`), and prints a
 table with the expert's numbers beside the policy's. With `--run` it is also recorded in the
 training run (TensorBoard, HParams, the model card: `driving.rollout.report.publish_to_run`).
+With `--suite generalisation` it drives a suite of worlds instead (`driving.rollout.suite`,
+`run_suite`): each with the safety driver and alone, one table in `suite.md`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,14 @@ from driving.rollout.html import write_report_page
 from driving.rollout.loop import rollout
 from driving.rollout.metrics import METRICS_VERSION
 from driving.rollout.report import format_table, overall, provenance, publish_to_run
-from driving.rollout.suite import SUITES
+from driving.rollout.suite import (
+    SUITES,
+    folder_name,
+    inside_training,
+    suite_row,
+    worlds,
+    write_suite,
+)
 from envs import eval_seeds
 from envs.world import World
 
@@ -296,3 +305,23 @@ def _cap_clips(episodes: list[dict], limit: int) -> list[str]:
     for extra in paths[limit:]:
         Path(extra).unlink(missing_ok=True)
     return [p for p in paths[:limit] if Path(p).exists()]
+
+
+def run_suite(cfg: EvalConfig) -> dict:
+    """Run `cfg.suite` for `cfg.policy` (`driving.rollout.suite`): each world evaluated with the
+    safety driver and alone, one table in OUT/suite.md; returns {"rows", "table"}."""
+    trained = cfg.validate()
+    chosen = worlds(cfg.suite, trained)
+    seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
+    rows = []
+    for index, (name, world) in enumerate(chosen, 1):
+        out = cfg.out / folder_name(name)
+        print(f"[{index}/{len(chosen)}] {name}: {world.scenario}, results in {out}")
+        report = evaluate(replace(cfg, out=out, suite="", run=None), world)
+        alone = run_episodes(
+            cfg.policy, seeds, cfg.workers, {}, "alone", out / "episodes" / "alone",
+            world=world, device=cfg.device, alone=True,
+        )  # fmt: skip
+        rows.append(suite_row(name, inside_training(world, trained), report, alone))
+        write_suite(cfg.out, cfg, rows)  # the table so far: a killed suite keeps its rows
+    return write_suite(cfg.out, cfg, rows)

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from driving.files import write_bytes, write_json
-from envs import eval_seeds
 from envs.road import RoadSettings
 from envs.world import NO_CARS, World
 
@@ -177,28 +176,6 @@ def format_suite(rows: list[dict]) -> str:
 
 def _ratio(value: float, reference: float | None) -> float | None:
     return value / reference if reference else None
-
-
-def run_suite(cfg) -> dict:
-    """Run `cfg.suite` for `cfg.policy` (a `driving.rollout.evaluate.EvalConfig`): each world
-    evaluated with the safety driver and alone, one table; returns {"rows", "table"}."""
-    from driving.rollout.evaluate import evaluate, run_episodes  # evaluate imports this module
-
-    trained = cfg.validate()
-    chosen = worlds(cfg.suite, trained)
-    seeds = eval_seeds(cfg.episodes, cfg.seed_offset)
-    rows = []
-    for index, (name, world) in enumerate(chosen, 1):
-        out = cfg.out / folder_name(name)
-        print(f"[{index}/{len(chosen)}] {name}: {world.scenario}, results in {out}")
-        report = evaluate(replace(cfg, out=out, suite="", run=None), world)
-        alone = run_episodes(
-            cfg.policy, seeds, cfg.workers, {}, "alone", out / "episodes" / "alone",
-            world=world, device=cfg.device, alone=True,
-        )  # fmt: skip
-        rows.append(suite_row(name, inside_training(world, trained), report, alone))
-        write_suite(cfg.out, cfg, rows)  # the table so far: a killed suite keeps its rows
-    return write_suite(cfg.out, cfg, rows)
 
 
 def write_suite(out: Path, cfg, rows: list[dict]) -> dict:
