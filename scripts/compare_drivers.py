@@ -1,8 +1,8 @@
 """End-to-end against modular: every driver on the same held-out roads, one table.
 
     python scripts/compare_drivers.py --out logs/compare --roads 100 \
-        --pilotnet logs/demo/run/best.pt logs/demo-s1/run/best.pt \
-        --appearance train held-out
+        --pilotnet logs/demo/run/best.pt logs/demo-s1/run/best.pt logs/demo-s2/run/best.pt \
+        --direct logs/dp0/best.pt logs/dp1/best.pt logs/dp2/best.pt
     python scripts/compare_drivers.py --out /tmp/compare --roads 3 --quick      # a smoke test
 
 Drivers (each sees the same dashcam frames and speedometer, on the same roads):
@@ -11,18 +11,23 @@ Drivers (each sees the same dashcam frames and speedometer, on the same roads):
     pilotnet   end-to-end: the PilotNet checkpoints given (one per training seed)
     direct     direct perception: checkpoints of a net that predicts the lane quantities, driven
                by the expert's control law (one per training seed), when given
-Each (driver, checkpoint, appearance) is one `drive evaluate` into its own folder under OUT, so a
-re-run continues where it stopped (evaluation caches every road). The table gives the mean and
-the spread (min-max) over training seeds; the per-frame cost of each driver is measured side by
-side in this process on the same frames. Writes OUT/comparison.md and OUT/comparison.json.
+Worlds (`--worlds`, names of the generalisation suite's worlds, `driving.rollout.suite`): the
+driver's own world ('as trained'), and shifts away from it: the dashcam's held-out looks, tighter
+bends, narrower lanes. Each (driver, checkpoint, world) is one evaluation into its own folder
+OUT/<driver>[-i]/<world>, so a re-run continues where it stopped (evaluation caches every road).
+Each table gives the mean and the spread (min-max) over training seeds. Then the four classic
+claims about end-to-end learning, answered from these runs: data (labelled frames each trained
+on; the hand-built driver's hand-set constants and lines), compute (training time from each run's
+TensorBoard events, per-frame cost timed side by side in this process on the same frames),
+interpretability (what each driver exposes) and error propagation (interventions that followed a
+perception error against those on good estimates). Writes OUT/comparison.md and comparison.json.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +37,12 @@ import tyro
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from driving.rollout.drivers import drivers, policy_world  # noqa: E402
+from driving.learn.checkpoint import load_checkpoint  # noqa: E402
+from driving.rollout.drivers import BUILT_IN, drivers, policy_world  # noqa: E402
+from driving.rollout.evaluate import EvalConfig, evaluate  # noqa: E402
+from driving.rollout.suite import SUITES, folder_name  # noqa: E402
+from envs.world import World  # noqa: E402
 
-EVALUATE = [sys.executable, "-m", "driving.cli", "evaluate"]
-ROADS_FLAG = "--roads"
-"""`drive evaluate`'s flag for the number of held-out roads."""
 ROWS = (  # (metrics.json key, row label, format)
     ("success_rate", "success", "{:.1%}"),
     ("autonomy", "autonomy", "{:.2%}"),  # a fraction in metrics.json
@@ -50,42 +56,72 @@ ROWS = (  # (metrics.json key, row label, format)
     ("interventions_perception", "interventions: perception first", "{:.1f}"),
     ("interventions_control", "interventions: control on good estimates", "{:.1f}"),
 )
+MODULAR_CODE = Path(__file__).resolve().parents[1] / "driving" / "modular"
+"""The hand-built driver's code, whose constants and lines the data claim counts."""
+EXPOSES = {
+    "expert": "ground truth (privileged)",
+    "modular": "every stage: the bird's-eye warp, the markings found, the lane model, its "
+    "offset / heading / curvature against the truth",
+    "pilotnet": "only where it looks (VisualBackProp saliency, `drive saliency`)",
+    "direct": "its 7 lane quantities, each against the truth; saliency of its trunk",
+}
+"""What each driver shows of why it drove as it did (the interpretability claim)."""
 
 
 @dataclass
 class CompareConfig:
-    """Drive every driver on the same held-out roads and print one table."""
+    """Drive every driver on the same held-out roads and print one table per world."""
 
     out: Path = Path("logs/compare")
-    """folder for each evaluation and the table"""
+    """folder for each evaluation and the tables"""
     roads: int = 100
     """held-out roads per evaluation"""
     pilotnet: list[Path] = field(default_factory=list)
     """end-to-end checkpoints, one per training seed"""
     direct: list[Path] = field(default_factory=list)
     """direct-perception checkpoints, one per training seed"""
-    appearance: list[str] = field(default_factory=lambda: ["train", "held-out"])
-    """the dashcam's appearance ranges to drive in ('train', 'held-out')"""
+    worlds: list[str] = field(
+        default_factory=lambda: ["as trained", "held-out looks", "bends 20-40 m", "lanes 2.8-3.2 m"]
+    )
+    """worlds of the generalisation suite to drive in, by name"""
     workers: int = 2
     """processes per evaluation"""
     cost_frames: int = 200
     """frames on which each driver's per-frame cost is timed"""
     quick: bool = False
-    """a smoke test: no videos, no clips, no expert beside each evaluation"""
+    """a smoke test: no clips, no expert beside each evaluation"""
 
 
-def evaluate_one(cfg: CompareConfig, name: str, spec: str, appearance: str) -> dict:
-    """`drive evaluate` of one driver in one appearance range; its metrics.json 'overall'."""
-    out = cfg.out / name / appearance
-    command = [*EVALUATE, "--policy", spec, ROADS_FLAG, str(cfg.roads), "--out", str(out)]
-    command += ["--appearance", appearance, "--workers", str(cfg.workers), "--video", "0"]
-    if spec == "modular" or spec == "expert":
-        command += ["--camera", "dashcam"]
-    if cfg.quick:
-        command += ["--no-clips", "--no-compare-expert"]
-    print(f"[{name} / {appearance}]", " ".join(command[2:]), flush=True)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "metrics.json").read_text())["overall"]
+def shifted(name: str, trained: World) -> World:
+    """The generalisation suite's world `name`, made from the driver's own world.
+
+    Raises:
+        ValueError: no such world, or one that does not apply (held-out looks on top-down).
+    """
+    chosen = {w.name: w for w in SUITES["generalisation"]}
+    if name not in chosen:
+        raise ValueError(f"--worlds: unknown world {name!r}; use some of {list(chosen)}")
+    world = chosen[name].change(trained)
+    if world is None:
+        raise ValueError(f"--worlds: {name!r} does not apply to a {trained.camera.kind} camera")
+    return world
+
+
+def evaluate_one(cfg: CompareConfig, name: str, spec: str, world_name: str) -> dict:
+    """Evaluate one driver in one world (cached per road); its metrics.json 'overall'."""
+    run = EvalConfig(
+        policy=spec,
+        episodes=cfg.roads,
+        out=cfg.out / name / folder_name(world_name),
+        workers=cfg.workers,
+        video=0,
+        compare_expert=not cfg.quick,
+        clips=not cfg.quick,
+        camera="dashcam" if spec in BUILT_IN else "",
+    )
+    world = shifted(world_name, run.validate())
+    print(f"[{name} / {world_name}] {spec} -> {run.out}", flush=True)
+    return evaluate(run, world)["overall"]
 
 
 def frame_cost(specs: dict[str, str], frames: int) -> dict[str, float]:
@@ -117,7 +153,47 @@ def frame_cost(specs: dict[str, str], frames: int) -> dict[str, float]:
     return cost
 
 
-def _cell(values: list[float], fmt: str) -> str:
+def training_record(checkpoint: Path) -> dict:
+    """What a checkpoint cost to make: the labelled frames it trained on (its data record) and,
+    from its run's TensorBoard events, optimizer steps and wall time [min] from the run's first
+    event to its last training scalar (None where the run folder has no events)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = load_checkpoint(checkpoint)["extra"].get("data") or {}
+    record = {"train_frames": data.get("train_frames"), "steps": None, "train_min": None}
+    if not list(checkpoint.parent.glob("events.out.tfevents.*")):
+        return record
+    events = EventAccumulator(str(checkpoint.parent), size_guidance={"scalars": 0})
+    events.Reload()
+    if "train/loss" not in events.Tags()["scalars"]:
+        return record
+    losses = events.Scalars("train/loss")
+    minutes = (losses[-1].wall_time - events.FirstEventTimestamp()) / 60
+    return {**record, "steps": losses[-1].step, "train_min": minutes}
+
+
+def hand_set(folder: Path = MODULAR_CODE) -> dict:
+    """The hand-built driver's hand-set numbers (module constants given as number literals or
+    tuples of them) and its lines of code, counted in its source."""
+    constants, lines = 0, 0
+    for path in sorted(folder.glob("*.py")):
+        source = path.read_text()
+        lines += len(source.splitlines())
+        for node in ast.parse(source).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            literals = value.elts if isinstance(value, ast.Tuple) else [value]
+            if value is not None and all(_number(v) for v in literals):
+                constants += len(literals)
+    return {"constants": constants, "lines": lines}
+
+
+def _number(node: ast.AST | None) -> bool:
+    if isinstance(node, ast.UnaryOp):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def _cell(values: list, fmt: str) -> str:
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
         return "-"
@@ -127,45 +203,105 @@ def _cell(values: list[float], fmt: str) -> str:
     return text
 
 
-def table(results: dict[str, dict[str, list[dict]]], cost: dict[str, float]) -> str:
-    """Markdown: one column per (driver, appearance), mean (min-max over seeds) per metric."""
-    columns = [(d, a) for d in results for a in results[d]]
-    head = "| metric | " + " | ".join(f"{d} ({a} looks)" for d, a in columns) + " |"
-    lines = [head, "|---" * (len(columns) + 1) + "|"]
-    seeds = " | ".join(str(len(results[d][a])) for d, a in columns)
-    lines.append(f"| checkpoints (training seeds) | {seeds} |")
+def table(results: dict[str, list[dict]], cost: dict[str, float]) -> str:
+    """Markdown for one world: one column per driver, mean (min-max over seeds) per metric."""
+    names = list(results)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines.append("| checkpoints (training seeds) | " + " | ".join(
+        str(len(results[d])) for d in names) + " |")  # fmt: skip
     for key, label, fmt in ROWS:
-        cells = [_cell([r.get(key) for r in results[d][a]], fmt) for d, a in columns]
+        cells = [_cell([r.get(key) for r in results[d]], fmt) for d in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    costs = " | ".join(f"{cost[d]:.2f}" if d in cost else "-" for d, _ in columns)
+    costs = " | ".join(f"{cost[d]:.2f}" if d in cost else "-" for d in names)
     lines.append(f"| per-frame cost [ms, 1 core] | {costs} |")
     return "\n".join(lines)
 
 
+def attribution_share(runs: list[dict]) -> str:
+    """'P of N (x %)': interventions that followed a perception error, over every run given."""
+    first = sum(r.get("interventions_perception") or 0 for r in runs)
+    control = sum(r.get("interventions_control") or 0 for r in runs)
+    if first + control == 0:
+        return "no interventions"
+    return f"{first} of {first + control} ({first / (first + control):.0%})"
+
+
+def claims(
+    results: dict[str, dict[str, list[dict]]],
+    records: dict[str, list[dict]],
+    cost: dict[str, float],
+    hand: dict,
+) -> str:
+    """Markdown: the four claims, one column per driver (learned drivers: mean over seeds)."""
+    names = [d for d in results if d != "expert"]
+    every = {d: [r for runs in results[d].values() for r in runs] for d in names}
+
+    def learned(d: str, key: str, fmt: str) -> str:
+        return _cell([r[key] for r in records[d]], fmt) if d in records else "-"
+
+    data = {d: learned(d, "train_frames", "{:,.0f}") for d in names}
+    data["modular"] = f"none; {hand['constants']} hand-set constants, {hand['lines']} lines"
+    train = {d: learned(d, "train_min", "{:.0f}") for d in names}
+    train["modular"] = "0"
+    per_frame = {d: f"{cost[d]:.2f}" if d in cost else "-" for d in names}
+    rows = [
+        ("data: labelled frames trained on", data),
+        ("compute: training [min, wall, from its events]", train),
+        ("compute: per frame [ms, 1 core]", per_frame),
+        ("interpretability: what it exposes", {d: EXPOSES.get(d, "-") for d in names}),
+        ("error propagation: interventions after a perception error",
+         {d: attribution_share(every[d]) for d in names}),
+    ]  # fmt: skip
+    rows[-1][1]["pilotnet"] = "not separable: one net from pixels to pedals"
+    lines = ["| claim | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label, cells in rows:
+        lines.append(f"| {label} | " + " | ".join(cells.get(d, "-") for d in names) + " |")
+    return "\n".join(lines)
+
+
 def main(cfg: CompareConfig) -> None:
-    """Run every evaluation (cached), then the frame-cost timing, then print the table."""
+    """Run every evaluation (cached), time each driver's frame cost, write the tables."""
+    for name in cfg.worlds:  # a bad name fails before any drive
+        shifted(name, policy_world("modular", camera="dashcam"))
     entries = {"expert": ["expert"], "modular": ["modular"]}
     if cfg.pilotnet:
         entries["pilotnet"] = [str(p) for p in cfg.pilotnet]
     if cfg.direct:
         entries["direct"] = [str(p) for p in cfg.direct]
-    results: dict[str, dict[str, list[dict]]] = {}
-    for name, specs in entries.items():
-        results[name] = {}
-        for appearance in cfg.appearance:
-            runs = [
-                evaluate_one(cfg, name if len(specs) == 1 else f"{name}-{i}", spec, appearance)
+    results: dict[str, dict[str, list[dict]]] = {name: {} for name in entries}
+    for world_name in cfg.worlds:
+        for name, specs in entries.items():
+            results[name][world_name] = [
+                evaluate_one(cfg, name if len(specs) == 1 else f"{name}-{i}", spec, world_name)
                 for i, spec in enumerate(specs)
             ]
-            results[name][appearance] = runs
     cost = frame_cost({name: specs[0] for name, specs in entries.items()}, cfg.cost_frames)
-    text = table(results, cost)
+    records = {
+        name: [training_record(Path(s)) for s in specs]
+        for name, specs in entries.items()
+        if name not in BUILT_IN
+    }
+    hand = hand_set()
+    sections = [f"# End-to-end against modular: {cfg.roads} held-out roads per world\n"]
+    for world_name in cfg.worlds:
+        by_driver = {name: results[name][world_name] for name in entries}
+        sections.append(f"## {world_name}\n\n{table(by_driver, cost)}\n")
+    sections.append(f"## The four claims\n\n{claims(results, records, cost, hand)}\n")
+    text = "\n".join(sections)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "comparison.md").write_text(text + "\n")
-    summary = {"roads": cfg.roads, "entries": entries, "results": results, "cost_ms": cost}
+    (cfg.out / "comparison.md").write_text(text)
+    summary = {
+        "roads": cfg.roads,
+        "worlds": cfg.worlds,
+        "entries": entries,
+        "results": results,
+        "cost_ms": cost,
+        "training": records,
+        "hand_set": hand,
+    }
     (cfg.out / "comparison.json").write_text(json.dumps(summary, indent=1))
     print(text)
-    print(f"table: {cfg.out / 'comparison.md'}")
+    print(f"tables: {cfg.out / 'comparison.md'}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,10 @@ class CompareConfig:
     """strength of the colour augmentation in training (see `drive train --help`)"""
     mask_sky: bool = False
     """hide the dashcam's sky from the nets (see `drive train --help`; dashcam pools only)"""
+    target: Literal["controls", "perception"] = "controls"
+    """what every net learns: 'controls' (end-to-end) or 'perception' (the lane state, driven
+    by the expert's control law: direct perception, see `drive train --help`); the dagger
+    method learns controls only"""
 
     def resolved(self) -> CompareConfig:
         if not self.quick:
@@ -125,6 +129,8 @@ def _cut(episode: Episode, steps: int) -> Episode:
         k: getattr(episode, k)[:steps]
         for k in ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
     }
+    if episode.curvature_ahead is not None:  # the direct-perception target
+        arrays["curvature_ahead"] = episode.curvature_ahead[:steps]
     return Episode(seed=episode.seed, meta={**episode.meta, "cut_to": steps}, **arrays)
 
 
@@ -170,7 +176,7 @@ def budget_dataset(cfg: CompareConfig, method: str, budget: int) -> Path:
 
 def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tuple[Path, int]:
     """Train (or resume) one policy; returns its checkpoint and the labelled frames it used."""
-    run = cfg.out / "runs" / f"{method}-{budget}-seed{seed}"
+    run = cfg.out / "runs" / f"{label(cfg, method)}-{budget}-seed{seed}"
     if method == "dagger":
         roads = budget // cfg.steps_per_road
         per_round = roads // (cfg.dagger_rounds + 1)
@@ -196,7 +202,7 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
     train(
         TrainConfig(
             data=data, run=run, epochs=epochs, val_fraction=0.0, seed=seed, resume=True,
-            colour_jitter=jitter, mask_sky=cfg.mask_sky,
+            colour_jitter=jitter, mask_sky=cfg.mask_sky, target=cfg.target,
         )
     )  # fmt: skip
     return run / "best.pt", frames
@@ -206,8 +212,13 @@ def run_one(cfg: CompareConfig, method: str, budget: int, seed: int) -> dict:
     checkpoint, frames = train_policy(cfg, method, budget, seed)
     out = checkpoint.parent / "eval"
     report = evaluate(EvalConfig(str(checkpoint), cfg.eval_roads, out, cfg.workers, 0, False))
-    row = {"method": method, "budget": budget, "seed": seed, "labelled_frames": frames}
+    row = {"method": label(cfg, method), "budget": budget, "seed": seed, "labelled_frames": frames}
     return {**row, **report["overall"]}
+
+
+def label(cfg: CompareConfig, method: str) -> str:
+    """A method's name in the table and its runs' folders: with the target when not controls."""
+    return method if cfg.target == "controls" else f"{method}-{cfg.target}"
 
 
 def _spread(values: list[float]) -> str:
@@ -275,6 +286,8 @@ def main(cfg: CompareConfig) -> None:
         raise SystemExit(f"error: unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
     if "dagger" in cfg.methods and cfg.camera != CameraConfig():
         raise SystemExit("error: the dagger method runs with the top-down camera only; drop it")
+    if "dagger" in cfg.methods and cfg.target != "controls":
+        raise SystemExit("error: the dagger method learns controls only; drop it or --target")
     unit = cfg.steps_per_road * (cfg.dagger_rounds + 1)
     if any(b % unit for b in cfg.budgets):
         raise SystemExit(

@@ -70,8 +70,9 @@ def _targets(paths: list[Path], frames: Frames, distances: list[float] | None):
     """(N, 2 + K) raw targets for the rows of `frames` (episode by episode, in their order), and
     the distances [m] all of them share (None if `frames` is empty and none were given)."""
     parts = []
-    starts = np.flatnonzero(np.r_[True, frames.episode[1:] != frames.episode[:-1]])
-    for start, end in zip(starts, [*starts[1:], len(frames)], strict=True):
+    episodes = frames.episode  # empty without a validation set: no episode starts then
+    starts = np.flatnonzero(np.r_[True, episodes[1:] != episodes[:-1]]) if len(episodes) else []
+    for start, end in zip(starts, [*starts[1:], len(frames)][: len(starts)], strict=True):
         path = paths[int(frames.episode[start])]
         values, found = _episode_targets(path)
         if distances is not None and found != distances:

@@ -97,6 +97,14 @@ def test_the_targets_are_the_recorded_quantities_normalised_per_quantity(tmp_pat
     assert len(val_t) == len(val_set) and val_t.labels.shape[1] == len(DISTANCES) + 2
 
 
+def test_without_a_validation_set_every_road_is_a_training_target(tmp_path):
+    write_drives(tmp_path / "data", [1, 2], seconds=2.0)
+    train_set, val_set = load_split(tmp_path / "data", val_fraction=0.0)
+    train_t, val_t, _ = perception_targets(tmp_path / "data", train_set, val_set)
+    assert len(train_t) == len(train_set) > 0
+    assert len(val_t) == 0 and val_t.labels.shape == (0, len(DISTANCES) + 2)
+
+
 def _constant_net(tmp_path, profile: LaneProfile, record: dict) -> DirectDriver:
     """A perception net whose output is `profile`, whatever the frame: last layer 0, bias set."""
     net = NetPolicy(PilotNet(ModelConfig(outputs=tuple(record["outputs"]))))
