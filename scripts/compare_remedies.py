@@ -299,9 +299,10 @@ def main(cfg: CompareConfig) -> None:
         for budget in cfg.budgets:
             for method in cfg.methods:
                 rows.append(run_one(cfg, method, budget, seed))
+                row = rows[-1]
                 print(
-                    f"{method} {budget} seed {seed}: success {rows[-1]['success_rate']:.0%}, "
-                    f"autonomy {rows[-1]['autonomy']:.2%}",
+                    f"{row['method']} {budget} seed {seed}: success {row['success_rate']:.0%}, "
+                    f"autonomy {row['autonomy']:.2%}",
                     flush=True,
                 )
                 (cfg.out / "remedies.json").write_text(json.dumps(rows, indent=2))
