@@ -14,13 +14,14 @@ Drivers (each sees the same dashcam frames and speedometer, on the same roads):
 Worlds (`--worlds`, names of the generalisation suite's worlds, `driving.rollout.suite`): the
 driver's own world ('as trained'), and shifts away from it: the dashcam's held-out looks, tighter
 bends, narrower lanes. Each (driver, checkpoint, world) is one evaluation into its own folder
-OUT/<driver>[-i]/<world>, so a re-run continues where it stopped (evaluation caches every road).
-Each table gives the mean and the spread (min-max) over training seeds. Then the four classic
-claims about end-to-end learning, answered from these runs: data (labelled frames each trained
-on; the hand-built driver's hand-set constants and lines), compute (training time from each run's
-TensorBoard events, per-frame cost timed side by side in this process on the same frames),
-interpretability (what each driver exposes) and error propagation (interventions that followed a
-perception error against those on good estimates). Writes OUT/comparison.md and comparison.json.
+OUT/<driver>/<world> (a learned driver's i-th checkpoint: <driver>-<i>), so a re-run continues
+where it stopped (evaluation caches every road). Each table gives the mean and the spread
+(min-max) over training seeds. Then the four classic claims about end-to-end learning, answered
+from these runs: data (labelled frames each trained on; the hand-built driver's hand-set
+constants and lines), compute (training time from each run's TensorBoard events, per-frame cost
+timed side by side in this process on the same frames), interpretability (what each driver
+exposes) and error propagation (interventions that followed a perception error against those on
+good estimates). Writes OUT/comparison.md and comparison.json.
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def main(cfg: CompareConfig) -> None:
     for world_name in cfg.worlds:
         for name, specs in entries.items():
             results[name][world_name] = [
-                evaluate_one(cfg, name if len(specs) == 1 else f"{name}-{i}", spec, world_name)
+                evaluate_one(cfg, name if name in BUILT_IN else f"{name}-{i}", spec, world_name)
                 for i, spec in enumerate(specs)
             ]
     cost = frame_cost({name: specs[0] for name, specs in entries.items()}, cfg.cost_frames)
