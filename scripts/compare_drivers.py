@@ -262,8 +262,11 @@ def claims(
 
 def main(cfg: CompareConfig) -> None:
     """Run every evaluation (cached), time each driver's frame cost, write the tables."""
-    for name in cfg.worlds:  # a bad name fails before any drive
-        shifted(name, policy_world("modular", camera="dashcam"))
+    for name in cfg.worlds:  # a bad name fails before any drive, in one line
+        try:
+            shifted(name, policy_world("modular", camera="dashcam"))
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
     entries = {"expert": ["expert"], "modular": ["modular"]}
     if cfg.pilotnet:
         entries["pilotnet"] = [str(p) for p in cfg.pilotnet]

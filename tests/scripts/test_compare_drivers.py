@@ -59,6 +59,12 @@ def test_worlds_are_the_suites_and_a_bad_one_is_refused():
         cd.shifted("held-out looks", World())
 
 
+def test_an_unknown_world_stops_the_script_in_one_line_before_any_drive(tmp_path):
+    with pytest.raises(SystemExit, match="^error: --worlds: unknown world 'moon'"):
+        cd.main(cd.CompareConfig(out=tmp_path / "cmp", roads=1, worlds=["as trained", "moon"]))
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_every_driver_on_the_same_road_in_two_worlds_gives_tables_and_claims(tmp_path):
     net = save_untrained(
         tmp_path / "net.pt", {"world": policy_world("modular", camera="dashcam").to_dict()}
