@@ -69,10 +69,12 @@ def _episode_targets(path: Path) -> tuple[np.ndarray, list[float]]:
 def _targets(paths: list[Path], frames: Frames, distances: list[float] | None):
     """(N, 2 + K) raw targets for the rows of `frames` (episode by episode, in their order), and
     the distances [m] all of them share (None if `frames` is empty and none were given)."""
+    width = len(POSE) + len(distances or [])
+    if not len(frames):  # e.g. no validation set
+        return np.zeros((0, width), np.float32), distances
     parts = []
-    episodes = frames.episode  # empty without a validation set: no episode starts then
-    starts = np.flatnonzero(np.r_[True, episodes[1:] != episodes[:-1]]) if len(episodes) else []
-    for start, end in zip(starts, [*starts[1:], len(frames)][: len(starts)], strict=True):
+    starts = np.flatnonzero(np.r_[True, frames.episode[1:] != frames.episode[:-1]])
+    for start, end in zip(starts, [*starts[1:], len(frames)], strict=True):
         path = paths[int(frames.episode[start])]
         values, found = _episode_targets(path)
         if distances is not None and found != distances:
@@ -84,8 +86,7 @@ def _targets(paths: list[Path], frames: Frames, distances: list[float] | None):
         if len(values) != end - start:
             raise DatasetError(f"{path} changed while loading: train again")
         parts.append(values)
-    width = len(POSE) + len(distances or [])
-    return (np.concatenate(parts) if parts else np.zeros((0, width), np.float32)), distances
+    return np.concatenate(parts), distances
 
 
 def perception_targets(data: Path, train: Frames, val: Frames) -> tuple[Frames, Frames, dict]:
