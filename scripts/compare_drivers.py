@@ -245,15 +245,15 @@ def claims(
     train = {d: learned(d, "train_min", "{:.0f}") for d in names}
     train["modular"] = "0"
     per_frame = {d: f"{cost[d]:.2f}" if d in cost else "-" for d in names}
+    errors = {d: attribution_share(every[d]) for d in names}
+    errors["pilotnet"] = "not separable: one net from pixels to pedals"
     rows = [
         ("data: labelled frames trained on", data),
         ("compute: training [min, wall, from its events]", train),
         ("compute: per frame [ms, 1 core]", per_frame),
         ("interpretability: what it exposes", {d: EXPOSES.get(d, "-") for d in names}),
-        ("error propagation: interventions after a perception error",
-         {d: attribution_share(every[d]) for d in names}),
-    ]  # fmt: skip
-    rows[-1][1]["pilotnet"] = "not separable: one net from pixels to pedals"
+        ("error propagation: interventions after a perception error", errors),
+    ]
     lines = ["| claim | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, cells in rows:
         lines.append(f"| {label} | " + " | ".join(cells.get(d, "-") for d in names) + " |")
