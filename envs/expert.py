@@ -127,6 +127,11 @@ class Expert:
         found += [0.0] * (len(distances) - len(found))
         return np.asarray(found[: len(distances)], dtype=np.float32)
 
+    def leader(self) -> np.ndarray | None:
+        """What the expert reads about a car ahead: nothing on an empty road (the traffic
+        expert's `leader` gives the gap and closing speed)."""
+        return None
+
     def steering(self, offset: float = 0.0, offset_rate: float = 0.0) -> float:
         """Steering angle [rad] that brings the car to the lane centre.
 

@@ -28,7 +28,8 @@ end; and cars that crash into each other without the ego are towed away at once,
 never blocks the road for the rest of the episode (`info["towed"]` counts them).
 
 Per-step ground truth added to the road scenario's: `gap_ahead` [m] (bumper to bumper, to the
-nearest car ahead in the ego's lane; inf if none), `time_headway` [s] (gap / speed; inf if no
+nearest car ahead in the ego's lane; inf if none), `closing_speed` [m/s] (the ego's speed minus
+that car's; 0 if none), `time_headway` [s] (gap / speed; inf if no
 leader or stopped), `lane` (the ego's lane, 0 = leftmost), `lane_changes` (count so far),
 `density` [vehicles/km/lane], `towed`.
 """
@@ -325,15 +326,24 @@ class TrafficEnv(WindingRoadEnv):
         self.lane_changes += int(lane != self.lane)
         self.lane = lane
 
-    def traffic_truth(self) -> dict[str, Any]:
-        """Ground truth about the traffic around the ego."""
+    def leader(self) -> tuple[float, float]:
+        """(gap [m] bumper to bumper, closing speed [m/s]: the ego's speed minus the leader's)
+        to the nearest car ahead in the lane the ego's centre is in; (inf, 0) if none."""
         ego = self.vehicle
         progress, lateral = self.road.place(ego)
         front, _ = self.road.neighbours(progress, self.road.lane_of(lateral), exclude=ego)
-        gap = self.road.gap(ego, front) if front is not None else np.inf
+        if front is None:
+            return np.inf, 0.0
+        return self.road.gap(ego, front), float(ego.speed - front.speed)
+
+    def traffic_truth(self) -> dict[str, Any]:
+        """Ground truth about the traffic around the ego."""
+        ego = self.vehicle
+        gap, closing = self.leader()
         headway = gap / ego.speed if ego.speed > 0.1 and np.isfinite(gap) else np.inf
         return {
             "gap_ahead": float(gap),
+            "closing_speed": closing,
             "time_headway": float(headway),
             "lane": self.lane,
             "lane_changes": self.lane_changes,

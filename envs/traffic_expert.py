@@ -77,6 +77,22 @@ class TrafficExpertConfig:
     """no lane change starts if a bend tighter than this lies within the manoeuvre [m]"""
 
 
+def idm_braking(speed: float, gap: float, closing: float, cfg: TrafficExpertConfig) -> float:
+    """IDM's braking term [m/s^2] (<= 0) for a follower at `speed` [m/s] `gap` [m] behind a
+    leader it closes on at `closing` [m/s]; 0 beyond `cfg.sensing_range`."""
+    if not np.isfinite(gap) or gap > cfg.sensing_range:
+        return 0.0
+    braking = speed * closing / (2 * np.sqrt(cfg.max_accel * cfg.comfort_decel))
+    s_star = cfg.min_gap + max(0.0, speed * cfg.time_gap + braking)
+    return -cfg.max_accel * (s_star / max(gap, 0.1)) ** 2
+
+
+def free_acceleration(speed: float, target: float, cfg: TrafficExpertConfig) -> float:
+    """Acceleration on a free road [m/s^2]: the lane-keeping expert's speed law towards
+    `target` [m/s], capped at IDM's `max_accel`."""
+    return min(cfg.max_accel, cfg.lane_keeping.speed_gain * (target - speed))
+
+
 def _quintic(start: tuple[float, float, float], end: float, duration: float) -> np.ndarray:
     """Coefficients (t^0 .. t^5) of the minimum-jerk path from `start` = (position, rate,
     acceleration) to rest at `end` after `duration` [s]."""
@@ -134,17 +150,20 @@ class TrafficExpert(Expert):
 
     def _interaction(self, speed: float, gap: float, leader_speed: float) -> float:
         """IDM's braking term for a follower at `speed` behind a leader `gap` ahead [m/s^2]."""
-        cfg = self.traffic
-        if not np.isfinite(gap) or gap > cfg.sensing_range:
-            return 0.0
-        closing = speed - leader_speed
-        braking = speed * closing / (2 * np.sqrt(cfg.max_accel * cfg.comfort_decel))
-        s_star = cfg.min_gap + max(0.0, speed * cfg.time_gap + braking)
-        return -cfg.max_accel * (s_star / max(gap, 0.1)) ** 2
+        return idm_braking(speed, gap, speed - leader_speed, self.traffic)
 
     def _free(self, speed: float, target: float) -> float:
         """Acceleration on a free road: the lane-keeping expert's speed law, capped [m/s^2]."""
-        return min(self.traffic.max_accel, self.config.speed_gain * (target - speed))
+        return free_acceleration(speed, target, self.traffic)
+
+    def leader(self) -> np.ndarray:
+        """(2,) float32 what the expert's IDM reads about the car ahead in the ego's lane: the
+        gap [m] bumper to bumper, capped at `sensing_range`, and the closing speed [m/s] (0
+        without a car within range): the labels a direct-perception net learns in traffic."""
+        gap, closing = self._env.leader()
+        if gap > self.traffic.sensing_range:
+            return np.array([self.traffic.sensing_range, 0.0], np.float32)
+        return np.array([gap, closing], np.float32)
 
     def _other_free(self, vehicle: Vehicle) -> float:
         """IDM free-road term of another car, from its own target speed [m/s^2]."""

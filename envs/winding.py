@@ -153,6 +153,7 @@ class WindingRoadEnv(AbstractEnv):
                 "reached_end": self.reached_end(),
                 # The traffic scenarios' keys, neutral on an empty road: no car ahead.
                 "gap_ahead": float("inf"),
+                "closing_speed": 0.0,
                 "time_headway": float("inf"),
                 "lane_changes": 0,
             }

@@ -42,6 +42,7 @@ import tyro
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from driving.data import Episode, read_episode, scan, used_seeds, write_episode  # noqa: E402
+from driving.data.format import ARRAYS, OPTIONAL_STEP_ARRAYS  # noqa: E402
 from driving.helptext import reflow_field_docs  # noqa: E402
 from driving.learn.train import TrainConfig, train  # noqa: E402
 from driving.record.collect import CollectConfig, NoiseConfig, collect  # noqa: E402
@@ -125,12 +126,8 @@ def _pool(cfg: CompareConfig, method: str) -> Path:
 
 def _cut(episode: Episode, steps: int) -> Episode:
     """The first `steps` rows of an episode."""
-    arrays = {
-        k: getattr(episode, k)[:steps]
-        for k in ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
-    }
-    if episode.curvature_ahead is not None:  # the direct-perception target
-        arrays["curvature_ahead"] = episode.curvature_ahead[:steps]
+    names = (*ARRAYS, *OPTIONAL_STEP_ARRAYS)  # the optional ones: direct-perception targets
+    arrays = {k: a[:steps] for k in names if (a := getattr(episode, k)) is not None}
     return Episode(seed=episode.seed, meta={**episode.meta, "cut_to": steps}, **arrays)
 
 

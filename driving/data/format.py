@@ -35,6 +35,11 @@ answer to frame t) as root-level datasets:
                                          route ahead, meta["curvature_ahead_m"] [m] (the
                                          labels of a direct-perception net; absent in files
                                          before 2026-12-03 and in DAgger, keyboard episodes)
+    leader          (T, 2) float32       optional, traffic only: the car ahead in the ego's
+                                         lane as the traffic expert reads it, [gap bumper to
+                                         bumper [m], closing speed [m/s]], the gap capped at
+                                         meta["leader_range_m"] (closing 0 without a car
+                                         within it); absent before 2026-12-06
     last_frame      (H, W, 3) uint8      optional: the frame seen after the last step (the
                                          episode's last observation; absent in older files,
                                          shifted-view and DAgger episodes)
@@ -112,7 +117,7 @@ LOCK = ".lock"
 STALE_TMP_AGE = 3600.0  # [s] a writer's .tmp older than this was left by a killed process
 STEP_ARRAYS = ("labels", "actions", "speed", "lateral_offset", "heading_error")
 """The per-step float32 arrays of an episode file (all but the frames)."""
-OPTIONAL_STEP_ARRAYS = ("curvature_ahead",)
+OPTIONAL_STEP_ARRAYS = ("curvature_ahead", "leader")
 """Per-step float32 arrays (T, K) an episode file may hold; readers take them when present."""
 _PAIRS = ("labels", "actions")  # (T, 2) [steering, throttle]; the other per-step arrays are (T,)
 ARRAYS = ("frames", *STEP_ARRAYS)
@@ -143,6 +148,7 @@ class Episode:
     meta: dict  # JSON-serialisable settings (driver, world, noise...); read back as JSON
     last_frame: np.ndarray | None = None  # (H, W, 3) uint8, the frame after the last step
     curvature_ahead: np.ndarray | None = None  # (T, K) float32 [1/m] at meta["curvature_ahead_m"]
+    leader: np.ndarray | None = None  # (T, 2) float32 [gap m, closing m/s], traffic only
 
     @property
     def world(self) -> World:

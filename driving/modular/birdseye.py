@@ -75,6 +75,11 @@ class BirdsEye:
         3) uint8."""
         return self._warp(frame, cv2.INTER_LINEAR)
 
+    def warp_mask(self, mask: np.ndarray) -> np.ndarray:
+        """The grid seen in a (H, W) bool mask of this camera's frame: (GRID_ROWS, GRID_COLS)
+        bool, True where the nearest frame pixel is."""
+        return self._warp(mask.astype(np.uint8), cv2.INTER_NEAREST) > 0
+
     @staticmethod
     def ground(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grid pixels -> (x ahead of the car's centre, y right of it) [m]."""

@@ -3,7 +3,7 @@ model fitted to them, and the lane-frame state the controllers need.
 
 Per frame, with nothing learned and no ground truth:
 1. `BirdsEye.warp`: the frame onto the metric grid (`driving.modular.birdseye`).
-2. `extract`: boundary evidence. Markings: a white-top-hat across the rows (grey level above the
+2. `extract`: boundary evidence (none on or beside another car: `driving.modular.cars`). Markings: a white-top-hat across the rows (grey level above the
    darkest of its `TOPHAT_M` neighbourhood: a bright line narrower than that), kept above a share
    of the frame's strongest response, so that the threshold follows the look's contrast. Road
    edges: where the grey-level saturation (asphalt is grey, verges are green or brown) jumps
@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from driving.modular.birdseye import PX_PER_M, BirdsEye
+from driving.modular.cars import car_pixels
 from envs.camera import CameraConfig
 
 TOPHAT_M = 1.2
@@ -59,6 +60,8 @@ CURVATURE_PRIOR = 50.0
 """Pull of c to 0 [m^2]: as much as one point ~7 m ahead (x^2 = 50), against hundreds."""
 FAR_CUBIC_M = 15.0
 """d x^3 is pulled to 0 as much as c x^2, at this distance [m]."""
+CAR_MARGIN = np.ones((5, 5), np.uint8)
+"""Evidence this close to another car's pixels on the grid is dropped (+-2 px: 0.4 m)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,15 @@ class LaneEstimate:
     def curvature_at(self, distance: float) -> float:
         """The lane model's curvature `distance` [m] ahead [1/m]: curvature + rate * distance."""
         return self.curvature + self.curvature_rate * distance
+
+    def centre_y(self, x: np.ndarray) -> np.ndarray:
+        """The lane centre [m] right of the car `x` [m] ahead of its centre: the lane model
+        y = a + b x + c x^2 + d x^3 that these numbers were read from (module docstring)."""
+        b = -math.tan(self.heading_error)
+        stretch = (1 + b * b) ** 1.5
+        a = -self.lateral_offset * math.sqrt(1 + b * b)
+        c, d = self.curvature * stretch / 2, self.curvature_rate * stretch / 6
+        return a + x * (b + x * (c + x * d))
 
     def as_dict(self) -> dict[str, float]:
         """The three quantities of `envs.wrapper.ground_truth` that this estimates."""
@@ -222,6 +234,10 @@ class LanePerception:
     def estimate(self, frame: np.ndarray) -> LaneEstimate:
         """The lane-frame state seen in `frame` ((H, W, 3) uint8 RGB of the camera)."""
         evidence = extract(self.view.warp(frame), self.view.valid)
+        cars = car_pixels(frame)
+        if cars.any():  # a car's outline is no lane boundary (nor is the road it hides)
+            hidden = cv2.dilate(self.view.warp_mask(cars).astype(np.uint8), CAR_MARGIN)
+            evidence[hidden > 0] = 0.0
         rows = slice(self._start_rows[0], self._start_rows[-1] + 1)
         peaks = _start_peaks(evidence, self.view, rows, self.shape)
         left = [y for y in peaks if y < 0]

@@ -169,19 +169,22 @@ def run_expert_episode(
     while not done:
         label = expert.act(obs)
         action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
-        rows.add(obs["image"], label, action, info["speed"], *pose(info), expert.curvature_ahead())
+        truth = (expert.curvature_ahead(), expert.leader())
+        rows.add(obs["image"], label, action, info["speed"], *pose(info), *truth)
         for lateral_m, yaw_rad in views.shifts():
             view = render_shifted(env, expert, lateral_m, yaw_rad)
             # a view is labelled, nothing is executed from it: action = label
             shifted.add(
                 view["frame"], view["label"], view["label"], info["speed"], *pose(view),
-                view["curvature_ahead"],
+                view["curvature_ahead"], view["leader"],
             )  # fmt: skip
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    meta = drive_meta(
-        env, "expert", info, noise=asdict(noise), curvature_ahead_m=list(CURVATURE_AHEAD_M)
-    )
+    ranges = {"curvature_ahead_m": list(CURVATURE_AHEAD_M)}
+    traffic = getattr(expert, "traffic", None)  # the traffic expert's settings
+    if traffic is not None:  # the range its gap ahead is capped at
+        ranges["leader_range_m"] = traffic.sensing_range
+    meta = drive_meta(env, "expert", info, noise=asdict(noise), **ranges)
     driven = rows.episode(seed, meta, last=obs)
     if not len(shifted):
         return driven, None

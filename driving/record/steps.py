@@ -2,7 +2,8 @@
 
 rows = StepRows()
 rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"],
-         expert.curvature_ahead())   # optional: the lane's curvature ahead [1/m]
+         expert.curvature_ahead(),   # optional: the lane's curvature ahead [1/m]
+         expert.leader())            # optional: gap and closing speed to the car ahead
 episode = rows.episode(seed, drive_meta(env, "expert", info), last=obs)  # obs after the last step
 """
 
@@ -17,6 +18,8 @@ from driving.data import Episode
 
 COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
 """The Episode arrays a drive fills, one row per step."""
+OPTIONAL = ("curvature_ahead", "leader")
+"""The optional Episode arrays a drive may fill (`driving.data.format.OPTIONAL_STEP_ARRAYS`)."""
 
 
 class StepRows:
@@ -24,7 +27,7 @@ class StepRows:
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {k: [] for k in COLUMNS}
-        self.curvature: list[np.ndarray | None] = []
+        self.optional: dict[str, list[np.ndarray | None]] = {k: [] for k in OPTIONAL}
 
     def __len__(self) -> int:
         return len(self.rows["frames"])
@@ -38,15 +41,18 @@ class StepRows:
         lateral_offset: float,
         heading_error: float,
         curvature_ahead: np.ndarray | None = None,
+        leader: np.ndarray | None = None,
     ) -> None:
         """One step: the frame seen, the expert's label, the executed action, the ground truth
         ([m/s], [m], [rad]) when the frame was seen, and optionally the lane's curvature ahead
-        ((K,) [1/m]: the episode keeps it if every step has it)."""
+        ((K,) [1/m]) and the car ahead ((2,) gap [m], closing speed [m/s]): the episode keeps
+        an optional array if every step has it."""
         for name, value in zip(
             COLUMNS, (frame, label, action, speed, lateral_offset, heading_error), strict=True
         ):
             self.rows[name].append(value)
-        self.curvature.append(curvature_ahead)
+        for name, value in zip(OPTIONAL, (curvature_ahead, leader), strict=True):
+            self.optional[name].append(value)
 
     def episode(self, seed: int, meta: dict, last: dict | None = None) -> Episode:
         """The rows as an Episode of road `seed`; `last`, the observation after the last step,
@@ -55,8 +61,9 @@ class StepRows:
             k: np.asarray(v, dtype=np.uint8 if k == "frames" else np.float32)
             for k, v in self.rows.items()
         }
-        if self.curvature and all(c is not None for c in self.curvature):
-            arrays["curvature_ahead"] = np.asarray(self.curvature, dtype=np.float32)
+        for name, values in self.optional.items():
+            if values and all(v is not None for v in values):
+                arrays[name] = np.asarray(values, dtype=np.float32)
         if last is None:
             return Episode(seed=seed, meta=meta, **arrays)
         meta = {**meta, "last_speed": float(np.asarray(last["speed"]).reshape(-1)[0])}

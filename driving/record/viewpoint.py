@@ -83,7 +83,8 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
 
     Returns:
         {"frame": (H, W, 3) uint8, "label": (2,) float32, "lateral_offset": m,
-        "heading_error": rad, "curvature_ahead": (K,) [1/m]} at the shifted pose.
+        "heading_error": rad, "curvature_ahead": (K,) [1/m], "leader": (2,) [m, m/s] or None}
+        at the shifted pose.
     """
     base = env.unwrapped
     with shifted_pose(base.vehicle, lateral_m, yaw_rad):
@@ -91,12 +92,14 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
         label = expert.act()
         truth = ground_truth(base)
         curvature = expert.curvature_ahead()
+        leader = expert.leader()
     return {
         "frame": frame,
         "label": label,
         "lateral_offset": truth["lateral_offset"],
         "heading_error": truth["heading_error"],
         "curvature_ahead": curvature,
+        "leader": leader,
     }
 
 

@@ -2,7 +2,9 @@
 exposes its estimates (`driving.modular`), and its per-frame perception error.
 
 A driver with an explicit state sets `policy.estimate` (lateral offset [m], heading error [rad],
-curvature [1/m] perceived in the frame it was just shown); `driving.rollout.loop.drive` logs it
+curvature [1/m] perceived in the frame it was just shown; in traffic also the gap [m] and closing
+speed [m/s] to the car ahead, compared with the truth capped as the traffic expert reads it:
+no car within `LEADER_RANGE` is a gap of `LEADER_RANGE` closing at 0); `driving.rollout.loop.drive` logs it
 in `info["estimate"]` beside the ground truth of that frame, `info["estimate_truth"]`. Here:
 
 - perception error of a frame: estimate - truth, per quantity; beyond `TOLERANCE` it is an error.
@@ -18,11 +20,24 @@ from __future__ import annotations
 
 import numpy as np
 
-QUANTITIES = ("lateral_offset", "heading_error", "curvature")
-"""What the state-based drivers estimate: the ground truth of `envs.wrapper.ground_truth`."""
-TOLERANCE = {"lateral_offset": 0.5, "heading_error": 0.1, "curvature": 0.02}
+from envs.traffic_expert import TrafficExpertConfig
+
+QUANTITIES = ("lateral_offset", "heading_error", "curvature", "gap_ahead", "closing_speed")
+"""What the state-based drivers estimate: the ground truth of `envs.wrapper.ground_truth` (and
+of `envs.traffic.TrafficEnv.traffic_truth` in traffic)."""
+TOLERANCE = {
+    "lateral_offset": 0.5,
+    "heading_error": 0.1,
+    "curvature": 0.02,
+    "gap_ahead": 5.0,
+    "closing_speed": 2.0,
+}
 """Largest error that is not a perception error: half a lane's margin to an intervention [m],
-a heading that puts the car 1 m off in 10 m [rad], a 50 m bend seen as straight [1/m]."""
+a heading that puts the car 1 m off in 10 m [rad], a 50 m bend seen as straight [1/m], a fifth
+of the gap the expert keeps at the speed limit [m], closing speed: a car 2 m/s slower unseen
+[m/s]."""
+LEADER_RANGE = TrafficExpertConfig().sensing_range
+"""Cars ahead farther than this [m] are not read by the traffic expert (nor estimated)."""
 WINDOW_S = 3.0
 """How far before an intervention a perception error is looked for [s]."""
 STRAY_M = 0.5
@@ -31,7 +46,13 @@ intervention at 1 m."""
 
 
 def perception_error(estimate: dict, truth: dict) -> dict[str, float]:
-    """estimate - truth for each quantity of `QUANTITIES` that `estimate` has."""
+    """estimate - truth for each quantity of `QUANTITIES` that `estimate` has (the gaps capped
+    at `LEADER_RANGE`, the true closing speed 0 without a car within it)."""
+    estimate, truth = dict(estimate), dict(truth)
+    if "gap_ahead" in estimate:
+        estimate["gap_ahead"] = min(float(estimate["gap_ahead"]), LEADER_RANGE)
+        if float(truth["gap_ahead"]) > LEADER_RANGE:
+            truth["gap_ahead"], truth["closing_speed"] = LEADER_RANGE, 0.0
     return {q: float(estimate[q]) - float(truth[q]) for q in QUANTITIES if q in estimate}
 
 
@@ -109,6 +130,8 @@ PERCEPTION_ROWS = [
         ("lateral_offset", "offset", "{:.3f} m"),
         ("heading_error", "heading", "{:.4f} rad"),
         ("curvature", "curvature", "{:.4f} 1/m"),
+        ("gap_ahead", "gap ahead", "{:.2f} m"),
+        ("closing_speed", "closing speed", "{:.2f} m/s"),
     )
     for stat, key in (("mean", "mean"), ("95th pct", "p95"))
 ] + [

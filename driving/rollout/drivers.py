@@ -25,7 +25,7 @@ from driving.modular.driver import ModularDriver
 from envs.camera import CameraConfig
 from envs.expert import Expert
 from envs.winding import SIMULATION_FREQUENCY, steering_range
-from envs.world import World, make_world
+from envs.world import TRAFFIC_SCENARIOS, World, make_world
 from envs.wrapper import DrivingWrapper
 
 EXPERT = "expert"
@@ -91,7 +91,8 @@ def drivers(
     env, expert = make_world(world, **config)
     frequency = env.unwrapped.config["policy_frequency"]
     if spec == MODULAR:
-        policy = ModularDriver(world.camera, frequency=frequency)
+        traffic = world.scenario in TRAFFIC_SCENARIOS
+        policy = ModularDriver(world.camera, frequency=frequency, traffic=traffic)
     else:
         policy = load_policy(spec, device, frequency) or expert
     if hasattr(policy, "control"):  # the expert's control law: the world's steering range
