@@ -69,6 +69,35 @@ def test_collection_records_the_curvature_that_the_car_meets_further_on(tmp_path
         assert np.mean(error < 1e-3) > 0.95, f"{distance} m ahead"
 
 
+def test_traffic_collection_records_the_car_ahead_as_the_traffic_expert_reads_it(tmp_path):
+    env, expert = make_world(World(scenario="winding-traffic", density="dense"), duration=20.0)
+    driven, _ = run_expert_episode(env, expert, 3, NoiseConfig())
+    episode = read_episode(write_episode(tmp_path / "data", driven))
+    gap, closing = episode.leader.T
+    assert episode.meta["leader_range_m"] == expert.traffic.sensing_range == 60.0
+    assert episode.leader.shape == (len(episode.frames), 2)
+    assert gap.min() >= 0 and gap.max() <= 60.0 and (gap < 60).any()  # a car ahead, capped
+    assert np.all(closing[gap == 60.0] == 0.0)  # no car within range: nothing closes in
+    # the gap shrinks as fast as the recorded closing speed says
+    dt = 1.0 / episode.meta["fps"]
+    steady = (gap[:-1] < 50) & (np.abs(np.diff(gap)) < 2.0)  # the same car, 2 frames
+    rate = -np.diff(gap)[steady] / dt
+    assert np.median(np.abs(rate - closing[:-1][steady])) < 0.3
+    lane_keeping, _ = run_expert_episode(*make_world(World(), duration=2.0), 1, NoiseConfig())
+    assert lane_keeping.leader is None  # an empty road records no car ahead
+
+
+def test_traffic_targets_add_the_gap_and_closing_speed(tmp_path):
+    env, expert = make_world(World(scenario="winding-traffic", density="dense"), duration=3.0)
+    for seed in (1, 2):
+        write_episode(tmp_path / "data", run_expert_episode(env, expert, seed, NoiseConfig())[0])
+    train_set, val_set = load_split(tmp_path / "data", val_fraction=0.0)
+    train_t, _, record = perception_targets(tmp_path / "data", train_set, val_set)
+    assert record["outputs"][-2:] == ["gap_ahead", "closing_speed"]
+    assert record["leader_range_m"] == 60.0
+    assert train_t.labels.shape == (len(train_set), len(DISTANCES) + 4)
+
+
 def test_a_dataset_without_the_curvature_labels_is_refused_in_one_line(tmp_path, capsys):
     data = tmp_path / "data"
     for seed in (1, 2):
@@ -109,6 +138,7 @@ def _constant_net(tmp_path, profile: LaneProfile, record: dict) -> DirectDriver:
     """A perception net whose output is `profile`, whatever the frame: last layer 0, bias set."""
     net = NetPolicy(PilotNet(ModelConfig(outputs=tuple(record["outputs"]))))
     values = [profile.lateral_offset, profile.heading_error, *profile.curvatures]
+    values += list(profile.leader or ())
     normalised = (np.asarray(values) - record["mean"]) / np.asarray(record["std"])
     with torch.no_grad():
         net.model.head[6].weight.zero_()
@@ -140,6 +170,27 @@ def test_the_direct_driver_drives_its_lane_state_with_the_modular_drivers_contro
     assert driver.control.target_speed(driver.lane) == pytest.approx(np.sqrt(3.0 * 70))
     np.testing.assert_allclose(action, control.act(driver.lane, 15.0))
     assert action[0] > 0 and action[1] < 0  # steers right into the bend, slows for it
+
+
+def test_a_traffic_direct_driver_brakes_for_the_car_it_predicts_close_ahead(tmp_path):
+    record = {
+        "outputs": list(output_names(DISTANCES, leader=True)),
+        "distances_m": DISTANCES,
+        "mean": [0.0] * 7 + [40.0, 0.0],
+        "std": [0.5, 0.05] + [0.01] * 5 + [15.0, 2.0],
+        "leader_range_m": 60.0,
+    }
+    obs = {"image": np.zeros((66, 200, 3), np.uint8), "speed": np.array([15.0], np.float32)}
+    straight = (0.0,) * len(DISTANCES)
+    actions = {}
+    for gap in (10.0, 60.0):
+        profile = LaneProfile(0.0, 0.0, tuple(DISTANCES), straight, (gap, 5.0))
+        driver = _constant_net(tmp_path, profile, record)
+        driver.reset()
+        actions[gap] = driver.act(obs)
+        assert driver.estimate["gap_ahead"] == pytest.approx(gap, rel=1e-4)
+    assert actions[10.0][1] < -0.5  # brakes hard behind a car 10 m ahead, 5 m/s slower
+    assert actions[60.0][1] == pytest.approx(0.0, abs=1e-5)  # none in range: holds the limit
 
 
 def test_a_bend_ahead_slows_the_direct_driver_before_it_reaches_it():

@@ -84,6 +84,23 @@ def test_perception_error_is_estimate_minus_truth():
     )
 
 
+def test_the_gap_error_counts_no_car_within_range_as_a_gap_at_the_range():
+    truth = {"gap_ahead": float("inf"), "closing_speed": 0.0}  # nobody ahead
+    assert perception_error({"gap_ahead": 60.0, "closing_speed": 0.0}, truth) == {
+        "gap_ahead": 0.0,
+        "closing_speed": 0.0,
+    }
+    far = {"gap_ahead": 80.0, "closing_speed": 3.0}  # a car beyond the expert's 60 m
+    assert perception_error({"gap_ahead": 75.0, "closing_speed": 0.0}, far) == {
+        "gap_ahead": 0.0,
+        "closing_speed": 0.0,
+    }
+    near = {"gap_ahead": 20.0, "closing_speed": 3.0}
+    errors = perception_error({"gap_ahead": 60.0, "closing_speed": 0.0}, near)  # missed it
+    assert errors == {"gap_ahead": 40.0, "closing_speed": -3.0}
+    assert errors["gap_ahead"] > TOLERANCE["gap_ahead"]
+
+
 def test_camera_is_chosen_for_built_in_drivers_and_refused_otherwise(tmp_path):
     assert policy_world("modular", camera="dashcam").camera.kind == "dashcam"
     held_out = policy_world("modular", appearance="held-out", camera="dashcam")
