@@ -4,10 +4,13 @@
         --pilotnet logs/demo/run/best.pt logs/demo-s1/run/best.pt logs/demo-s2/run/best.pt \
         --direct logs/dp0/best.pt logs/dp1/best.pt logs/dp2/best.pt
     python scripts/compare_drivers.py --out /tmp/compare --roads 3 --quick      # a smoke test
+    python scripts/compare_drivers.py --out logs/compare-traffic --scenario winding-traffic \
+        --worlds "as trained" --pilotnet ... --direct ...       # in traffic (default density)
 
 Drivers (each sees the same dashcam frames and speedometer, on the same roads):
     expert     privileged: drives from ground truth (the reference row)
-    modular    hand-built: OpenCV lane finding on the frame, the expert's control law
+    modular    hand-built: OpenCV lane finding on the frame (and the car ahead in traffic), the
+               expert's control law (and the traffic expert's IDM, in its lane)
     pilotnet   end-to-end: the PilotNet checkpoints given (one per training seed)
     direct     direct perception: checkpoints of a net that predicts the lane quantities, driven
                by the expert's control law (one per training seed), when given
@@ -51,9 +54,14 @@ ROWS = (  # (metrics.json key, row label, format)
     ("speed_ratio_to_expert", "speed / expert's", "{:.3f}"),
     ("crashes", "crashes", "{:.1f}"),
     ("interventions", "interventions", "{:.1f}"),
+    ("clean_share", "clean: no collision, on the road", "{:.1%}"),
+    ("collisions_per_km", "collisions / km", "{:.3f}"),
+    ("lane_changes_per_km", "lane changes / km", "{:.2f}"),
     ("perception_lateral_offset_mean", "perception: abs offset error [m]", "{:.3f}"),
     ("perception_heading_error_mean", "perception: abs heading error [rad]", "{:.4f}"),
     ("perception_curvature_mean", "perception: abs curvature error [1/m]", "{:.4f}"),
+    ("perception_gap_ahead_mean", "perception: abs gap ahead error [m]", "{:.2f}"),
+    ("perception_closing_speed_mean", "perception: abs closing speed error [m/s]", "{:.2f}"),
     ("interventions_perception", "interventions: perception first", "{:.1f}"),
     ("interventions_control", "interventions: control on good estimates", "{:.1f}"),
 )
@@ -64,7 +72,8 @@ EXPOSES = {
     "modular": "every stage: the bird's-eye warp, the markings found, the lane model, its "
     "offset / heading / curvature against the truth",
     "pilotnet": "only where it looks (VisualBackProp saliency, `drive saliency`)",
-    "direct": "its 7 lane quantities, each against the truth; saliency of its trunk",
+    "direct": "its lane quantities (and the car ahead in traffic), each against the truth; "
+    "saliency of its trunk",
 }
 """What each driver shows of why it drove as it did (the interpretability claim)."""
 
@@ -81,6 +90,11 @@ class CompareConfig:
     """end-to-end checkpoints, one per training seed"""
     direct: list[Path] = field(default_factory=list)
     """direct-perception checkpoints, one per training seed"""
+    scenario: str = ""
+    """scenario every driver drives in (e.g. winding-traffic); empty: each driver's own (the
+    built-in drivers: winding-road)"""
+    density: str = ""
+    """traffic density in the traffic scenarios; empty: each driver's own (default)"""
     worlds: list[str] = field(
         default_factory=lambda: ["as trained", "held-out looks", "bends 20-40 m", "lanes 2.8-3.2 m"]
     )
@@ -119,19 +133,21 @@ def evaluate_one(cfg: CompareConfig, name: str, spec: str, world_name: str) -> d
         compare_expert=not cfg.quick,
         clips=not cfg.quick,
         camera="dashcam" if spec in BUILT_IN else "",
+        scenario=cfg.scenario,
+        density=cfg.density,
     )
     world = shifted(world_name, run.validate())
     print(f"[{name} / {world_name}] {spec} -> {run.out}", flush=True)
     return evaluate(run, world)["overall"]
 
 
-def frame_cost(specs: dict[str, str], frames: int) -> dict[str, float]:
-    """Per-frame time [ms] of each driver's act(), on the same dashcam frames (the expert drives
-    one held-out road to make them), timed side by side in this process on one thread."""
+def frame_cost(specs: dict[str, str], frames: int, world: World) -> dict[str, float]:
+    """Per-frame time [ms] of each driver's act(), on the same dashcam frames of `world` (the
+    expert drives one held-out road to make them), timed side by side in this process on one
+    thread."""
     import torch
 
     torch.set_num_threads(1)
-    world = policy_world("modular", camera="dashcam")
     env, _, expert = drivers("expert", world)
     obs, _ = env.reset(seed=1_000_000)
     expert.reset()
@@ -212,7 +228,8 @@ def table(results: dict[str, list[dict]], cost: dict[str, float]) -> str:
         str(len(results[d])) for d in names) + " |")  # fmt: skip
     for key, label, fmt in ROWS:
         cells = [_cell([r.get(key) for r in results[d]], fmt) for d in names]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(cell != "-" for cell in cells):  # traffic rows only in traffic
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     costs = " | ".join(f"{cost[d]:.2f}" if d in cost else "-" for d in names)
     lines.append(f"| per-frame cost [ms, 1 core] | {costs} |")
     return "\n".join(lines)
@@ -262,11 +279,12 @@ def claims(
 
 def main(cfg: CompareConfig) -> None:
     """Run every evaluation (cached), time each driver's frame cost, write the tables."""
-    for name in cfg.worlds:  # a bad name fails before any drive, in one line
-        try:
-            shifted(name, policy_world("modular", camera="dashcam"))
-        except ValueError as err:
-            raise SystemExit(f"error: {err}") from None
+    try:  # a bad world fails before any drive, in one line
+        world = policy_world("modular", cfg.scenario, cfg.density, camera="dashcam")
+        for name in cfg.worlds:
+            shifted(name, world)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     entries = {"expert": ["expert"], "modular": ["modular"]}
     if cfg.pilotnet:
         entries["pilotnet"] = [str(p) for p in cfg.pilotnet]
@@ -279,7 +297,7 @@ def main(cfg: CompareConfig) -> None:
                 evaluate_one(cfg, name if name in BUILT_IN else f"{name}-{i}", spec, world_name)
                 for i, spec in enumerate(specs)
             ]
-    cost = frame_cost({name: specs[0] for name, specs in entries.items()}, cfg.cost_frames)
+    cost = frame_cost({name: specs[0] for name, specs in entries.items()}, cfg.cost_frames, world)
     records = {
         name: [training_record(Path(s)) for s in specs]
         for name, specs in entries.items()

@@ -86,3 +86,17 @@ def test_every_driver_on_the_same_road_in_two_worlds_gives_tables_and_claims(tmp
     assert summary["results"]["expert"]["as trained"][0]["success_rate"] == 1.0
     assert set(summary["cost_ms"]) == {"expert", "modular", "pilotnet"}
     assert "hand-set constants" in text and "not separable" in text
+
+
+def test_in_traffic_the_built_in_drivers_drive_among_cars_and_the_table_has_their_rows(tmp_path):
+    cfg = cd.CompareConfig(
+        out=tmp_path / "cmp", roads=1, scenario="winding-traffic", density="dense",
+        worlds=["as trained"], workers=1, cost_frames=3, quick=True,
+    )  # fmt: skip
+    cd.main(cfg)
+    metrics = json.loads((cfg.out / "modular" / "as-trained" / "metrics.json").read_text())
+    assert metrics["world"]["scenario"] == "winding-traffic"
+    assert metrics["world"]["density"] == "dense"
+    assert "perception_gap_ahead_mean" in metrics["overall"]  # it estimated the car ahead
+    text = (cfg.out / "comparison.md").read_text()
+    assert "| collisions / km |" in text and "| perception: abs gap ahead error [m] |" in text
