@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,21 @@ def evaluate_one(cfg: CompareConfig, name: str, spec: str, world_name: str) -> d
     )
     world = shifted(world_name, run.validate())
     print(f"[{name} / {world_name}] {spec} -> {run.out}", flush=True)
+    if name != "expert":
+        reuse_expert(cfg.out / "expert" / folder_name(world_name), run.out)
     return evaluate(run, world)["overall"]
+
+
+def reuse_expert(expert_out: Path, out: Path) -> None:
+    """Offer the expert's drives of one world (its evaluation in `expert_out`) as the expert
+    beside the evaluation in `out`: its cache takes a road only where the world and the road are
+    the same (`driving.rollout.evaluate`), so the expert drives each road once, not once per
+    driver."""
+    target = out / "episodes" / "expert"
+    for path in sorted((expert_out / "episodes" / "policy").glob("*.json")):
+        if not (target / path.name).exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / path.name)
 
 
 def frame_cost(specs: dict[str, str], frames: int, world: World) -> dict[str, float]:

@@ -100,3 +100,14 @@ def test_in_traffic_the_built_in_drivers_drive_among_cars_and_the_table_has_thei
     assert "perception_gap_ahead_mean" in metrics["overall"]  # it estimated the car ahead
     text = (cfg.out / "comparison.md").read_text()
     assert "| collisions / km |" in text and "| perception: abs gap ahead error [m] |" in text
+
+
+def test_the_expert_drives_each_road_once_and_is_the_expert_beside_every_driver(tmp_path):
+    cfg = cd.CompareConfig(out=tmp_path / "cmp", roads=1, worlds=["as trained"], workers=1)
+    own = cd.evaluate_one(cfg, "expert", "expert", "as trained")
+    cd.evaluate_one(cfg, "modular", "modular", "as trained")
+    copied = sorted((cfg.out / "modular" / "as-trained" / "episodes" / "expert").glob("*.json"))
+    drove = sorted((cfg.out / "expert" / "as-trained" / "episodes" / "policy").glob("*.json"))
+    assert [p.name for p in copied] == [p.name for p in drove] and len(drove) == 1
+    beside = json.loads((cfg.out / "modular" / "as-trained" / "metrics.json").read_text())
+    assert beside["expert"]["overall"]["mean_speed"] == own["mean_speed"]
