@@ -71,7 +71,7 @@ MODULAR_CODE = Path(__file__).resolve().parents[1] / "driving" / "modular"
 EXPOSES = {
     "expert": "ground truth (privileged)",
     "modular": "every stage: the bird's-eye warp, the markings found, the lane model, its "
-    "offset / heading / curvature against the truth",
+    "offset / heading / curvature (and the car ahead in traffic) against the truth",
     "pilotnet": "only where it looks (VisualBackProp saliency, `drive saliency`)",
     "direct": "its lane quantities (and the car ahead in traffic), each against the truth; "
     "saliency of its trunk",
