@@ -4,8 +4,9 @@ exposes its estimates (`driving.modular`), and its per-frame perception error.
 A driver with an explicit state sets `policy.estimate` (lateral offset [m], heading error [rad],
 curvature [1/m] perceived in the frame it was just shown; in traffic also the gap [m] and closing
 speed [m/s] to the car ahead, compared with the truth capped as the traffic expert reads it:
-no car within `LEADER_RANGE` is a gap of `LEADER_RANGE` closing at 0); `driving.rollout.loop.drive` logs it
-in `info["estimate"]` beside the ground truth of that frame, `info["estimate_truth"]`. Here:
+no car within `LEADER_RANGE` is a gap of `LEADER_RANGE` closing at 0);
+`driving.rollout.loop.drive` logs it in `info["estimate"]` beside the ground truth of that frame,
+`info["estimate_truth"]`. Here:
 
 - perception error of a frame: estimate - truth, per quantity; beyond `TOLERANCE` it is an error.
 - an intervention is put down to **perception** when, within the `WINDOW_S` before it (and since
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.traffic_expert import TrafficExpertConfig
+from driving.modular.cars import LEADER_RANGE
 
 QUANTITIES = ("lateral_offset", "heading_error", "curvature", "gap_ahead", "closing_speed")
 """What the state-based drivers estimate: the ground truth of `envs.wrapper.ground_truth` (and
@@ -36,8 +37,6 @@ TOLERANCE = {
 a heading that puts the car 1 m off in 10 m [rad], a 50 m bend seen as straight [1/m], a fifth
 of the gap the expert keeps at the speed limit [m], closing speed: a car 2 m/s slower unseen
 [m/s]."""
-LEADER_RANGE = TrafficExpertConfig().sensing_range
-"""Cars ahead farther than this [m] are not read by the traffic expert (nor estimated)."""
 WINDOW_S = 3.0
 """How far before an intervention a perception error is looked for [s]."""
 STRAY_M = 0.5
