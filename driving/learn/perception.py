@@ -6,10 +6,10 @@ from the same frames, the quantities the control law reads, recorded from ground
 collection time (`driving.record.collect`): the lateral offset [m], the heading error [rad] and
 the lane's curvature [1/m] at the distances of `meta["curvature_ahead_m"]` (0 to 40 m ahead,
 every 10 m: `envs.expert.CURVATURE_AHEAD_M`), and in traffic the gap to the car ahead [m] (capped
-at `meta["leader_range_m"]`) and the closing speed on it [m/s], what the traffic expert's IDM reads. Each output is normalised to the training set's
-mean 0 and standard deviation 1, so that a curvature of 0.01 1/m counts as much in the loss as an
-offset of 0.5 m; the checkpoint keeps the normalisation (`extra["perception"]`) and the output
-names (`model_config["outputs"]`). Training samples the frames as for the end-to-end net (curve
+at `meta["leader_range_m"]`) and the closing speed on it [m/s], what the traffic expert's IDM
+reads. Each output is normalised to the training set's mean 0 and standard deviation 1, so that
+a curvature of 0.01 1/m counts as much in the loss as an offset of 0.5 m; the checkpoint keeps
+the normalisation (`extra["perception"]`) and the output names (`model_config["outputs"]`). Training samples the frames as for the end-to-end net (curve
 over-sampling by the expert's steering), so both learn from exactly the same batches.
 
 `DirectDriver` runs the net on each frame, turns its output into a `LaneProfile` (curvature
@@ -172,7 +172,9 @@ class LaneProfile:
             "heading_error": self.heading_error,
             "curvature": self.curvature,
         }
-        return lane if self.leader is None else {**lane, **dict(zip(LEADER_OUTPUTS, self.leader))}
+        if self.leader is None:
+            return lane
+        return {**lane, **dict(zip(LEADER_OUTPUTS, self.leader, strict=True))}
 
 
 class DirectDriver:

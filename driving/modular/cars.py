@@ -118,9 +118,7 @@ class CarPerception:
             return self.last
         if self.track and abs(gap - self._predicted()) > NEW_CAR_SHARE * gap + NEW_CAR_M:
             self.track = []  # another car
-        self.track = [(t, g) for t, g in self.track if self.time - t < TRACK_S] + [
-            (self.time, gap)
-        ]
+        self.track = [(t, g) for t, g in self.track if self.time - t < TRACK_S] + [(self.time, gap)]
         times, gaps = np.array(self.track).T
         closing = -float(np.polyfit(times, gaps, 1)[0]) if len(self.track) >= 3 else 0.0
         self.last = CarEstimate(gap, closing)

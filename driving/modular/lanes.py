@@ -3,9 +3,10 @@ model fitted to them, and the lane-frame state the controllers need.
 
 Per frame, with nothing learned and no ground truth:
 1. `BirdsEye.warp`: the frame onto the metric grid (`driving.modular.birdseye`).
-2. `extract`: boundary evidence (none on or beside another car: `driving.modular.cars`). Markings: a white-top-hat across the rows (grey level above the
-   darkest of its `TOPHAT_M` neighbourhood: a bright line narrower than that), kept above a share
-   of the frame's strongest response, so that the threshold follows the look's contrast. Road
+2. `extract`: boundary evidence (none on or beside another car: `driving.modular.cars`).
+   Markings: a white-top-hat across the rows (grey level above the darkest of its `TOPHAT_M`
+   neighbourhood: a bright line narrower than that), kept above a share of the frame's strongest
+   response, so that the threshold follows the look's contrast. Road
    edges: where the grey-level saturation (asphalt is grey, verges are green or brown) jumps
    across a row. Both are boundaries of a lane; a marking is drawn on every road edge.
 3. `fit_lane`: the ego lane's two boundaries start at the strongest evidence nearest the car on
