@@ -9,8 +9,9 @@ every 10 m: `envs.expert.CURVATURE_AHEAD_M`), and in traffic the gap to the car 
 at `meta["leader_range_m"]`) and the closing speed on it [m/s], what the traffic expert's IDM
 reads. Each output is normalised to the training set's mean 0 and standard deviation 1, so that
 a curvature of 0.01 1/m counts as much in the loss as an offset of 0.5 m; the checkpoint keeps
-the normalisation (`extra["perception"]`) and the output names (`model_config["outputs"]`). Training samples the frames as for the end-to-end net (curve
-over-sampling by the expert's steering), so both learn from exactly the same batches.
+the normalisation (`extra["perception"]`) and the output names (`model_config["outputs"]`).
+Training samples the frames as for the end-to-end net (curve over-sampling by the expert's
+steering), so both learn from exactly the same batches.
 
 `DirectDriver` runs the net on each frame, turns its output into a `LaneProfile` (curvature
 between the distances interpolated linearly; the car ahead in traffic) and drives it with
