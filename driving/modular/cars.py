@@ -96,11 +96,11 @@ class CarPerception:
         self.time = 0.0
         self.last = CarEstimate(LEADER_RANGE, 0.0)
 
-    def gap(self, frame: np.ndarray, lane) -> float:
-        """Bumper-to-bumper distance [m] to the nearest car pixel on the ground in the lane
-        corridor of `lane` (a `driving.modular.lanes.LaneEstimate`), or `LEADER_RANGE`."""
-        mask = car_pixels(frame)
-        x, y = self.x[mask], self.y[mask]
+    def gap(self, cars: np.ndarray, lane) -> float:
+        """Bumper-to-bumper distance [m] to the nearest of the car pixels `cars` ((H, W) bool,
+        `car_pixels`) on the ground in the lane corridor of `lane` (a
+        `driving.modular.lanes.LaneEstimate`), or `LEADER_RANGE`."""
+        x, y = self.x[cars], self.y[cars]
         near = x - self.front < LEADER_RANGE
         x, y = x[near], y[near]
         inside = np.abs(y - lane.centre_y(x)) < lane.lane_width / 2
@@ -108,10 +108,11 @@ class CarPerception:
             return LEADER_RANGE
         return float(x[inside].min() - self.front)
 
-    def estimate(self, frame: np.ndarray, lane) -> CarEstimate:
-        """The car ahead in `frame` ((H, W, 3) uint8 RGB), in the lane `lane` perceived in it."""
+    def estimate(self, frame: np.ndarray, lane, cars: np.ndarray | None = None) -> CarEstimate:
+        """The car ahead in `frame` ((H, W, 3) uint8 RGB), in the lane `lane` perceived in it;
+        `cars`: its `car_pixels` where already found (the lane finder finds them too)."""
         self.time += self.dt
-        gap = self.gap(frame, lane)
+        gap = self.gap(car_pixels(frame) if cars is None else cars, lane)
         if gap >= LEADER_RANGE:
             self.track = []
             self.last = CarEstimate(LEADER_RANGE, 0.0)

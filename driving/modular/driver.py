@@ -147,7 +147,7 @@ class ModularDriver:
         self.lane = self.lanes.estimate(obs["image"])
         self.estimate = self.lane.as_dict()
         if self.cars is not None:
-            self.car = self.cars.estimate(obs["image"], self.lane)
+            self.car = self.cars.estimate(obs["image"], self.lane, self.lanes.cars)
             self.estimate |= {"gap_ahead": self.car.gap, "closing_speed": self.car.closing_speed}
         return self.lane
 

@@ -231,11 +231,12 @@ class LanePerception:
         self.width = DEFAULT_WIDTH_M
         self.last = LaneEstimate(0.0, 0.0, 0.0, 0.0, DEFAULT_WIDTH_M, 0)
         self.shape = (0.0, 0.0, 0.0)  # the last lane model's b, c, d: straight ahead
+        self.cars: np.ndarray | None = None  # the last frame's car pixels (`car_pixels`)
 
     def estimate(self, frame: np.ndarray) -> LaneEstimate:
         """The lane-frame state seen in `frame` ((H, W, 3) uint8 RGB of the camera)."""
         evidence = extract(self.view.warp(frame), self.view.valid)
-        cars = car_pixels(frame)
+        cars = self.cars = car_pixels(frame)
         if cars.any():  # a car's outline is no lane boundary (nor is the road it hides)
             hidden = cv2.dilate(self.view.warp_mask(cars).astype(np.uint8), CAR_MARGIN)
             evidence[hidden > 0] = 0.0
