@@ -2,7 +2,7 @@
 
     table = LaneTable(network)             # straight and circular lanes only (`supported`)
     s, r = table.local(rows, positions)    # (N,) lane rows, (N, 2) world positions [m]
-    rows = table.closest(positions, headings, rows)
+    rows, s, r = table.closest(positions, headings, rows)  # and each car's (s, r) in it
 
 highway-env computes these car by car (`lane.local_coordinates`, `RoadNetwork.
 get_closest_lane_index`), a few numpy calls on 2-vectors each; here each is one expression over
@@ -125,22 +125,26 @@ class LaneTable:
         return np.where(p[:, _CIRCULAR] > 0, phi + np.pi / 2 * turn, p[:, _HEADING])
 
     def distance(self, rows: np.ndarray, positions: np.ndarray, headings: np.ndarray):
-        """`lane.distance_with_heading(position, heading)` of each (row, position, heading)."""
+        """`lane.distance_with_heading(position, heading)` of each (row, position, heading),
+        and the lane coordinates (s, r) [m] it was computed from."""
         s, r = self.local(rows, positions)
         angle = np.abs(wrap_to_pi(headings - self.heading_at(rows, s)))
-        return np.abs(r) + np.maximum(s - self.length[rows], 0) + np.maximum(0 - s, 0) + angle
+        d = np.abs(r) + np.maximum(s - self.length[rows], 0) + np.maximum(0 - s, 0) + angle
+        return d, s, r
 
     def closest(
         self, positions: np.ndarray, headings: np.ndarray, guesses: np.ndarray
-    ) -> np.ndarray | None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Rows of the lanes `get_closest_lane_index` picks for each car, given a guess (its
-        previous lane) per car; None if a distance is not finite (let highway-env decide)."""
+        previous lane) per car, and each car's coordinates (s, r) [m] in its lane (`local`);
+        None if a distance is not finite (let highway-env decide)."""
         count = len(positions)
         distances = np.full((count, len(self.lanes)), np.inf)  # inf: not evaluated
+        coordinates = np.empty((2, count, len(self.lanes)))  # (s, r) where evaluated
         rows = self.nearby[guesses].ravel()  # the lanes around the previous one, first
         cars = np.repeat(np.arange(count), self.nearby.shape[1])
-        exact = self.distance(rows, positions[cars], headings[cars])
-        distances[cars, rows] = exact
+        exact, *local = self.distance(rows, positions[cars], headings[cars])
+        distances[cars, rows], coordinates[:, cars, rows] = exact, local
         upper = distances.min(axis=1)  # (N,) the answer is no further
         x, y = positions[:, :1], positions[:, 1:]
         b = self.boxes
@@ -149,9 +153,11 @@ class LaneTable:
         bound = np.hypot(dx, dy)  # (N, L) never more than the lane's distance
         cars, rows = np.nonzero((bound <= upper[:, None] + _TOLERANCE) & np.isinf(distances))
         if len(cars):  # lanes further away that might still be closer
-            more = self.distance(rows, positions[cars], headings[cars])
-            distances[cars, rows] = more
+            more, *local = self.distance(rows, positions[cars], headings[cars])
+            distances[cars, rows], coordinates[:, cars, rows] = more, local
             exact = np.concatenate([exact, more])
         if not np.isfinite(exact).all():
             return None
-        return np.argmin(distances, axis=1)  # the first minimum in the network's order
+        chosen = np.argmin(distances, axis=1)  # the first minimum in the network's order
+        s, r = coordinates[:, np.arange(count), chosen]
+        return chosen, s, r

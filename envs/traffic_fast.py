@@ -24,6 +24,9 @@ drive replays identically either way (tests/envs/test_traffic_fast.py compares e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from math import cos, sin
+from operator import attrgetter
 
 import numpy as np
 from highway_env.road.road import LaneIndex
@@ -33,22 +36,27 @@ from highway_env.vehicle.kinematics import Vehicle
 from envs.lane_table import LaneTable, wrap_to_pi
 from envs.road import Road
 from envs.traffic import LANE_MARGIN, RoadFrame, TrafficRoad
-from envs.traffic_models import Cars, clip, idm, mobil, not_zero
+from envs.traffic_models import Cars, clip, idm, mobil, mobil_pairs, not_zero
 
 _END_SLACK = 1e-6  # [m] `follow_road` is called this much earlier than needed; it re-checks
 _CLEAR = 1e-6  # [m] pairs further apart than this skip highway-env's polygon test
-_STEPPED = (Vehicle, IDMVehicle)  # exact classes whose step is computed here
+_STEPPED = frozenset({Vehicle, IDMVehicle})  # exact classes whose step is computed here
 
 
 @dataclass
 class _Where:
-    """What the frame was computed from: positions (N, 2) [m], each car's lane (table rows)
-    and longitudinal coordinate in it (N,) [m], and each car's index (by id)."""
+    """What the frame was computed from: positions (N, 2) [m], each car's lane (table rows),
+    longitudinal and lateral coordinates in it (N,) [m], and each car's index (by id)."""
 
     positions: np.ndarray
     rows: np.ndarray
     s: np.ndarray
+    r: np.ndarray
     order: dict[int, int]
+
+    @classmethod
+    def empty(cls) -> _Where:
+        return cls(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), {})
 
 
 @dataclass
@@ -60,12 +68,20 @@ class _Neighbours:
     rear: np.ndarray  # (N, lanes)
 
 
+@cache
+def _others(count: int) -> np.ndarray:
+    """(count, count) True off the diagonal (read only)."""
+    others = ~np.eye(count, dtype=bool)
+    others.flags.writeable = False
+    return others
+
+
 def _neighbour_table(frame: RoadFrame, road_map: Road) -> _Neighbours:
     """`TrafficRoad.neighbours(progress, lane, exclude=car)` for every car and lane at once."""
     progress, width = frame.progress, road_map.lane_width
     centres = np.arange(road_map.lanes)[:, None] * width  # (L, 1) [m]
     in_lane = np.abs(frame.lateral[None, :] - centres) <= width / 2 + LANE_MARGIN  # (L, N)
-    in_lane = in_lane[:, None, :] & ~np.eye(len(progress), dtype=bool)  # (L, i, j): j not i
+    in_lane = in_lane[:, None, :] & _others(len(progress))  # (L, i, j): j not i
     ahead = in_lane & (progress[None, :] >= progress[:, None])  # j level with or ahead of i
     behind = in_lane & (progress[None, :] < progress[:, None])
     nearest = np.argmin(np.where(ahead, progress, np.inf), axis=2)  # the first minimum
@@ -83,43 +99,48 @@ class FastTrafficRoad(TrafficRoad):
         super().__init__(road_map, np_random)
         self.table = LaneTable(self.network)
         self._neighbours: _Neighbours | None = None  # set while `act` runs
-        self._where = _Where(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), {})
+        self._where = _Where.empty()
 
     def _arrays_apply(self) -> bool:
         """Whether this step can be computed here (else highway-env's code runs)."""
         return (
             self.table.supported
             and not self.record_history
-            and all(type(v) in _STEPPED for v in self.vehicles)
+            and set(map(type, self.vehicles)) <= _STEPPED
         )
 
     def _rows(self, vehicles: list[Vehicle], attribute: str = "lane_index") -> np.ndarray:
         """Table rows of each vehicle's lane (or of another lane index attribute)."""
-        rows = self.table.rows
-        return np.array([rows[getattr(v, attribute)] for v in vehicles], dtype=np.int64)
+        lanes = map(attrgetter(attribute), vehicles)
+        return np.fromiter(map(self.table.rows.__getitem__, lanes), np.int64, len(vehicles))
 
     def frame(self) -> RoadFrame:
         """Places of all vehicles (as `TrafficRoad.place` computes them), once per step."""
         if self._frame is not None and len(self._frame.vehicles) == len(self.vehicles):
             return self._frame
         if not self.table.supported:
-            self._where = _Where(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), {})
+            self._where = _Where.empty()
             return super().frame()
         vehicles = list(self.vehicles)
         positions = np.array([v.position for v in vehicles], dtype=float).reshape(-1, 2)
         return self._make_frame(vehicles, self._rows(vehicles), positions)
 
     def _make_frame(
-        self, vehicles: list[Vehicle], rows: np.ndarray, positions: np.ndarray
+        self,
+        vehicles: list[Vehicle],
+        rows: np.ndarray,
+        positions: np.ndarray,
+        local: list[np.ndarray] | None = None,
     ) -> RoadFrame:
-        """The frame of `vehicles` in lanes `rows` at `positions` (N, 2) [m]."""
+        """The frame of `vehicles` in lanes `rows` at `positions` (N, 2) [m]; `local`: their
+        lane coordinates (s, r) there [m] where already known."""
         t = self.table
-        s, r = t.local(rows, positions)
+        s, r = t.local(rows, positions) if local is None else local
         starts = self.road_map.segment_starts[t.segment[rows]]
         progress = starts + s * t.length[t.lane_0[rows]] / t.length[rows]
         lateral = t.lane_id[rows] * self.road_map.lane_width + r
         self._frame = RoadFrame(vehicles, progress, lateral)
-        self._where = _Where(positions, rows, s, {id(v): i for i, v in enumerate(vehicles)})
+        self._where = _Where(positions, rows, s, r, {id(v): i for i, v in enumerate(vehicles)})
         return self._frame
 
     def place(self, vehicle: Vehicle) -> tuple[float, float]:
@@ -167,54 +188,68 @@ class FastTrafficRoad(TrafficRoad):
     def _act_idm(self, idm_cars: list[IDMVehicle], table: _Neighbours, frame: RoadFrame) -> None:
         """IDMVehicle.act of every car in `idm_cars` (none crashed)."""
         where = self._where
-        who = np.array([where.order[id(v)] for v in idm_cars], dtype=np.int64)
+        who = np.fromiter(map(where.order.__getitem__, map(id, idm_cars)), np.int64, len(idm_cars))
         state = np.array([
             (v.speed, v.heading, getattr(v, "target_speed", 0.0), getattr(v, "DELTA", 0.0))
             for v in frame.vehicles
         ])  # fmt: skip
-        cars = Cars(where.positions, where.s, where.rows, *state.T)
+        cars = Cars.of(where.positions, where.s, where.rows, *state.T)
         positions = where.positions[who]
         before = self._rows(idm_cars, "target_lane_index")
-        s, r = self.table.local(before, positions)  # in the target lanes before the decisions
-        targets = self._decide(idm_cars, who, cars, table, before, s)
+        if np.array_equal(before, where.rows[who]):  # no car changing lanes: the frame's
+            s, r = where.s[who], where.r[who]
+        else:  # coordinates in the target lanes before the decisions
+            s, r = self.table.local(before, positions)
+        # IDM of every car behind its leader in every lane (its own lane's, and a target lane's
+        # during a lane change), and the other cars' that MOBIL weighs: all in one evaluation.
+        n, count = len(idm_cars), self.road_map.lanes
+        k, side, candidates = self._candidates(idm_cars, who, cars, before)
+        drivers, leaders = mobil_pairs(
+            self.table, cars, table.front, table.rear, who[k], candidates
+        )
+        drivers = np.concatenate([np.repeat(who, count), drivers])
+        leaders = np.concatenate([table.front[who].ravel(), leaders])
+        delta = np.concatenate([np.repeat(cars.delta[who], count), np.tile(cars.delta[who[k]], 4)])
+        accelerations = idm(self.table, cars, drivers, leaders, delta)
+        follow = accelerations[: n * count].reshape(n, count)  # (car, lane)
+        wants = np.zeros((n, 2), dtype=bool)
+        if len(k):
+            lanes = self.table.lane_id
+            own, aside = follow[k, lanes[where.rows[who[k]]]], follow[k, lanes[candidates]]
+            others = accelerations[n * count :].reshape(4, -1)
+            wants[k, side] = mobil(self.table, cars, who[k], candidates, own, aside, others)
+        targets = self._decide(idm_cars, before, s, wants)
         if not np.array_equal(targets, before):  # usually no car has changed its target lane
             s, r = self.table.local(targets, positions)
         steering = self._steering(targets, state[who], s, r)
-        own = where.rows[who]
-        changing = np.flatnonzero(targets != own)
-        lanes = self.table.lane_id
-        # IDM behind the leader in the own lane, and in the target lane during a lane change.
-        ids = np.concatenate([np.arange(len(idm_cars)), changing])
-        fronts = table.front[who[ids], np.concatenate([lanes[own], lanes[targets[changing]]])]
-        accel = idm(self.table, cars, who[ids], fronts, cars.delta[who[ids]])
-        accel, during = accel[: len(idm_cars)], accel[len(idm_cars) :]
-        accel[changing] = np.minimum(accel[changing], during)
+        lanes, everyone = self.table.lane_id, np.arange(n)
+        accel = follow[everyone, lanes[where.rows[who]]]
+        during = follow[everyone, lanes[targets]]  # behind the leader in the target lane
+        accel = np.where(targets != where.rows[who], np.minimum(accel, during), accel)
         accel = clip(accel, -IDMVehicle.ACC_MAX, IDMVehicle.ACC_MAX)
         for v, steer, acceleration in zip(idm_cars, steering.tolist(), accel.tolist(), strict=True):
             v.action = {"steering": steer, "acceleration": acceleration}
 
+    def _candidates(
+        self, idm_cars: list[IDMVehicle], who: np.ndarray, cars: Cars, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (car, side) pairs MOBIL weighs this step, as index arrays (k into `idm_cars`,
+        side 0 = left, 1 = right), and the table rows of those side lanes: cars whose decision
+        timer is due, not changing lanes (target lanes `rows`), beside a lane. MOBIL reads only
+        positions, speeds and lanes, which no decision changes, so it can run before them."""
+        timers = np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars], dtype=bool)
+        due = (rows == cars.rows[who]) & timers
+        k, side = np.nonzero((self.table.sides[rows] >= 0) & due[:, None])
+        return k, side, self.table.sides[rows[k], side]
+
     def _decide(
-        self,
-        idm_cars: list[IDMVehicle],
-        who: np.ndarray,
-        cars: Cars,
-        table: _Neighbours,
-        rows: np.ndarray,
-        s: np.ndarray,
+        self, idm_cars: list[IDMVehicle], rows: np.ndarray, s: np.ndarray, wants: np.ndarray
     ) -> np.ndarray:
         """highway-env's lane decisions (`follow_road`, `change_lane_policy`), car by car in
-        the road's order where they can act, MOBIL's arithmetic done for all cars first;
+        the road's order where they can act, MOBIL's answers `wants` (cars, left/right) given;
         `rows`: the target lanes before them, `s` [m]: each car's coordinate in its target
         lane; returns the table rows of the target lanes after them."""
         near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
-        # Cars that may weigh a lane change this step (the loop below re-checks each):
-        # MOBIL reads only positions, speeds and lanes, which no decision changes.
-        due = (rows == cars.rows[who]) & np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars])
-        wants = np.zeros((len(idm_cars), 2), dtype=bool)
-        k, side = np.nonzero((self.table.sides[rows] >= 0) & due[:, None])
-        if len(k):
-            lanes = self.table.sides[rows[k], side]
-            wants[k, side] = mobil(self.table, cars, table.front, table.rear, who[k], lanes)
         sides = self.table.sides[rows].tolist()
         for v, end, want, side in zip(
             idm_cars, near_end.tolist(), wants.tolist(), sides, strict=True
@@ -259,36 +294,40 @@ class FastTrafficRoad(TrafficRoad):
             if type(v) is IDMVehicle:
                 v.timer += dt
             v.clip_actions()
-        action = np.array([(v.action["steering"], v.action["acceleration"]) for v in vehicles])
-        state = np.array([(v.heading, v.speed, v.LENGTH) for v in vehicles], dtype=float)
-        heading, speed, length = state.T
-        positions = np.array([v.position for v in vehicles], dtype=float)
-        beta = np.arctan(1 / 2 * np.tan(action[:, 0]))
-        velocity = speed[:, None] * np.stack([np.cos(heading + beta), np.sin(heading + beta)], 1)
-        positions = positions + velocity * dt
+        state = np.array([
+            (a["steering"], a["acceleration"], v.heading, v.speed, v.LENGTH, *v.position)
+            for v in vehicles
+            for a in (v.action,)
+        ])  # fmt: skip
+        steering, acceleration, heading, speed, length = state[:, :5].T
+        beta = np.arctan(1 / 2 * np.tan(steering))
+        course = np.empty((len(vehicles), 2))  # filled column by column: np.stack's floats
+        course[:, 0], course[:, 1] = np.cos(heading + beta), np.sin(heading + beta)
+        positions = state[:, 5:] + speed[:, None] * course * dt
         for i, v in enumerate(vehicles):
             if v.impact is not None:
                 positions[i] += v.impact
                 v.crashed, v.impact = True, None
         heading = heading + speed * np.sin(beta) / (length / 2) * dt
-        speed = speed + action[:, 1] * dt
-        rows = self.table.closest(positions, heading, self._rows(vehicles))
+        speed = speed + acceleration * dt
+        found = self.table.closest(positions, heading, self._rows(vehicles))
         for v, position, h, u in zip(
             vehicles, positions, heading.tolist(), speed.tolist(), strict=True
         ):
             v.position[:] = position
             v.heading, v.speed = h, u
-        if rows is None:  # a distance that is not finite: highway-env's own scan decides
+        if found is None:  # a distance that is not finite: highway-env's own scan decides
             for v in vehicles:
                 v.lane_index = self.network.get_closest_lane_index(v.position, v.heading)
                 v.lane = self.network.get_lane(v.lane_index)
-            rows = self._rows(vehicles)
+            rows, local = self._rows(vehicles), None
         else:
+            rows, *local = found
             indexes, lanes = self.table.indexes, self.table.lanes
             for v, row in zip(vehicles, rows.tolist(), strict=True):
                 v.lane_index, v.lane = indexes[row], lanes[row]
         self._collide(positions, speed, dt)
-        self._make_frame(list(vehicles), rows, positions)
+        self._make_frame(list(vehicles), rows, positions, local)
 
     def _collide(self, positions: np.ndarray, speed: np.ndarray, dt: float) -> None:
         """highway-env's collision checks on the pairs that pass its distance pre-check."""
@@ -298,42 +337,31 @@ class FastTrafficRoad(TrafficRoad):
             offset = positions[None, :, :] - positions[:, None, :]  # (i, j): j's from i's
             distance = np.sqrt(np.vecdot(offset, offset))
             reach = (diagonal[:, None] + diagonal[None, :]) / 2 + speed[:, None] * dt
-            pairs = np.nonzero(np.triu(~(distance > reach), k=1))
-            apart = _apart(positions, speed, vehicles, pairs, dt)
-            for i, j in zip(pairs[0][~apart].tolist(), pairs[1][~apart].tolist(), strict=True):
-                vehicles[i].handle_collisions(vehicles[j], dt)
+            first, second = np.nonzero(~(distance > reach))  # row by row, as np.triu's
+            upper = first < second
+            for i, j in zip(first[upper].tolist(), second[upper].tolist(), strict=True):
+                if not _apart(vehicles[i], vehicles[j], dt):
+                    vehicles[i].handle_collisions(vehicles[j], dt)
         for vehicle in vehicles:
             for other in self.objects:
                 vehicle.handle_collisions(other, dt)
 
 
-def _apart(
-    positions: np.ndarray,
-    speed: np.ndarray,
-    vehicles: list[Vehicle],
-    pairs: tuple[np.ndarray, np.ndarray],
-    dt: float,
-) -> np.ndarray:
-    """(P,) True for the pairs whose rectangles, each swept by its step of motion, are more than
-    `_CLEAR` apart along one of their four axes: highway-env's separating-axis test (its
+def _apart(a: Vehicle, b: Vehicle, dt: float) -> bool:
+    """True if the rectangles of cars `a` and `b`, each swept by its step of motion, are more
+    than `_CLEAR` apart along one of their four axes: highway-env's separating-axis test (its
     `are_polygons_intersecting`) would find them neither intersecting nor about to, so the
     check would do nothing. The test is conservative (the whole relative motion is subtracted,
-    whichever way it points), so a pair it does not clear goes to highway-env's check."""
-    i, j = pairs
-    if not len(i):
-        return np.zeros(0, bool)
-    size = np.array([(v.heading, v.LENGTH / 2, v.WIDTH / 2) for v in vehicles])
-    heading, half_length, half_width = size[:, 0], size[:, 1], size[:, 2]
-    along = np.stack([np.cos(heading), np.sin(heading)], axis=1)  # (N, 2)
-    across = np.stack([-along[:, 1], along[:, 0]], axis=1)
-    axes = np.stack([along[i], across[i], along[j], across[j]], axis=1)  # (P, 4, 2)
-    extents = (
-        axes
-        * np.stack([half_length[i], half_width[i], half_length[j], half_width[j]], 1)[..., None]
-    )  # the half sides of both rectangles (P, 4, 2) [m]
-    offset = positions[j] - positions[i]  # (P, 2)
-    motion = (speed[i, None] * along[i] - speed[j, None] * along[j]) * dt
-    reach = np.abs(np.einsum("pad,pkd->pak", axes, extents)).sum(axis=2)  # (P, 4)
-    gap = np.abs(np.einsum("pad,pd->pa", axes, offset)) - reach
-    gap -= np.abs(np.einsum("pad,pd->pa", axes, motion))
-    return (gap > _CLEAR).any(axis=1)
+    whichever way it points), so a pair it does not clear goes to highway-env's check. Plain
+    floats: a step has a handful of close pairs, too few for arrays to pay."""
+    ca, sa, cb, sb = cos(a.heading), sin(a.heading), cos(b.heading), sin(b.heading)
+    axes = ((ca, sa), (-sa, ca), (cb, sb), (-sb, cb))  # each rectangle's along and across
+    halves = (a.LENGTH / 2, a.WIDTH / 2, b.LENGTH / 2, b.WIDTH / 2)
+    sides = [(x * h, y * h) for (x, y), h in zip(axes, halves, strict=True)]  # half sides
+    ox, oy = b.position[0] - a.position[0], b.position[1] - a.position[1]
+    mx, my = (a.speed * ca - b.speed * cb) * dt, (a.speed * sa - b.speed * sb) * dt
+    for x, y in axes:
+        reach = sum(abs(x * u + y * v) for u, v in sides)
+        if abs(x * ox + y * oy) - reach - abs(x * mx + y * my) > _CLEAR:
+            return True
+    return False

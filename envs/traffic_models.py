@@ -1,8 +1,9 @@
 """highway-env's driver models, IDM and MOBIL, as array expressions over many cars at once.
 
-    cars = Cars(positions, s, rows, speed, heading, target_speed, delta)   # every car, (N,)
+    cars = Cars.of(positions, s, rows, speed, heading, target_speed, delta)  # every car, (N,)
     accel = idm(table, cars, who, fronts, delta)          # IDMVehicle.acceleration, per pair
-    wants = mobil(table, cars, front, rear, who, lanes)   # IDMVehicle.mobil, per candidate
+    drivers, leaders = mobil_pairs(table, cars, front, rear, who, lanes)  # what MOBIL weighs
+    wants = mobil(table, cars, who, lanes, self_a, self_pred_a, others)   # IDMVehicle.mobil
 
 Used by `envs.traffic_fast.FastTrafficRoad`. Each expression is highway-env's
 (`highway_env/vehicle/behavior.py`, version 1.12), operation for operation and in the same
@@ -43,6 +44,14 @@ class Cars:
     heading: np.ndarray  # (N,) [rad]
     target_speed: np.ndarray  # (N,) [m/s] (0 for a car without one, as highway-env reads it)
     delta: np.ndarray  # (N,) IDM's acceleration exponent of each car (0 if it has none)
+    direction: np.ndarray  # (N, 2) unit vector of each car's heading
+
+    @classmethod
+    def of(cls, positions, s, rows, speed, heading, target_speed, delta) -> Cars:
+        """The cars, with their heading directions computed once for every IDM call."""
+        direction = np.empty((len(heading), 2))  # filled column by column: np.stack's floats
+        direction[:, 0], direction[:, 1] = np.cos(heading), np.sin(heading)
+        return cls(positions, s, rows, speed, heading, target_speed, delta, direction)
 
 
 def idm(
@@ -53,20 +62,17 @@ def idm(
     car: 0, as highway-env returns; no front car: the free-road term only)."""
     c = IDMVehicle
     here = np.maximum(who, 0)
-    own, speed, heading = cars.rows[here], cars.speed[here], cars.heading[here]
+    own, speed = cars.rows[here], cars.speed[here]
     target = clip(cars.target_speed[here], 0, table.speed_limit[own])
     accel = c.COMFORT_ACC_MAX * (
         1 - np.power(np.maximum(speed, 0) / np.abs(not_zero(target)), delta)
     )
-    led = np.flatnonzero((fronts >= 0) & (who >= 0))
+    led = np.nonzero((fronts >= 0) & (who >= 0))[0]
     if len(led):
-        f, speed, heading = fronts[led], speed[led], heading[led]
+        f, speed, direction = fronts[led], speed[led], cars.direction[here[led]]
         # `lane_distance_to`: both cars' longitudinal coordinates in the follower's lane.
         d = table.local(own[led], cars.positions[f])[0] - cars.s[here[led]]
-        direction = np.stack([np.cos(heading), np.sin(heading)], axis=1)
-        front_heading = cars.heading[f]
-        front_direction = np.stack([np.cos(front_heading), np.sin(front_heading)], axis=1)
-        velocity = speed[:, None] * direction - cars.speed[f, None] * front_direction
+        velocity = speed[:, None] * direction - cars.speed[f, None] * cars.direction[f]
         dv = np.vecdot(velocity, direction)
         ab = -c.COMFORT_ACC_MAX * c.COMFORT_ACC_MIN
         gap = c.DISTANCE_WANTED + speed * c.TIME_WANTED + speed * dv / (2 * np.sqrt(ab))
@@ -74,33 +80,48 @@ def idm(
     return np.where(who >= 0, accel, 0.0)
 
 
-def mobil(
+def mobil_pairs(
     table: LaneTable,
     cars: Cars,
     front: np.ndarray,
     rear: np.ndarray,
     who: np.ndarray,
     lanes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(drivers, leaders) (4K,) of the four accelerations of other cars `IDMVehicle.mobil`
+    weighs for car `who[k]` moving to the side lane of table row `lanes[k]`: the new rear car
+    behind the new front car and behind `who`, the old rear car behind `who` and behind the old
+    front car (indices into `cars`, -1: none). `front`, `rear` (N, lanes): every car's
+    nearest car ahead and behind in every lane. The other two (`who` behind the new and the old
+    front car) are its own IDM in the side lane and in its lane."""
+    own_lane, side_lane = table.lane_id[cars.rows[who]], table.lane_id[lanes]
+    new_front, new_rear = front[who, side_lane], rear[who, side_lane]
+    old_front, old_rear = front[who, own_lane], rear[who, own_lane]
+    drivers = np.concatenate([new_rear, new_rear, old_rear, old_rear])
+    return drivers, np.concatenate([new_front, who, who, old_front])
+
+
+def mobil(
+    table: LaneTable,
+    cars: Cars,
+    who: np.ndarray,
+    lanes: np.ndarray,
+    self_a: np.ndarray,
+    self_pred_a: np.ndarray,
+    others: np.ndarray,
 ) -> np.ndarray:
     """(K,) whether car `who[k]` would change to the side lane of table row `lanes[k]`:
     `change_lane_policy`'s per-lane tests (the lane is reachable, the car moves) and
-    `IDMVehicle.mobil` without a route. `front`, `rear` (N, lanes): every car's nearest car
-    ahead and behind in every lane (indices into `cars`, -1: none)."""
+    `IDMVehicle.mobil` without a route, from the ten accelerations it weighs: `self_a`,
+    `self_pred_a` (K,): `who`'s IDM in its lane and in the side lane; `others` (4, K): those
+    of `mobil_pairs`, all with `who`'s exponent (as highway-env computes them)."""
     c = IDMVehicle
     s, r = table.local(lanes, cars.positions[who])
     width = table.width[lanes]
     reachable = (np.abs(r) <= 2 * width) & (0 <= s) & (s < table.length[lanes] + _CAR)
     reachable &= ~table.forbidden[lanes]
     moving = ~(np.abs(cars.speed[who]) < 1)
-    delta = cars.delta[who]
-    own_lane, side_lane = table.lane_id[cars.rows[who]], table.lane_id[lanes]
-    new_front, new_rear = front[who, side_lane], rear[who, side_lane]
-    old_front, old_rear = front[who, own_lane], rear[who, own_lane]
-    # The ten accelerations MOBIL weighs, evaluated as five pairs of (driver, leader) arrays.
-    drivers = np.concatenate([new_rear, new_rear, who, who, old_rear, old_rear])
-    leaders = np.concatenate([new_front, who, new_front, old_front, who, old_front])
-    a = idm(table, cars, drivers, leaders, np.tile(delta, 6)).reshape(6, -1)
-    new_rear_a, new_rear_pred_a, self_pred_a, self_a, old_rear_a, old_rear_pred_a = a
+    new_rear_a, new_rear_pred_a, old_rear_a, old_rear_pred_a = others
     safe = ~(new_rear_pred_a < -c.LANE_CHANGE_MAX_BRAKING_IMPOSED)
     jerk = (
         self_pred_a

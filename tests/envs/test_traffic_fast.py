@@ -9,7 +9,7 @@ from highway_env.vehicle.behavior import IDMVehicle
 from envs import eval_seeds
 from envs.traffic import TOW_AFTER, TrafficEnv, _Car
 from envs.traffic_expert import TrafficExpert
-from envs.traffic_fast import FastTrafficRoad
+from envs.traffic_fast import FastTrafficRoad, _apart
 
 
 def cars_of(env) -> list[tuple]:
@@ -127,3 +127,27 @@ def test_a_car_enters_only_where_it_can_match_the_speed_of_the_car_ahead():
 def test_a_car_does_not_enter_beside_a_car_moving_into_its_lane():
     assert not waiting(with_car(100.0, 0, 12.0, target_lane=1), 102.0, 1, 12.0)
     assert waiting(with_car(100.0, 0, 12.0), 102.0, 1, 12.0)  # staying in its lane
+
+
+def _car(x: float, y: float, heading: float = 0.0, speed: float = 20.0) -> IDMVehicle:
+    env = TrafficEnv()
+    env.reset(seed=eval_seeds(1)[0])
+    return IDMVehicle(env.road, np.array([x, y]), heading, speed)
+
+
+@pytest.mark.parametrize(
+    "other, speed, apart",
+    [
+        ((0.0, 3.5), 20.0, True),  # beside, in the next lane
+        ((12.0, 0.0), 20.0, True),  # ahead at the same speed: no contact within the step
+        ((0.0, 1.5), 20.0, False),  # overlapping sideways
+        ((5.5, 0.0), 10.0, False),  # bumpers 0.5 m apart, closing at 10 m/s: contact in 0.1 s
+    ],
+)
+def test_the_pair_precheck_clears_only_cars_that_cannot_touch_within_the_step(other, speed, apart):
+    # Given a car at 20 m/s and another one at `other` [m] driving at `speed` [m/s],
+    a, b = _car(0.0, 0.0), _car(*other, speed=speed)
+    # then the pre-check clears the pair exactly when highway-env's own test finds no contact.
+    assert _apart(a, b, dt=0.1) is apart
+    intersecting, will_intersect, _ = a._is_colliding(b, 0.1)
+    assert (intersecting or will_intersect) is not apart
