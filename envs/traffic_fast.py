@@ -355,13 +355,17 @@ def _apart(a: Vehicle, b: Vehicle, dt: float) -> bool:
     whichever way it points), so a pair it does not clear goes to highway-env's check. Plain
     floats: a step has a handful of close pairs, too few for arrays to pay."""
     ca, sa, cb, sb = cos(a.heading), sin(a.heading), cos(b.heading), sin(b.heading)
-    axes = ((ca, sa), (-sa, ca), (cb, sb), (-sb, cb))  # each rectangle's along and across
-    halves = (a.LENGTH / 2, a.WIDTH / 2, b.LENGTH / 2, b.WIDTH / 2)
-    sides = [(x * h, y * h) for (x, y), h in zip(axes, halves, strict=True)]  # half sides
+    c, s = abs(ca * cb + sa * sb), abs(ca * sb - sa * cb)  # |cos|, |sin| of the angle between
+    la, wa, lb, wb = a.LENGTH / 2, a.WIDTH / 2, b.LENGTH / 2, b.WIDTH / 2
     ox, oy = b.position[0] - a.position[0], b.position[1] - a.position[1]
     mx, my = (a.speed * ca - b.speed * cb) * dt, (a.speed * sa - b.speed * sb) * dt
-    for x, y in axes:
-        reach = sum(abs(x * u + y * v) for u, v in sides)
+    # Each axis (a's along and across, b's along and across) with the two rectangles' reach.
+    for x, y, reach in (
+        (ca, sa, la + c * lb + s * wb),
+        (-sa, ca, wa + s * lb + c * wb),
+        (cb, sb, lb + c * la + s * wa),
+        (-sb, cb, wb + s * la + c * wa),
+    ):
         if abs(x * ox + y * oy) - reach - abs(x * mx + y * my) > _CLEAR:
             return True
     return False
