@@ -5,12 +5,12 @@ says `"fast_traffic": False`) with three steps computed as array expressions ove
 instead of car by car:
 
 - `frame`: every car's place on the road (its lane coordinates, via `envs.lane_table`);
-- `act`: every IDM car's steering (highway-env's `steering_control`), its leaders in its lane
-  and target lane (`TrafficRoad.neighbours` for all cars: an N x N comparison per lane) and its
-  IDM acceleration. The lane-change decisions stay highway-env's own code (`follow_road`,
-  `change_lane_policy`, MOBIL), called car by car in the road's order as before, but only on
-  the steps where they can do something: near a lane's end, during a lane change, or when the
-  car's decision timer is due (MOBIL runs once a second per car);
+- `act`: every IDM car's steering (highway-env's `steering_control`), its leaders in every lane
+  (`TrafficRoad.neighbours` for all cars: an N x N comparison per lane) and its IDM
+  acceleration behind each, evaluated once with the other accelerations MOBIL weighs. The
+  lane-change decisions stay highway-env's own code (`follow_road`, `change_lane_policy`),
+  called car by car in the road's order as before, MOBIL's answers computed for all cars whose
+  decision timer is due (once a second per car);
 - `step`: the bicycle model of every car, then every car's lane (`LaneTable.closest`, the answer
   of highway-env's full scan), then collisions, tested only on the pairs that pass highway-env's
   own distance pre-check (the same pairs, in the same order, so the same impacts).
