@@ -125,8 +125,10 @@ class WindingRoadEnv(AbstractEnv):
         longitudinal, _ = self.vehicle.lane.local_coordinates(self.vehicle.position)
         return self.road_map.progress(lane_index, longitudinal)
 
-    def reached_end(self) -> bool:
-        return self.progress() >= self.road_map.length - FINISH_MARGIN
+    def reached_end(self, progress: float | None = None) -> bool:
+        """Whether the ego is at the finish (given its `progress` [m], if already known)."""
+        progress = self.progress() if progress is None else progress
+        return progress >= self.road_map.length - FINISH_MARGIN
 
     def _reward(self, action: np.ndarray) -> float:
         # Not a quality metric (the evaluator computes those): progress while on the road.
@@ -145,12 +147,13 @@ class WindingRoadEnv(AbstractEnv):
 
     def _info(self, obs: Any, action: Any = None) -> dict:
         info = super()._info(obs, action)
+        progress = self.progress()
         info.update(
             {
                 "seed": self.road_seed,
-                "progress": self.progress(),
+                "progress": progress,
                 "road_length": self.road_map.length,
-                "reached_end": self.reached_end(),
+                "reached_end": self.reached_end(progress),
                 # The traffic scenarios' keys, neutral on an empty road: no car ahead.
                 "gap_ahead": float("inf"),
                 "closing_speed": 0.0,

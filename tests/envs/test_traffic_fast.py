@@ -7,7 +7,7 @@ from highway_env.road.lane import CircularLane
 from highway_env.vehicle.behavior import IDMVehicle
 
 from envs import eval_seeds
-from envs.traffic import TOW_AFTER, TrafficEnv, _Car
+from envs.traffic import TOW_AFTER, TrafficEnv, TrafficRoad, _Car
 from envs.traffic_expert import TrafficExpert
 from envs.traffic_fast import FastTrafficRoad, _apart
 
@@ -151,3 +151,25 @@ def test_the_pair_precheck_clears_only_cars_that_cannot_touch_within_the_step(ot
     assert _apart(a, b, dt=0.1) is apart
     intersecting, will_intersect, _ = a._is_colliding(b, 0.1)
     assert (intersecting or will_intersect) is not apart
+
+
+def test_the_neighbour_query_answers_as_the_car_by_car_road_does():
+    # Given a road in traffic after 60 steps of the expert,
+    env = TrafficEnv(config={"density": "dense"})
+    env.reset(seed=eval_seeds(1)[0])
+    expert = TrafficExpert(env)
+    for _ in range(60):
+        steering, throttle = expert.act()
+        env.step(np.array([throttle, steering]))
+    road = env.road
+    # then for every car and lane, with and without the car itself, the fast road's nearest cars
+    # ahead and behind are the reference road's.
+    asked = 0
+    for v in road.vehicles:
+        progress, _ = road.place(v)
+        for lane in range(road.road_map.lanes):
+            for exclude in (v, None):
+                fast = road.neighbours(progress, lane, exclude)
+                assert fast == TrafficRoad.neighbours(road, progress, lane, exclude)
+                asked += fast[0] is not None and fast[1] is not None
+    assert asked > 10  # cars on both sides were part of it
