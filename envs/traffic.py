@@ -165,15 +165,20 @@ class TrafficRoad(HighwayRoad):
     ) -> tuple[Vehicle | None, Vehicle | None]:
         """Nearest vehicles ahead and behind a point of the road in `lane` (either may be None)."""
         frame = self.frame()
-        half = self.road_map.lane_width / 2 + LANE_MARGIN
-        in_lane = np.abs(frame.lateral - lane * self.road_map.lane_width) <= half
+        width = self.road_map.lane_width
+        in_lane = np.abs(frame.lateral - lane * width) <= width / 2 + LANE_MARGIN
         if exclude is not None:
-            in_lane &= np.array([v is not exclude for v in frame.vehicles], dtype=bool)
-        ahead = np.flatnonzero(in_lane & (frame.progress >= progress))
-        behind = np.flatnonzero(in_lane & (frame.progress < progress))
-        front = frame.vehicles[ahead[np.argmin(frame.progress[ahead])]] if ahead.size else None
-        rear = frame.vehicles[behind[np.argmax(frame.progress[behind])]] if behind.size else None
-        return front, rear
+            in_lane[self._indexes(frame, exclude)] = False
+        ahead = in_lane & (frame.progress >= progress)
+        behind = in_lane & (frame.progress < progress)
+        front = np.where(ahead, frame.progress, np.inf).argmin()  # the first minimum
+        rear = np.where(behind, frame.progress, -np.inf).argmax()
+        vehicles = frame.vehicles
+        return (vehicles[front] if ahead[front] else None, vehicles[rear] if behind[rear] else None)
+
+    def _indexes(self, frame: RoadFrame, vehicle: Vehicle) -> list[int]:
+        """Where `vehicle` is in `frame` (its index, or none)."""
+        return [i for i, v in enumerate(frame.vehicles) if v is vehicle]
 
     def neighbour_vehicles(
         self, vehicle: Vehicle, lane_index: LaneIndex | None = None

@@ -154,24 +154,12 @@ class FastTrafficRoad(TrafficRoad):
             return super().place(vehicle)
         return float(frame.progress[i]), float(frame.lateral[i])
 
-    def neighbours(
-        self, progress: float, lane: int, exclude: Vehicle | None = None
-    ) -> tuple[Vehicle | None, Vehicle | None]:
-        """`TrafficRoad.neighbours` (the same answer), the excluded car found by its index."""
-        frame = self.frame()
-        i = None if exclude is None else self._where.order.get(id(exclude))
-        if exclude is not None and (i is None or frame.vehicles[i] is not exclude):
-            return super().neighbours(progress, lane, exclude)
-        width = self.road_map.lane_width
-        in_lane = np.abs(frame.lateral - lane * width) <= width / 2 + LANE_MARGIN
-        if i is not None:
-            in_lane[i] = False
-        ahead = in_lane & (frame.progress >= progress)
-        behind = in_lane & (frame.progress < progress)
-        front = np.where(ahead, frame.progress, np.inf).argmin()  # the first minimum
-        rear = np.where(behind, frame.progress, -np.inf).argmax()
-        vehicles = frame.vehicles
-        return (vehicles[front] if ahead[front] else None, vehicles[rear] if behind[rear] else None)
+    def _indexes(self, frame: RoadFrame, vehicle: Vehicle) -> list[int]:
+        """`TrafficRoad._indexes`, looked up by id in the frame's order."""
+        i = self._where.order.get(id(vehicle)) if frame is self._frame else None
+        if i is None or frame.vehicles[i] is not vehicle:
+            return super()._indexes(frame, vehicle)
+        return [i]
 
     def neighbour_vehicles(
         self, vehicle: Vehicle, lane_index: LaneIndex | None = None
@@ -212,7 +200,7 @@ class FastTrafficRoad(TrafficRoad):
             (v.speed, v.heading, getattr(v, "target_speed", 0.0), getattr(v, "DELTA", 0.0))
             for v in frame.vehicles
         ])  # fmt: skip
-        cars = Cars.of(where.positions, where.s, where.rows, *state.T)
+        cars = Cars(where.positions, where.s, where.rows, *state.T)
         positions = where.positions[who]
         before = self._rows(idm_cars, "target_lane_index")
         if np.array_equal(before, where.rows[who]):  # no car changing lanes: the frame's

@@ -1,6 +1,6 @@
 """highway-env's driver models, IDM and MOBIL, as array expressions over many cars at once.
 
-    cars = Cars.of(positions, s, rows, speed, heading, target_speed, delta)  # every car, (N,)
+    cars = Cars(positions, s, rows, speed, heading, target_speed, delta)   # every car, (N,)
     accel = idm(table, cars, who, fronts, delta)          # IDMVehicle.acceleration, per pair
     drivers, leaders = mobil_pairs(table, cars, front, rear, who, lanes)  # what MOBIL weighs
     wants = mobil(table, cars, who, lanes, self_a, self_pred_a, others)   # IDMVehicle.mobil
@@ -13,7 +13,7 @@ tests/envs/test_traffic_fast.py compares whole drives both ways.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from highway_env.road.lane import AbstractLane
@@ -44,14 +44,11 @@ class Cars:
     heading: np.ndarray  # (N,) [rad]
     target_speed: np.ndarray  # (N,) [m/s] (0 for a car without one, as highway-env reads it)
     delta: np.ndarray  # (N,) IDM's acceleration exponent of each car (0 if it has none)
-    direction: np.ndarray  # (N, 2) unit vector of each car's heading
+    direction: np.ndarray = field(init=False)  # (N, 2) unit vector of each car's heading
 
-    @classmethod
-    def of(cls, positions, s, rows, speed, heading, target_speed, delta) -> Cars:
-        """The cars, with their heading directions computed once for every IDM call."""
-        direction = np.empty((len(heading), 2))  # filled column by column: np.stack's floats
-        direction[:, 0], direction[:, 1] = np.cos(heading), np.sin(heading)
-        return cls(positions, s, rows, speed, heading, target_speed, delta, direction)
+    def __post_init__(self) -> None:
+        self.direction = np.empty((len(self.heading), 2))  # column by column: np.stack's floats
+        self.direction[:, 0], self.direction[:, 1] = np.cos(self.heading), np.sin(self.heading)
 
 
 def idm(
