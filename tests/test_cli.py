@@ -167,6 +167,9 @@ def test_ctrl_c_during_collection_stops_cleanly_with_a_summary(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it: a shell without job control starts background jobs
+        # (CI's, at times) with SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while len(list(out.glob("episode_*.h5"))) < 2 and time.time() < deadline:
