@@ -2,7 +2,8 @@
 
     table = LaneTable(network)             # straight and circular lanes only (`supported`)
     s, r = table.local(rows, positions)    # (N,) lane rows, (N, 2) world positions [m]
-    rows, s, r = table.closest(positions, headings, rows)  # and each car's (s, r) in it
+    rows, local = table.closest(positions, headings, rows)  # and every car's (s, r) ...
+    s, r = local(cars, rows)               # ... in any lane, remembered where computed
 
 highway-env computes these car by car (`lane.local_coordinates`, `RoadNetwork.
 get_closest_lane_index`), a few numpy calls on 2-vectors each; here each is one expression over
@@ -14,7 +15,10 @@ tests/envs/test_traffic_fast.py replays whole drives both ways and compares ever
 The closest lane is found as `envs.lane_lookup.FastLaneNetwork` finds it, for all cars at once:
 a lower bound of every lane's distance from its centre line's bounding box, the exact distance of
 each car's previous lane as an upper bound, then the exact distance of every lane whose bound is
-within it, and the first minimum in the network's order (highway-env's `np.argmin`).
+within it, and the first minimum in the network's order (highway-env's `np.argmin`). The lane
+coordinates it computes on the way (every car's in the lanes around it) are kept in a
+`LaneCoordinates`, which answers the later questions of a step (a leader's coordinate in its
+follower's lane, a car's in the lane beside it) without computing them again.
 """
 
 from __future__ import annotations
@@ -134,13 +138,13 @@ class LaneTable:
 
     def closest(
         self, positions: np.ndarray, headings: np.ndarray, guesses: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    ) -> tuple[np.ndarray, LaneCoordinates] | None:
         """Rows of the lanes `get_closest_lane_index` picks for each car, given a guess (its
-        previous lane) per car, and each car's coordinates (s, r) [m] in its lane (`local`);
-        None if a distance is not finite (let highway-env decide)."""
+        previous lane) per car, and the cars' lane coordinates, those computed on the way
+        remembered; None if a distance is not finite (let highway-env decide)."""
         count = len(positions)
         distances = np.full((count, len(self.lanes)), np.inf)  # inf: not evaluated
-        coordinates = np.empty((2, count, len(self.lanes)))  # (s, r) where evaluated
+        coordinates = np.full((2, count, len(self.lanes)), np.nan)  # (s, r) where evaluated
         rows = self.nearby[guesses].ravel()  # the lanes around the previous one, first
         cars = np.repeat(np.arange(count), self.nearby.shape[1])
         exact, *local = self.distance(rows, positions[cars], headings[cars])
@@ -159,5 +163,28 @@ class LaneTable:
         if not np.isfinite(exact).all():
             return None
         chosen = np.argmin(distances, axis=1)  # the first minimum in the network's order
-        s, r = coordinates[:, np.arange(count), chosen]
-        return chosen, s, r
+        return chosen, LaneCoordinates(self, positions, coordinates)
+
+
+class LaneCoordinates:
+    """Cars' coordinates (s, r) [m] in the lanes of a `LaneTable`: `LaneTable.local` of their
+    positions, each computed once, on first demand (or handed over by `LaneTable.closest`).
+    The same floats as computing them again: the same expression on the same position and
+    lane, element by element."""
+
+    def __init__(
+        self, table: LaneTable, positions: np.ndarray, known: np.ndarray | None = None
+    ) -> None:
+        self.table, self.positions = table, positions  # (N, 2) [m]
+        shape = (2, len(positions), len(table.lanes))
+        self.known = np.full(shape, np.nan) if known is None else known  # NaN: not computed
+
+    def __call__(self, cars: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(s, r) [m] of each car `cars` (indices, (M,)) in its lane `rows` (table rows)."""
+        s, r = self.known[:, cars, rows]
+        missing = np.flatnonzero(np.isnan(s))
+        if len(missing):
+            cars, rows = cars[missing], rows[missing]
+            s[missing], r[missing] = self.table.local(rows, self.positions[cars])
+            self.known[:, cars, rows] = s[missing], r[missing]
+        return s, r

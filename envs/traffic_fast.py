@@ -33,7 +33,7 @@ from highway_env.road.road import LaneIndex
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
-from envs.lane_table import LaneTable, wrap_to_pi
+from envs.lane_table import LaneCoordinates, LaneTable, wrap_to_pi
 from envs.road import Road
 from envs.traffic import LANE_MARGIN, RoadFrame, TrafficRoad
 from envs.traffic_models import Cars, clip, idm, mobil, mobil_pairs, not_zero
@@ -46,13 +46,15 @@ _STEPPED = frozenset({Vehicle, IDMVehicle})  # exact classes whose step is compu
 @dataclass
 class _Where:
     """What the frame was computed from: positions (N, 2) [m], each car's lane (table rows),
-    longitudinal and lateral coordinates in it (N,) [m], and each car's index (by id)."""
+    longitudinal and lateral coordinates in it (N,) [m], each car's index (by id), and the
+    cars' coordinates in any lane (None without a frame of arrays)."""
 
     positions: np.ndarray
     rows: np.ndarray
     s: np.ndarray
     r: np.ndarray
     order: dict[int, int]
+    local: LaneCoordinates | None = None
 
     @classmethod
     def empty(cls) -> _Where:
@@ -130,17 +132,19 @@ class FastTrafficRoad(TrafficRoad):
         vehicles: list[Vehicle],
         rows: np.ndarray,
         positions: np.ndarray,
-        local: list[np.ndarray] | None = None,
+        local: LaneCoordinates | None = None,
     ) -> RoadFrame:
         """The frame of `vehicles` in lanes `rows` at `positions` (N, 2) [m]; `local`: their
-        lane coordinates (s, r) there [m] where already known."""
+        lane coordinates, those already computed."""
         t = self.table
-        s, r = t.local(rows, positions) if local is None else local
+        local = LaneCoordinates(t, positions) if local is None else local
+        s, r = local(np.arange(len(vehicles)), rows)
         starts = self.road_map.segment_starts[t.segment[rows]]
         progress = starts + s * t.length[t.lane_0[rows]] / t.length[rows]
         lateral = t.lane_id[rows] * self.road_map.lane_width + r
         self._frame = RoadFrame(vehicles, progress, lateral)
-        self._where = _Where(positions, rows, s, r, {id(v): i for i, v in enumerate(vehicles)})
+        order = {id(v): i for i, v in enumerate(vehicles)}
+        self._where = _Where(positions, rows, s, r, order, local)
         return self._frame
 
     def place(self, vehicle: Vehicle) -> tuple[float, float]:
@@ -200,13 +204,8 @@ class FastTrafficRoad(TrafficRoad):
             (v.speed, v.heading, getattr(v, "target_speed", 0.0), getattr(v, "DELTA", 0.0))
             for v in frame.vehicles
         ])  # fmt: skip
-        cars = Cars(where.positions, where.s, where.rows, *state.T)
-        positions = where.positions[who]
+        cars = Cars(where.local, where.s, where.rows, *state.T)
         before = self._rows(idm_cars, "target_lane_index")
-        if np.array_equal(before, where.rows[who]):  # no car changing lanes: the frame's
-            s, r = where.s[who], where.r[who]
-        else:  # coordinates in the target lanes before the decisions
-            s, r = self.table.local(before, positions)
         # IDM of every car behind its leader in every lane (its own lane's, and a target lane's
         # during a lane change), and the other cars' that MOBIL weighs: all in one evaluation.
         n, count = len(idm_cars), self.road_map.lanes
@@ -225,9 +224,9 @@ class FastTrafficRoad(TrafficRoad):
             own, aside = follow[k, lanes[where.rows[who[k]]]], follow[k, lanes[candidates]]
             others = accelerations[n * count :].reshape(4, -1)
             wants[k, side] = mobil(self.table, cars, who[k], candidates, own, aside, others)
+        s = where.local(who, before)[0]  # in the target lanes before the decisions
         targets = self._decide(idm_cars, before, s, wants)
-        if not np.array_equal(targets, before):  # usually no car has changed its target lane
-            s, r = self.table.local(targets, positions)
+        s, r = where.local(who, targets)
         steering = self._steering(targets, state[who], s, r)
         lanes, everyone = self.table.lane_id, np.arange(n)
         accel = follow[everyone, lanes[where.rows[who]]]
@@ -329,7 +328,7 @@ class FastTrafficRoad(TrafficRoad):
                 v.lane = self.network.get_lane(v.lane_index)
             rows, local = self._rows(vehicles), None
         else:
-            rows, *local = found
+            rows, local = found
             indexes, lanes = self.table.indexes, self.table.lanes
             for v, row in zip(vehicles, rows.tolist(), strict=True):
                 v.lane_index, v.lane = indexes[row], lanes[row]

@@ -1,6 +1,6 @@
 """highway-env's driver models, IDM and MOBIL, as array expressions over many cars at once.
 
-    cars = Cars(positions, s, rows, speed, heading, target_speed, delta)   # every car, (N,)
+    cars = Cars(local, s, rows, speed, heading, target_speed, delta)   # every car, (N,)
     accel = idm(table, cars, who, fronts, delta)          # IDMVehicle.acceleration, per pair
     drivers, leaders = mobil_pairs(table, cars, front, rear, who, lanes)  # what MOBIL weighs
     wants = mobil(table, cars, who, lanes, self_a, self_pred_a, others)   # IDMVehicle.mobil
@@ -19,7 +19,7 @@ import numpy as np
 from highway_env.road.lane import AbstractLane
 from highway_env.vehicle.behavior import IDMVehicle
 
-from envs.lane_table import LaneTable
+from envs.lane_table import LaneCoordinates, LaneTable
 
 
 def not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
@@ -37,7 +37,7 @@ def clip(x: np.ndarray, low, high) -> np.ndarray:
 class Cars:
     """Every car of a road frame as arrays, in the frame's order."""
 
-    positions: np.ndarray  # (N, 2) [m]
+    local: LaneCoordinates  # (s, r) [m] of any car in any lane: local(cars, rows)
     s: np.ndarray  # (N,) longitudinal coordinate in the car's own lane [m]
     rows: np.ndarray  # (N,) LaneTable row of the car's lane
     speed: np.ndarray  # (N,) [m/s]
@@ -68,7 +68,7 @@ def idm(
     if len(led):
         f, speed, direction = fronts[led], speed[led], cars.direction[here[led]]
         # `lane_distance_to`: both cars' longitudinal coordinates in the follower's lane.
-        d = table.local(own[led], cars.positions[f])[0] - cars.s[here[led]]
+        d = cars.local(f, own[led])[0] - cars.s[here[led]]
         velocity = speed[:, None] * direction - cars.speed[f, None] * cars.direction[f]
         dv = np.vecdot(velocity, direction)
         ab = -c.COMFORT_ACC_MAX * c.COMFORT_ACC_MIN
@@ -113,7 +113,7 @@ def mobil(
     `self_pred_a` (K,): `who`'s IDM in its lane and in the side lane; `others` (4, K): those
     of `mobil_pairs`, all with `who`'s exponent (as highway-env computes them)."""
     c = IDMVehicle
-    s, r = table.local(lanes, cars.positions[who])
+    s, r = cars.local(who, lanes)
     width = table.width[lanes]
     reachable = (np.abs(r) <= 2 * width) & (0 <= s) & (s < table.length[lanes] + _CAR)
     reachable &= ~table.forbidden[lanes]
