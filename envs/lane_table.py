@@ -31,10 +31,9 @@ from envs.lane_lookup import _centre_line_box
 
 _TOLERANCE = 1e-6  # [m] a lane whose bound is this close to the upper bound is evaluated exactly
 _TWO_PI = 2 * np.pi  # as highway-env's wrap_to_pi writes it
-# Columns of `LaneTable.params`.
+# Columns of `LaneTable.vectors`, rows of `LaneTable.scalars`.
 _START, _DIRECTION, _LATERAL, _CENTER = slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)
-_RADIUS, _PHASE, _TURN, _CIRCULAR, _HEADING = 8, 9, 10, 11, 12
-_COLUMNS = 13
+_RADIUS, _PHASE, _TURN, _HEADING = range(4)
 
 
 def wrap_to_pi(x: np.ndarray) -> np.ndarray:
@@ -67,23 +66,31 @@ class LaneTable:
             [[self.rows.get((a, b, i + step), -1) for step in (-1, 1)] for a, b, i in self.indexes],
             dtype=np.int64,
         ).reshape(-1, 2)
-        # One row of parameters per lane (gathered once per call): a straight lane's start,
-        # direction and lateral direction, a circular lane's centre, radius, start phase and
-        # turn (+1 clockwise); the other kind's entries are harmless and masked by _CIRCULAR.
-        self.params = np.zeros((len(self.lanes), _COLUMNS))
-        self.params[:, _RADIUS] = self.params[:, _TURN] = 1.0
+        # The lanes' parameters, gathered once per call (`take`, a contiguous copy: numpy's
+        # fancy indexing of a 2-D array costs several times more): a straight lane's start,
+        # direction and lateral direction, a circular lane's centre (one row per lane), radius,
+        # start phase and turn (+1 clockwise), a straight lane's heading (one row per
+        # parameter); the other kind's entries are harmless and masked by `arc`.
+        self.vectors = np.zeros((len(self.lanes), 8))
+        self.scalars = np.zeros((4, len(self.lanes)))
+        self.scalars[_RADIUS] = self.scalars[_TURN] = 1.0
+        self.arc = np.array([type(lane) is CircularLane for lane in self.lanes], dtype=bool)
         for row, lane in enumerate(self.lanes):
-            p = self.params[row]
+            v = self.vectors[row]
             if type(lane) is StraightLane:
-                p[_START], p[_DIRECTION], p[_LATERAL] = (
+                v[_START], v[_DIRECTION], v[_LATERAL] = (
                     lane.start,
                     lane.direction,
                     lane.direction_lateral,
                 )
-                p[_HEADING] = lane.heading
+                self.scalars[_HEADING, row] = lane.heading
             elif type(lane) is CircularLane:
-                p[_CENTER], p[_RADIUS], p[_PHASE] = lane.center, lane.radius, lane.start_phase
-                p[_TURN], p[_CIRCULAR] = lane.direction, 1.0
+                v[_CENTER] = lane.center
+                self.scalars[[_RADIUS, _PHASE, _TURN], row] = (
+                    lane.radius,
+                    lane.start_phase,
+                    lane.direction,
+                )
         # The road's measure of progress (`envs.road.Road.progress`): each lane's segment and
         # the row of its segment's lane 0.
         self.segment = np.array(
@@ -93,8 +100,13 @@ class LaneTable:
             [self.rows.get((*index[:2], 0), row) for row, index in enumerate(self.indexes)],
             dtype=np.int64,
         )
-        self.boxes = np.array([_centre_line_box(lane) for lane in self.lanes]).reshape(-1, 4)
+        # Each lane's centre line's bounding box, by column: x_min, y_min, x_max, y_max [m].
+        boxes = np.array([_centre_line_box(lane) for lane in self.lanes]).reshape(-1, 4)
+        self.boxes = np.ascontiguousarray(boxes.T)
         self.nearby = self._nearby()
+        # (L, L) whether a lane is outside `nearby` of another.
+        self.far = np.ones((len(self.lanes), len(self.lanes)), dtype=bool)
+        self.far[np.arange(len(self.lanes))[:, None], self.nearby] = False
 
     def _nearby(self) -> np.ndarray:
         """(L, K) rows of the lanes of each lane's segment and the segments either side (padded
@@ -109,24 +121,23 @@ class LaneTable:
     def local(self, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(longitudinal, lateral) [m] of `positions` (N, 2) in lanes `rows` (N,):
         `lane.local_coordinates` of each."""
-        p = self.params[rows]
-        delta = positions - p[:, _START]
-        s = np.vecdot(delta, p[:, _DIRECTION])
-        r = np.vecdot(delta, p[:, _LATERAL])
-        delta = positions - p[:, _CENTER]
-        phase, turn, radius = p[:, _PHASE], p[:, _TURN], p[:, _RADIUS]
+        v = self.vectors.take(rows, axis=0)
+        radius, phase, turn, _ = self.scalars.take(rows, axis=1)
+        delta = positions - v[:, _START]
+        s = np.vecdot(delta, v[:, _DIRECTION])
+        r = np.vecdot(delta, v[:, _LATERAL])
+        delta = positions - v[:, _CENTER]
         phi = phase + wrap_to_pi(np.arctan2(delta[:, 1], delta[:, 0]) - phase)
-        arc = p[:, _CIRCULAR] > 0
+        arc = self.arc[rows]
         s = np.where(arc, turn * (phi - phase) * radius, s)
         r = np.where(arc, turn * (radius - np.sqrt(np.vecdot(delta, delta))), r)
         return s, r
 
     def heading_at(self, rows: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Lane heading [rad] at longitudinal `s` [m] of lanes `rows`: `lane.heading_at`."""
-        p = self.params[rows]
-        turn = p[:, _TURN]
-        phi = turn * s / p[:, _RADIUS] + p[:, _PHASE]
-        return np.where(p[:, _CIRCULAR] > 0, phi + np.pi / 2 * turn, p[:, _HEADING])
+        radius, phase, turn, heading = self.scalars.take(rows, axis=1)
+        phi = turn * s / radius + phase
+        return np.where(self.arc[rows], phi + np.pi / 2 * turn, heading)
 
     def distance(self, rows: np.ndarray, positions: np.ndarray, headings: np.ndarray):
         """`lane.distance_with_heading(position, heading)` of each (row, position, heading),
@@ -143,27 +154,35 @@ class LaneTable:
         previous lane) per car, and the cars' lane coordinates, those computed on the way
         remembered; None if a distance is not finite (let highway-env decide)."""
         count = len(positions)
-        distances = np.full((count, len(self.lanes)), np.inf)  # inf: not evaluated
-        coordinates = np.full((2, count, len(self.lanes)), np.nan)  # (s, r) where evaluated
-        rows = self.nearby[guesses].ravel()  # the lanes around the previous one, first
-        cars = np.repeat(np.arange(count), self.nearby.shape[1])
-        exact, *local = self.distance(rows, positions[cars], headings[cars])
-        distances[cars, rows], coordinates[:, cars, rows] = exact, local
-        upper = distances.min(axis=1)  # (N,) the answer is no further
+        nearby = self.nearby.take(
+            guesses, axis=0
+        )  # (N, K) the lanes around the previous one, in order
+        cars, rows = np.arange(count).repeat(nearby.shape[1]), nearby.ravel()
+        exact, s, r = self.distance(rows, positions.take(cars, axis=0), headings[cars])
+        known = np.full((2, count, len(self.lanes)), np.nan)  # (s, r) where evaluated
+        known[0, cars, rows], known[1, cars, rows] = s, r
+        upper = np.minimum.reduce(exact.reshape(count, -1), axis=1)  # the answer is no further
         x, y = positions[:, :1], positions[:, 1:]
-        b = self.boxes
-        dx = np.maximum(np.maximum(b[:, 0] - x, x - b[:, 2]), 0.0)
-        dy = np.maximum(np.maximum(b[:, 1] - y, y - b[:, 3]), 0.0)
+        x_min, y_min, x_max, y_max = self.boxes
+        dx, dy = (
+            x - np.minimum(np.maximum(x, x_min), x_max),
+            y - np.minimum(np.maximum(y, y_min), y_max),
+        )
         bound = np.hypot(dx, dy)  # (N, L) never more than the lane's distance
-        cars, rows = np.nonzero((bound <= upper[:, None] + _TOLERANCE) & np.isinf(distances))
-        if len(cars):  # lanes further away that might still be closer
-            more, *local = self.distance(rows, positions[cars], headings[cars])
-            distances[cars, rows], coordinates[:, cars, rows] = more, local
-            exact = np.concatenate([exact, more])
+        more = ((bound <= upper[:, None] + _TOLERANCE) & self.far.take(guesses, axis=0)).nonzero()
+        if len(more[0]):  # lanes further away that might still be closer
+            distances = np.full((count, len(self.lanes)), np.inf)  # inf: not evaluated
+            distances[cars, rows] = exact
+            cars, rows = more
+            further, s, r = self.distance(rows, positions.take(cars, axis=0), headings[cars])
+            distances[cars, rows], known[0, cars, rows], known[1, cars, rows] = further, s, r
+            exact = np.concatenate([exact, further])
+            chosen = distances.argmin(axis=1)  # the first minimum in the network's order
+        else:  # the first minimum of the lanes around (in the network's order too)
+            chosen = nearby[np.arange(count), exact.reshape(count, -1).argmin(axis=1)]
         if not np.isfinite(exact).all():
             return None
-        chosen = np.argmin(distances, axis=1)  # the first minimum in the network's order
-        return chosen, LaneCoordinates(self, positions, coordinates)
+        return chosen, LaneCoordinates(self, positions, known)
 
 
 class LaneCoordinates:
@@ -185,6 +204,6 @@ class LaneCoordinates:
         missing = np.flatnonzero(np.isnan(s))
         if len(missing):
             cars, rows = cars[missing], rows[missing]
-            s[missing], r[missing] = self.table.local(rows, self.positions[cars])
+            s[missing], r[missing] = self.table.local(rows, self.positions.take(cars, axis=0))
             self.known[:, cars, rows] = s[missing], r[missing]
         return s, r

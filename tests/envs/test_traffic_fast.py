@@ -4,9 +4,11 @@ the traffic's own rules: cars leave past the road's end, a car enters only where
 import numpy as np
 import pytest
 from highway_env.road.lane import CircularLane
+from highway_env.road.road import RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
 
 from envs import eval_seeds
+from envs.lane_table import LaneCoordinates
 from envs.traffic import TOW_AFTER, TrafficEnv, TrafficRoad, _Car
 from envs.traffic_expert import TrafficExpert
 from envs.traffic_fast import FastTrafficRoad, _apart
@@ -173,3 +175,39 @@ def test_the_neighbour_query_answers_as_the_car_by_car_road_does():
                 assert fast == TrafficRoad.neighbours(road, progress, lane, exclude)
                 asked += fast[0] is not None and fast[1] is not None
     assert asked > 10  # cars on both sides were part of it
+
+
+def test_the_lane_table_finds_highway_envs_closest_lane_and_its_coordinates_from_any_guess():
+    # Given points scattered around a winding road, with headings off the lane's by up to 1 rad,
+    # and a previous lane guessed at random (often far away: the bounds must find the lane),
+    env = TrafficEnv()
+    env.reset(seed=eval_seeds(1)[0])
+    table, network = env.road.table, env.road.network
+    rng = np.random.default_rng(0)
+    lanes = rng.integers(len(table.lanes), size=300)
+    positions, headings = [], []
+    for row in lanes:
+        lane = table.lanes[row]
+        s = rng.uniform(-10.0, lane.length + 10.0)
+        positions.append(lane.position(s, rng.uniform(-6.0, 6.0)))
+        headings.append(lane.heading_at(s) + rng.uniform(-1.0, 1.0))
+    positions, headings = np.array(positions), np.array(headings)
+    guesses = rng.integers(len(table.lanes), size=len(lanes))
+    # then each is the lane highway-env's full scan picks,
+    rows, local = table.closest(positions, headings, guesses)
+    for row, position, heading in zip(rows, positions, headings, strict=True):
+        assert table.indexes[row] == RoadNetwork.get_closest_lane_index(network, position, heading)
+    # and the coordinates in any lane, computed on the way or asked for later (fresh or not),
+    # are highway-env's floats.
+    cars = np.arange(len(lanes)).repeat(4)
+    others = rng.integers(len(table.lanes), size=len(cars))
+    for asked in (local, LaneCoordinates(table, positions)):
+        for car_rows in (rows[cars], others, others):
+            s, r = asked(cars, car_rows)
+            expected = [
+                table.lanes[row].local_coordinates(positions[car])
+                for car, row in zip(cars, car_rows, strict=True)
+            ]
+            assert list(zip(s.tolist(), r.tolist(), strict=True)) == [
+                (float(a), float(b)) for a, b in expected
+            ]
