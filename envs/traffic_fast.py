@@ -295,43 +295,50 @@ class FastTrafficRoad(TrafficRoad):
         """Every vehicle's bicycle model, lane and collisions, as highway-env steps them."""
         if not self._arrays_apply() or not self.vehicles:
             return super().step(dt)
-        vehicles = self.vehicles
-        for v in vehicles:
+        vehicles, hit = self.vehicles, []
+        for i, v in enumerate(vehicles):
             if type(v) is IDMVehicle:
                 v.timer += dt
             v.clip_actions()
+            if v.impact is not None:
+                hit.append(i)
         state = np.array([
-            (a["steering"], a["acceleration"], v.heading, v.speed, v.LENGTH, *v.position)
+            (a["steering"], a["acceleration"], v.heading, v.speed, v.LENGTH)
             for v in vehicles
             for a in (v.action,)
         ])  # fmt: skip
-        steering, acceleration, heading, speed, length = state[:, :5].T
+        positions = np.array([v.position for v in vehicles], dtype=float)  # (N, 2) [m]
+        steering, acceleration, heading, speed, length = state.T
         beta = np.arctan(1 / 2 * np.tan(steering))
         course = np.empty((len(vehicles), 2))  # filled column by column: np.stack's floats
         course[:, 0], course[:, 1] = np.cos(heading + beta), np.sin(heading + beta)
-        positions = state[:, 5:] + speed[:, None] * course * dt
-        for i, v in enumerate(vehicles):
-            if v.impact is not None:
-                positions[i] += v.impact
-                v.crashed, v.impact = True, None
+        positions += speed[:, None] * course * dt
+        for i in hit:
+            positions[i] += vehicles[i].impact
+            vehicles[i].crashed, vehicles[i].impact = True, None
         heading = heading + speed * np.sin(beta) / (length / 2) * dt
         speed = speed + acceleration * dt
         found = self.table.closest(positions, heading, self._rows(vehicles))
-        for v, position, h, u in zip(
-            vehicles, positions, heading.tolist(), speed.tolist(), strict=True
+        # None: a distance that is not finite, highway-env's own scan decides.
+        rows, local = found or (None, None)
+        indexes, lanes = self.table.indexes, self.table.lanes
+        for v, (x, y), h, u, row in zip(
+            vehicles,
+            positions.tolist(),
+            heading.tolist(),
+            speed.tolist(),
+            [None] * len(vehicles) if rows is None else rows.tolist(),
+            strict=True,
         ):
-            v.position[:] = position
-            v.heading, v.speed = h, u
-        if found is None:  # a distance that is not finite: highway-env's own scan decides
-            for v in vehicles:
-                v.lane_index = self.network.get_closest_lane_index(v.position, v.heading)
+            position = v.position
+            position[0], position[1], v.heading, v.speed = x, y, h, u
+            if row is None:
+                v.lane_index = self.network.get_closest_lane_index(position, h)
                 v.lane = self.network.get_lane(v.lane_index)
-            rows, local = self._rows(vehicles), None
-        else:
-            rows, local = found
-            indexes, lanes = self.table.indexes, self.table.lanes
-            for v, row in zip(vehicles, rows.tolist(), strict=True):
+            else:
                 v.lane_index, v.lane = indexes[row], lanes[row]
+        if rows is None:
+            rows = self._rows(vehicles)
         self._collide(positions, speed, dt)
         self._make_frame(list(vehicles), rows, positions, local)
 

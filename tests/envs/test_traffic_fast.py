@@ -60,6 +60,30 @@ def test_all_cars_at_once_replay_highway_envs_traffic_exactly(seed):
     assert lane_changes > 0  # MOBIL's decisions were part of the replay
 
 
+def test_a_crash_replays_exactly_both_ways():
+    # Given the ego at full throttle into dense traffic (the expert steering), stepped both ways,
+    fast = TrafficEnv(config={"density": "dense"})
+    slow = TrafficEnv(config={"density": "dense", "fast_traffic": False})
+    seed = eval_seeds(1)[0]
+    fast.reset(seed=seed)
+    slow.reset(seed=seed)
+    expert = TrafficExpert(fast)
+    for _ in range(200):
+        steering, _ = expert.act()
+        for env in (fast, slow):
+            *_, terminated, truncated, _ = env.step(np.array([1.0, steering]))
+        assert cars_of(fast) == cars_of(slow)
+        if terminated or truncated:
+            break
+    assert fast.vehicle.crashed
+    # then the impact, and the crashed cars' steps after it, are highway-env's to the last bit.
+    for _ in range(5):
+        for env in (fast, slow):
+            env.road.act()
+            env.road.step(1 / env.config["simulation_frequency"])
+        assert cars_of(fast) == cars_of(slow)
+
+
 def at_the_end(seed=1_000_000):
     """A road ending in an arc (seed 1,000,000), no traffic, the ego 150 m before the end."""
     env = TrafficEnv(config={"density": 0.0})
