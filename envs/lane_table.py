@@ -201,7 +201,7 @@ class LaneCoordinates:
     def __call__(self, cars: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(s, r) [m] of each car `cars` (indices, (M,)) in its lane `rows` (table rows)."""
         s, r = self.known[:, cars, rows]
-        missing = np.flatnonzero(np.isnan(s))
+        missing = np.isnan(s).nonzero()[0]
         if len(missing):
             cars, rows = cars[missing], rows[missing]
             s[missing], r[missing] = self.table.local(rows, self.positions.take(cars, axis=0))

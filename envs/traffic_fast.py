@@ -82,15 +82,15 @@ def _neighbour_table(frame: RoadFrame, road_map: Road) -> _Neighbours:
     """`TrafficRoad.neighbours(progress, lane, exclude=car)` for every car and lane at once."""
     progress, width = frame.progress, road_map.lane_width
     centres = np.arange(road_map.lanes)[:, None] * width  # (L, 1) [m]
-    in_lane = np.abs(frame.lateral[None, :] - centres) <= width / 2 + LANE_MARGIN  # (L, N)
-    in_lane = in_lane[:, None, :] & _others(len(progress))  # (L, i, j): j not i
-    ahead = in_lane & (progress[None, :] >= progress[:, None])  # j level with or ahead of i
-    behind = in_lane & (progress[None, :] < progress[:, None])
-    nearest = np.argmin(np.where(ahead, progress, np.inf), axis=2)  # the first minimum
-    last = np.argmax(np.where(behind, progress, -np.inf), axis=2)
-    front = np.where(ahead.any(axis=2), nearest, -1).T  # (N, L)
-    rear = np.where(behind.any(axis=2), last, -1).T
-    return _Neighbours(frame.vehicles, front, rear)
+    in_lane = np.abs(frame.lateral - centres) <= width / 2 + LANE_MARGIN  # (L, N)
+    in_lane, others = in_lane[:, None, :], _others(len(progress))  # (L, i, j): j not i
+    ahead = in_lane & ((progress >= progress[:, None]) & others)  # j level with or ahead of i
+    behind = in_lane & ((progress < progress[:, None]) & others)
+    nearest = np.where(ahead, progress, np.inf).argmin(axis=2)  # the first minimum
+    last = np.where(behind, progress, -np.inf).argmax(axis=2)
+    front = np.where(np.logical_or.reduce(ahead, axis=2), nearest, -1)  # (L, N)
+    rear = np.where(np.logical_or.reduce(behind, axis=2), last, -1)
+    return _Neighbours(frame.vehicles, np.ascontiguousarray(front.T), np.ascontiguousarray(rear.T))
 
 
 class FastTrafficRoad(TrafficRoad):
@@ -213,9 +213,11 @@ class FastTrafficRoad(TrafficRoad):
         drivers, leaders = mobil_pairs(
             self.table, cars, table.front, table.rear, who[k], candidates
         )
-        drivers = np.concatenate([np.repeat(who, count), drivers])
-        leaders = np.concatenate([table.front[who].ravel(), leaders])
-        delta = np.concatenate([np.repeat(cars.delta[who], count), np.tile(cars.delta[who[k]], 4)])
+        # MOBIL's four other accelerations with the exponent of the car weighing them.
+        whose = np.concatenate([who.repeat(count), *[who[k]] * 4])
+        drivers = np.concatenate([who.repeat(count), drivers])
+        leaders = np.concatenate([table.front.take(who, axis=0).ravel(), leaders])
+        delta = cars.delta[whose]
         accelerations = idm(self.table, cars, drivers, leaders, delta)
         follow = accelerations[: n * count].reshape(n, count)  # (car, lane)
         wants = np.zeros((n, 2), dtype=bool)
@@ -227,7 +229,7 @@ class FastTrafficRoad(TrafficRoad):
         s = where.local(who, before)[0]  # in the target lanes before the decisions
         targets = self._decide(idm_cars, before, s, wants)
         s, r = where.local(who, targets)
-        steering = self._steering(targets, state[who], s, r)
+        steering = self._steering(targets, state.take(who, axis=0), s, r)
         lanes, everyone = self.table.lane_id, np.arange(n)
         accel = follow[everyone, lanes[where.rows[who]]]
         during = follow[everyone, lanes[targets]]  # behind the leader in the target lane
@@ -245,8 +247,9 @@ class FastTrafficRoad(TrafficRoad):
         positions, speeds and lanes, which no decision changes, so it can run before them."""
         timers = np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars], dtype=bool)
         due = (rows == cars.rows[who]) & timers
-        k, side = np.nonzero((self.table.sides[rows] >= 0) & due[:, None])
-        return k, side, self.table.sides[rows[k], side]
+        sides = self.table.sides.take(rows, axis=0)
+        k, side = ((sides >= 0) & due[:, None]).nonzero()
+        return k, side, sides[k, side]
 
     def _decide(
         self, idm_cars: list[IDMVehicle], rows: np.ndarray, s: np.ndarray, wants: np.ndarray
@@ -256,7 +259,7 @@ class FastTrafficRoad(TrafficRoad):
         `rows`: the target lanes before them, `s` [m]: each car's coordinate in its target
         lane; returns the table rows of the target lanes after them."""
         near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
-        sides = self.table.sides[rows].tolist()
+        sides = self.table.sides.take(rows, axis=0).tolist()
         for v, end, want, side in zip(
             idm_cars, near_end.tolist(), wants.tolist(), sides, strict=True
         ):
@@ -281,11 +284,11 @@ class FastTrafficRoad(TrafficRoad):
         c = IDMVehicle
         speed, heading = state[:, 0], state[:, 1]
         future_heading = self.table.heading_at(rows, s + speed * c.TAU_PURSUIT)
-        lateral_speed = -c.KP_LATERAL * r
-        heading_command = np.arcsin(clip(lateral_speed / not_zero(speed), -1, 1))
+        lateral_speed, moving = -c.KP_LATERAL * r, not_zero(speed)
+        heading_command = np.arcsin(clip(lateral_speed / moving, -1, 1))
         heading_ref = future_heading + clip(heading_command, -np.pi / 4, np.pi / 4)
         heading_rate = c.KP_HEADING * wrap_to_pi(heading_ref - heading)
-        slip = np.arcsin(clip(c.LENGTH / 2 / not_zero(speed) * heading_rate, -1, 1))
+        slip = np.arcsin(clip(c.LENGTH / 2 / moving * heading_rate, -1, 1))
         steering = np.arctan(2 * np.tan(slip))
         return clip(steering, -c.MAX_STEERING_ANGLE, c.MAX_STEERING_ANGLE)
 

@@ -64,15 +64,14 @@ def idm(
     accel = c.COMFORT_ACC_MAX * (
         1 - np.power(np.maximum(speed, 0) / np.abs(not_zero(target)), delta)
     )
-    led = np.nonzero((fronts >= 0) & (who >= 0))[0]
+    led = ((fronts >= 0) & (who >= 0)).nonzero()[0]
     if len(led):
-        f, speed, direction = fronts[led], speed[led], cars.direction[here[led]]
+        f, speed, direction = fronts[led], speed[led], cars.direction.take(here[led], axis=0)
         # `lane_distance_to`: both cars' longitudinal coordinates in the follower's lane.
         d = cars.local(f, own[led])[0] - cars.s[here[led]]
-        velocity = speed[:, None] * direction - cars.speed[f, None] * cars.direction[f]
+        velocity = speed[:, None] * direction - cars.speed[f, None] * cars.direction.take(f, 0)
         dv = np.vecdot(velocity, direction)
-        ab = -c.COMFORT_ACC_MAX * c.COMFORT_ACC_MIN
-        gap = c.DISTANCE_WANTED + speed * c.TIME_WANTED + speed * dv / (2 * np.sqrt(ab))
+        gap = c.DISTANCE_WANTED + speed * c.TIME_WANTED + speed * dv / _TWO_SQRT_AB
         accel[led] -= c.COMFORT_ACC_MAX * np.power(gap / not_zero(d), 2)
     return np.where(who >= 0, accel, 0.0)
 
@@ -129,3 +128,5 @@ def mobil(
 
 
 _CAR = AbstractLane.VEHICLE_LENGTH  # [m] `is_reachable_from`'s slack past a lane's end
+_TWO_SQRT_AB = 2 * np.sqrt(-IDMVehicle.COMFORT_ACC_MAX * IDMVehicle.COMFORT_ACC_MIN)  # [m/s^2]
+"""`desired_gap`'s 2 sqrt(ab), as it computes it."""
