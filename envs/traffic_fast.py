@@ -78,6 +78,14 @@ def _others(count: int) -> np.ndarray:
     return others
 
 
+@cache
+def _above(count: int) -> np.ndarray:
+    """(count, count) True above the diagonal (read only)."""
+    above = np.triu(np.ones((count, count), dtype=bool), k=1)
+    above.flags.writeable = False
+    return above
+
+
 def _neighbour_table(frame: RoadFrame, road_map: Road) -> _Neighbours:
     """`TrafficRoad.neighbours(progress, lane, exclude=car)` for every car and lane at once."""
     progress, width = frame.progress, road_map.lane_width
@@ -187,9 +195,11 @@ class FastTrafficRoad(TrafficRoad):
         frame = self.frame()
         self._neighbours = table = _neighbour_table(frame, self.road_map)  # for MOBIL too
         try:
-            idm = [v for v in self.vehicles if type(v) is IDMVehicle and not v.crashed]
+            idm = []
             for v in self.vehicles:
-                if not (type(v) is IDMVehicle and not v.crashed):
+                if type(v) is IDMVehicle and not v.crashed:
+                    idm.append(v)
+                else:
                     v.act()  # the ego's action is already set; crashed cars keep theirs
             if idm:
                 self._act_idm(idm, table, frame)
@@ -321,7 +331,11 @@ class FastTrafficRoad(TrafficRoad):
             vehicles[i].crashed, vehicles[i].impact = True, None
         heading = heading + speed * np.sin(beta) / (length / 2) * dt
         speed = speed + acceleration * dt
-        found = self.table.closest(positions, heading, self._rows(vehicles))
+        # Any guess gives the same lanes; the lanes of the last frame are good ones.
+        guesses = self._where.rows
+        if len(guesses) != len(vehicles):
+            guesses = self._rows(vehicles)
+        found = self.table.closest(positions, heading, guesses)
         # None: a distance that is not finite, highway-env's own scan decides.
         rows, local = found or (None, None)
         indexes, lanes = self.table.indexes, self.table.lanes
@@ -353,14 +367,14 @@ class FastTrafficRoad(TrafficRoad):
             offset = positions[None, :, :] - positions[:, None, :]  # (i, j): j's from i's
             distance = np.sqrt(np.vecdot(offset, offset))
             reach = (diagonal[:, None] + diagonal[None, :]) / 2 + speed[:, None] * dt
-            first, second = np.nonzero(~(distance > reach))  # row by row, as np.triu's
-            upper = first < second
-            for i, j in zip(first[upper].tolist(), second[upper].tolist(), strict=True):
+            close = ~(distance > reach) & _above(len(vehicles))  # row by row, as np.triu's
+            for i, j in zip(*(pair.tolist() for pair in close.nonzero()), strict=True):
                 if not _apart(vehicles[i], vehicles[j], dt):
                     vehicles[i].handle_collisions(vehicles[j], dt)
-        for vehicle in vehicles:
-            for other in self.objects:
-                vehicle.handle_collisions(other, dt)
+        if self.objects:
+            for vehicle in vehicles:
+                for other in self.objects:
+                    vehicle.handle_collisions(other, dt)
 
 
 def _apart(a: Vehicle, b: Vehicle, dt: float) -> bool:
