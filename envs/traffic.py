@@ -206,7 +206,7 @@ class TrafficRoad(HighwayRoad):
         ego_at = self.place(ego)[0]
         frame = self.frame()
         kept = []
-        for v, at in zip(frame.vehicles, frame.progress, strict=True):
+        for v, at in zip(frame.vehicles, frame.progress.tolist(), strict=True):
             wreck = v.crashed and not ego.crashed  # what hit the ego stays for the record
             # Past the road's end highway-env extends the last lane: an arc goes on round its
             # circle, back into the traffic behind (the main cause of crashes between cars).

@@ -88,6 +88,7 @@ class WindingRoadEnv(AbstractEnv):
         return super().reset(seed=seed, options=options)
 
     def _reset(self) -> None:
+        self._ego_coordinates = (None, np.nan, np.nan, None)  # see `ego_lane_coordinates`
         settings: RoadSettings = self.config["road"]
         settings.validate()
         self.road_map: Road = make_road(self.road_seed, settings)
@@ -119,11 +120,24 @@ class WindingRoadEnv(AbstractEnv):
             return float(self.config["duration"])
         return 2.0 * self.road_map.length / self.config["road"].speed_limit
 
+    def ego_lane_coordinates(self) -> tuple[float, float]:
+        """(longitudinal, lateral) [m] of the ego in its lane: `lane.local_coordinates`, computed
+        once per lane and position (the reward, the termination and the info each ask)."""
+        ego, (x, y) = self.vehicle, self.vehicle.position
+        lane, at_x, at_y, coordinates = self._ego_coordinates
+        if lane is not ego.lane or at_x != x or at_y != y:
+            coordinates = ego.lane.local_coordinates(ego.position)
+            self._ego_coordinates = (ego.lane, x, y, coordinates)
+        return coordinates
+
+    def ego_on_road(self) -> bool:
+        """highway-env's `vehicle.on_road` of the ego, from `ego_lane_coordinates`."""
+        return self.vehicle.lane.on_lane(self.vehicle.position, *self.ego_lane_coordinates())
+
     def progress(self) -> float:
         """Distance of the ego along the road [m]."""
-        lane_index = self.vehicle.lane_index
-        longitudinal, _ = self.vehicle.lane.local_coordinates(self.vehicle.position)
-        return self.road_map.progress(lane_index, longitudinal)
+        longitudinal, _ = self.ego_lane_coordinates()
+        return self.road_map.progress(self.vehicle.lane_index, longitudinal)
 
     def reached_end(self, progress: float | None = None) -> bool:
         """Whether the ego is at the finish (given its `progress` [m], if already known)."""
@@ -132,13 +146,13 @@ class WindingRoadEnv(AbstractEnv):
 
     def _reward(self, action: np.ndarray) -> float:
         # Not a quality metric (the evaluator computes those): progress while on the road.
-        return float(self.vehicle.on_road) * self.vehicle.speed / self.config["road"].speed_limit
+        return float(self.ego_on_road()) * self.vehicle.speed / self.config["road"].speed_limit
 
     def _rewards(self, action: np.ndarray) -> dict[str, float]:
         return {}
 
     def _is_terminated(self) -> bool:
-        off_road = self.config["terminate_off_road"] and not self.vehicle.on_road
+        off_road = self.config["terminate_off_road"] and not self.ego_on_road()
         return bool(self.vehicle.crashed or off_road or self.reached_end())
 
     def _is_truncated(self) -> bool:
