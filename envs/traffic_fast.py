@@ -107,7 +107,12 @@ class FastTrafficRoad(TrafficRoad):
 
     def __init__(self, road_map: Road, np_random: np.random.Generator) -> None:
         super().__init__(road_map, np_random)
-        self.table = LaneTable(self.network)
+        self.table = t = LaneTable(self.network)
+        # Per lane, for `Road.progress` and the lateral offset: its segment's start [m], the
+        # length of its segment's lane 0 [m] and its centre's offset from lane 0's [m].
+        self._start = road_map.segment_starts[t.segment]
+        self._length_0 = t.length[t.lane_0]
+        self._offset = t.lane_id * road_map.lane_width
         self._neighbours: _Neighbours | None = None  # set while `act` runs
         self._where = _Where.empty()
 
@@ -147,9 +152,8 @@ class FastTrafficRoad(TrafficRoad):
         t = self.table
         local = LaneCoordinates(t, positions) if local is None else local
         s, r = local(np.arange(len(vehicles)), rows)
-        starts = self.road_map.segment_starts[t.segment[rows]]
-        progress = starts + s * t.length[t.lane_0[rows]] / t.length[rows]
-        lateral = t.lane_id[rows] * self.road_map.lane_width + r
+        progress = self._start[rows] + s * self._length_0[rows] / t.length[rows]
+        lateral = self._offset[rows] + r
         self._frame = RoadFrame(vehicles, progress, lateral)
         order = {id(v): i for i, v in enumerate(vehicles)}
         self._where = _Where(positions, rows, s, r, order, local)
@@ -236,9 +240,10 @@ class FastTrafficRoad(TrafficRoad):
             own, aside = follow[k, lanes[where.rows[who[k]]]], follow[k, lanes[candidates]]
             others = accelerations[n * count :].reshape(4, -1)
             wants[k, side] = mobil(self.table, cars, who[k], candidates, own, aside, others)
-        s = where.local(who, before)[0]  # in the target lanes before the decisions
+        s, r = where.local(who, before)  # in the target lanes before the decisions
         targets = self._decide(idm_cars, before, s, wants)
-        s, r = where.local(who, targets)
+        if (targets != before).any():  # usually no car has changed its target lane
+            s, r = where.local(who, targets)
         steering = self._steering(targets, state.take(who, axis=0), s, r)
         lanes, everyone = self.table.lane_id, np.arange(n)
         accel = follow[everyone, lanes[where.rows[who]]]

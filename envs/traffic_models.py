@@ -45,10 +45,12 @@ class Cars:
     target_speed: np.ndarray  # (N,) [m/s] (0 for a car without one, as highway-env reads it)
     delta: np.ndarray  # (N,) IDM's acceleration exponent of each car (0 if it has none)
     direction: np.ndarray = field(init=False)  # (N, 2) unit vector of each car's heading
+    velocity: np.ndarray = field(init=False)  # (N, 2) [m/s] speed times direction
 
     def __post_init__(self) -> None:
         self.direction = np.empty((len(self.heading), 2))  # column by column: np.stack's floats
         self.direction[:, 0], self.direction[:, 1] = np.cos(self.heading), np.sin(self.heading)
+        self.velocity = self.speed[:, None] * self.direction
 
 
 def idm(
@@ -66,11 +68,11 @@ def idm(
     )
     led = ((fronts >= 0) & (who >= 0)).nonzero()[0]
     if len(led):
-        f, speed, direction = fronts[led], speed[led], cars.direction.take(here[led], axis=0)
+        f, driver, speed = fronts[led], here[led], speed[led]
         # `lane_distance_to`: both cars' longitudinal coordinates in the follower's lane.
-        d = cars.local(f, own[led])[0] - cars.s[here[led]]
-        velocity = speed[:, None] * direction - cars.speed[f, None] * cars.direction.take(f, 0)
-        dv = np.vecdot(velocity, direction)
+        d = cars.local(f, own[led])[0] - cars.s[driver]
+        velocity = cars.velocity.take(driver, axis=0) - cars.velocity.take(f, axis=0)
+        dv = np.vecdot(velocity, cars.direction.take(driver, axis=0))
         gap = c.DISTANCE_WANTED + speed * c.TIME_WANTED + speed * dv / _TWO_SQRT_AB
         accel[led] -= c.COMFORT_ACC_MAX * np.power(gap / not_zero(d), 2)
     return np.where(who >= 0, accel, 0.0)
