@@ -220,10 +220,12 @@ class FastTrafficRoad(TrafficRoad):
         ])  # fmt: skip
         cars = Cars(where.local, where.s, where.rows, *state.T)
         before = self._rows(idm_cars, "target_lane_index")
+        changing = before != where.rows[who]
+        timers = np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars], dtype=bool)
         # IDM of every car behind its leader in every lane (its own lane's, and a target lane's
         # during a lane change), and the other cars' that MOBIL weighs: all in one evaluation.
         n, count = len(idm_cars), self.road_map.lanes
-        k, side, candidates = self._candidates(idm_cars, who, cars, before)
+        k, side, candidates = self._candidates(before, timers & ~changing)
         drivers, leaders = mobil_pairs(
             self.table, cars, table.front, table.rear, who[k], candidates
         )
@@ -241,7 +243,7 @@ class FastTrafficRoad(TrafficRoad):
             others = accelerations[n * count :].reshape(4, -1)
             wants[k, side] = mobil(self.table, cars, who[k], candidates, own, aside, others)
         s, r = where.local(who, before)  # in the target lanes before the decisions
-        targets = self._decide(idm_cars, before, s, wants)
+        targets = self._decide(idm_cars, before, s, wants, timers | changing)
         if (targets != before).any():  # usually no car has changed its target lane
             s, r = where.local(who, targets)
         steering = self._steering(targets, state.take(who, axis=0), s, r)
@@ -254,30 +256,37 @@ class FastTrafficRoad(TrafficRoad):
             v.action = {"steering": steer, "acceleration": acceleration}
 
     def _candidates(
-        self, idm_cars: list[IDMVehicle], who: np.ndarray, cars: Cars, rows: np.ndarray
+        self, rows: np.ndarray, due: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The (car, side) pairs MOBIL weighs this step, as index arrays (k into `idm_cars`,
+        """The (car, side) pairs MOBIL weighs this step, as index arrays (k into the IDM cars,
         side 0 = left, 1 = right), and the table rows of those side lanes: cars whose decision
-        timer is due, not changing lanes (target lanes `rows`), beside a lane. MOBIL reads only
-        positions, speeds and lanes, which no decision changes, so it can run before them."""
-        timers = np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars], dtype=bool)
-        due = (rows == cars.rows[who]) & timers
+        timer is `due` and that are not changing lanes (target lanes `rows`), beside a lane.
+        MOBIL reads only positions, speeds and lanes, which no decision changes, so it can run
+        before them."""
         sides = self.table.sides.take(rows, axis=0)
         k, side = ((sides >= 0) & due[:, None]).nonzero()
         return k, side, sides[k, side]
 
     def _decide(
-        self, idm_cars: list[IDMVehicle], rows: np.ndarray, s: np.ndarray, wants: np.ndarray
+        self,
+        idm_cars: list[IDMVehicle],
+        rows: np.ndarray,
+        s: np.ndarray,
+        wants: np.ndarray,
+        busy: np.ndarray,
     ) -> np.ndarray:
         """highway-env's lane decisions (`follow_road`, `change_lane_policy`), car by car in
         the road's order where they can act, MOBIL's answers `wants` (cars, left/right) given;
         `rows`: the target lanes before them, `s` [m]: each car's coordinate in its target
-        lane; returns the table rows of the target lanes after them."""
+        lane, `busy`: cars changing lanes or whose decision timer is due (the others' decide
+        nothing unless near their lane's end); returns the table rows of the target lanes
+        after them."""
         near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
-        sides = self.table.sides.take(rows, axis=0).tolist()
-        for v, end, want, side in zip(
-            idm_cars, near_end.tolist(), wants.tolist(), sides, strict=True
-        ):
+        visit = (near_end | busy).nonzero()[0]
+        sides = self.table.sides.take(rows[visit], axis=0).tolist()
+        ends, wants = near_end[visit].tolist(), wants[visit].tolist()
+        deciding = [idm_cars[i] for i in visit.tolist()]
+        for v, end, want, side in zip(deciding, ends, wants, sides, strict=True):
             if end:
                 v.follow_road()  # checks `after_end` itself
             if not v.enable_lane_change:
@@ -289,7 +298,9 @@ class FastTrafficRoad(TrafficRoad):
                 for row, yes in zip(side, want, strict=True):  # left, then right: right wins
                     if yes:
                         v.target_lane_index = self.table.indexes[row]
-        return self._rows(idm_cars, "target_lane_index")
+        targets = rows.copy()
+        targets[visit] = self._rows(deciding, "target_lane_index")
+        return targets
 
     def _steering(
         self, rows: np.ndarray, state: np.ndarray, s: np.ndarray, r: np.ndarray
