@@ -96,9 +96,9 @@ def _neighbour_table(frame: RoadFrame, road_map: Road) -> _Neighbours:
     behind = in_lane & ((progress < progress[:, None]) & others)
     nearest = np.where(ahead, progress, np.inf).argmin(axis=2)  # the first minimum
     last = np.where(behind, progress, -np.inf).argmax(axis=2)
-    front = np.where(np.logical_or.reduce(ahead, axis=2), nearest, -1)  # (L, N)
-    rear = np.where(np.logical_or.reduce(behind, axis=2), last, -1)
-    return _Neighbours(frame.vehicles, np.ascontiguousarray(front.T), np.ascontiguousarray(rear.T))
+    front = np.where(np.logical_or.reduce(ahead, axis=2), nearest, -1).T  # (N, L)
+    rear = np.where(np.logical_or.reduce(behind, axis=2), last, -1).T
+    return _Neighbours(frame.vehicles, front, rear)
 
 
 class FastTrafficRoad(TrafficRoad):
@@ -138,7 +138,22 @@ class FastTrafficRoad(TrafficRoad):
             return super().frame()
         vehicles = list(self.vehicles)
         positions = np.array([v.position for v in vehicles], dtype=float).reshape(-1, 2)
-        return self._make_frame(vehicles, self._rows(vehicles), positions)
+        local = self._carried(vehicles, positions)
+        return self._make_frame(vehicles, self._rows(vehicles), positions, local)
+
+    def _carried(self, vehicles: list[Vehicle], positions: np.ndarray) -> LaneCoordinates:
+        """Lane coordinates of `vehicles` at `positions` (N, 2) [m], with those the last frame
+        computed for the same cars at the same positions carried over (a car entering or
+        leaving the scene does not make the others' computed again)."""
+        local, where = LaneCoordinates(self.table, positions), self._where
+        if where.local is None:
+            return local
+        old = np.array([where.order.get(id(v), -1) for v in vehicles], dtype=np.int64)
+        before = where.positions.take(np.maximum(old, 0), axis=0)  # (N, 2), junk where -1
+        same = (old >= 0) & (before[:, 0] == positions[:, 0]) & (before[:, 1] == positions[:, 1])
+        same = same.nonzero()[0]
+        local.known[:, same] = where.local.known[:, old[same]]
+        return local
 
     def _make_frame(
         self,
