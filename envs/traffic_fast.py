@@ -354,8 +354,8 @@ class FastTrafficRoad(TrafficRoad):
         positions = np.array([v.position for v in vehicles], dtype=float)  # (N, 2) [m]
         steering, acceleration, heading, speed, length = state.T
         beta = np.arctan(1 / 2 * np.tan(steering))
-        course = np.empty((len(vehicles), 2))  # filled column by column: np.stack's floats
-        course[:, 0], course[:, 1] = np.cos(heading + beta), np.sin(heading + beta)
+        course, angle = np.empty((len(vehicles), 2)), heading + beta  # [rad] of the motion
+        course[:, 0], course[:, 1] = np.cos(angle), np.sin(angle)  # np.stack's floats
         positions += speed[:, None] * course * dt
         for i in hit:
             positions[i] += vehicles[i].impact
