@@ -33,7 +33,7 @@ _TOLERANCE = 1e-6  # [m] a lane whose bound is this close to the upper bound is 
 _TWO_PI = 2 * np.pi  # as highway-env's wrap_to_pi writes it
 # Columns of `LaneTable.vectors`, rows of `LaneTable.scalars`.
 _START, _DIRECTION, _LATERAL, _CENTER = slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)
-_RADIUS, _PHASE, _TURN, _HEADING = range(4)
+_RADIUS, _PHASE, _TURN, _QUARTER, _HEADING, _LENGTH = range(6)
 
 
 def wrap_to_pi(x: np.ndarray) -> np.ndarray:
@@ -72,8 +72,9 @@ class LaneTable:
         # start phase and turn (+1 clockwise), a straight lane's heading (one row per
         # parameter); the other kind's entries are harmless and masked by `arc`.
         self.vectors = np.zeros((len(self.lanes), 8))
-        self.scalars = np.zeros((4, len(self.lanes)))
+        self.scalars = np.zeros((6, len(self.lanes)))
         self.scalars[_RADIUS] = self.scalars[_TURN] = 1.0
+        self.scalars[_LENGTH] = self.length
         self.arc = np.array([type(lane) is CircularLane for lane in self.lanes], dtype=bool)
         for row, lane in enumerate(self.lanes):
             v = self.vectors[row]
@@ -86,10 +87,11 @@ class LaneTable:
                 self.scalars[_HEADING, row] = lane.heading
             elif type(lane) is CircularLane:
                 v[_CENTER] = lane.center
-                self.scalars[[_RADIUS, _PHASE, _TURN], row] = (
+                self.scalars[[_RADIUS, _PHASE, _TURN, _QUARTER], row] = (
                     lane.radius,
                     lane.start_phase,
                     lane.direction,
+                    np.pi / 2 * lane.direction,  # as `heading_at` computes it
                 )
         # The road's measure of progress (`envs.road.Road.progress`): each lane's segment and
         # the row of its segment's lane 0.
@@ -121,31 +123,42 @@ class LaneTable:
     def local(self, rows: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(longitudinal, lateral) [m] of `positions` (N, 2) in lanes `rows` (N,):
         `lane.local_coordinates` of each."""
+        return self._local(rows, positions, self.scalars.take(rows, axis=1), self.arc[rows])
+
+    def heading_at(self, rows: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Lane heading [rad] at longitudinal `s` [m] of lanes `rows`: `lane.heading_at`."""
+        return self._heading_at(s, self.scalars.take(rows, axis=1), self.arc[rows])
+
+    def distance(self, rows: np.ndarray, positions: np.ndarray, headings: np.ndarray):
+        """`lane.distance_with_heading(position, heading)` of each (row, position, heading),
+        and the lane coordinates (s, r) [m] it was computed from."""
+        scalars, arc = self.scalars.take(rows, axis=1), self.arc[rows]
+        s, r = self._local(rows, positions, scalars, arc)
+        angle = np.abs(wrap_to_pi(headings - self._heading_at(s, scalars, arc)))
+        # highway-env adds max(s - length, 0) and max(0 - s, 0): at most one is not 0.
+        beyond = np.maximum(np.maximum(s - scalars[_LENGTH], 0 - s), 0)
+        return np.abs(r) + beyond + angle, s, r
+
+    def _local(
+        self, rows: np.ndarray, positions: np.ndarray, scalars: np.ndarray, arc: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`local`, given the lanes' `scalars` and `arc` (gathered once for several uses)."""
         v = self.vectors.take(rows, axis=0)
-        radius, phase, turn, _ = self.scalars.take(rows, axis=1)
+        radius, phase, turn = scalars[_RADIUS], scalars[_PHASE], scalars[_TURN]
         delta = positions - v[:, _START]
         s = np.vecdot(delta, v[:, _DIRECTION])
         r = np.vecdot(delta, v[:, _LATERAL])
         delta = positions - v[:, _CENTER]
         phi = phase + wrap_to_pi(np.arctan2(delta[:, 1], delta[:, 0]) - phase)
-        arc = self.arc[rows]
         s = np.where(arc, turn * (phi - phase) * radius, s)
         r = np.where(arc, turn * (radius - np.sqrt(np.vecdot(delta, delta))), r)
         return s, r
 
-    def heading_at(self, rows: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Lane heading [rad] at longitudinal `s` [m] of lanes `rows`: `lane.heading_at`."""
-        radius, phase, turn, heading = self.scalars.take(rows, axis=1)
-        phi = turn * s / radius + phase
-        return np.where(self.arc[rows], phi + np.pi / 2 * turn, heading)
-
-    def distance(self, rows: np.ndarray, positions: np.ndarray, headings: np.ndarray):
-        """`lane.distance_with_heading(position, heading)` of each (row, position, heading),
-        and the lane coordinates (s, r) [m] it was computed from."""
-        s, r = self.local(rows, positions)
-        angle = np.abs(wrap_to_pi(headings - self.heading_at(rows, s)))
-        d = np.abs(r) + np.maximum(s - self.length[rows], 0) + np.maximum(0 - s, 0) + angle
-        return d, s, r
+    @staticmethod
+    def _heading_at(s: np.ndarray, scalars: np.ndarray, arc: np.ndarray) -> np.ndarray:
+        """`heading_at`, given the lanes' `scalars` and `arc`."""
+        phi = scalars[_TURN] * s / scalars[_RADIUS] + scalars[_PHASE]
+        return np.where(arc, phi + scalars[_QUARTER], scalars[_HEADING])
 
     def closest(
         self, positions: np.ndarray, headings: np.ndarray, guesses: np.ndarray
