@@ -106,9 +106,26 @@ class LaneTable:
         boxes = np.array([_centre_line_box(lane) for lane in self.lanes]).reshape(-1, 4)
         self.boxes = np.ascontiguousarray(boxes.T)
         self.nearby = self._nearby()
+        # `RoadNetwork.next_lane(row)` without a route, where it is known without searching:
+        # one road ahead with as many lanes, the lane of the same index (-1: not known).
+        self.next = np.array([self._next(network, index) for index in self.indexes], np.int64)
         # (L, L) whether a lane is outside `nearby` of another.
         self.far = np.ones((len(self.lanes), len(self.lanes)), dtype=bool)
         self.far[np.arange(len(self.lanes))[:, None], self.nearby] = False
+
+    def _next(self, network: RoadNetwork, index: LaneIndex) -> int:
+        """The row of `network.next_lane(index)` (route None) if there is one road ahead with as
+        many lanes, or none (the lane itself, as highway-env answers); else -1."""
+        _from, _to, _id = index
+        if _to not in network.graph:
+            return self.rows[index]
+        ahead = network.graph[_to]
+        if len(ahead) != 1:
+            return -1
+        ((next_to, lanes),) = ahead.items()
+        return (
+            self.rows[(_to, next_to, _id)] if len(lanes) == len(network.graph[_from][_to]) else -1
+        )
 
     def _nearby(self) -> np.ndarray:
         """(L, K) rows of the lanes of each lane's segment and the segments either side (padded

@@ -29,6 +29,7 @@ from math import cos, sin
 from operator import attrgetter
 
 import numpy as np
+from highway_env.road.lane import AbstractLane
 from highway_env.road.road import LaneIndex
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
@@ -41,6 +42,7 @@ from envs.traffic_models import Cars, clip, idm, mobil, mobil_pairs, not_zero
 _END_SLACK = 1e-6  # [m] `follow_road` is called this much earlier than needed; it re-checks
 _CLEAR = 1e-6  # [m] pairs further apart than this skip highway-env's polygon test
 _STEPPED = frozenset({Vehicle, IDMVehicle})  # exact classes whose step is computed here
+_CAR = AbstractLane.VEHICLE_LENGTH  # [m] `after_end` says a car is past a lane's end at half
 
 
 @dataclass
@@ -298,12 +300,24 @@ class FastTrafficRoad(TrafficRoad):
         after them."""
         near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
         visit = (near_end | busy).nonzero()[0]
-        sides = self.table.sides.take(rows[visit], axis=0).tolist()
-        ends, wants = near_end[visit].tolist(), wants[visit].tolist()
+        lanes = rows[visit]
+        after_end = s[visit] > self.table.length[lanes] - _CAR / 2  # `lane.after_end`
+        sides = self.table.sides.take(lanes, axis=0).tolist()
         deciding = [idm_cars[i] for i in visit.tolist()]
-        for v, end, want, side in zip(deciding, ends, wants, sides, strict=True):
+        for v, end, after, ahead, want, side in zip(
+            deciding,
+            near_end[visit].tolist(),
+            after_end.tolist(),
+            self.table.next[lanes].tolist(),
+            wants[visit].tolist(),
+            sides,
+            strict=True,
+        ):
             if end:
-                v.follow_road()  # checks `after_end` itself
+                if ahead < 0 or v.route:
+                    v.follow_road()  # checks `after_end` itself
+                elif after:  # `follow_road`'s answer where the road ahead is known
+                    v.target_lane_index = self.table.indexes[ahead]
             if not v.enable_lane_change:
                 continue
             if v.lane_index != v.target_lane_index:

@@ -201,7 +201,7 @@ def test_the_neighbour_query_answers_as_the_car_by_car_road_does():
     assert asked > 10  # cars on both sides were part of it
 
 
-def test_the_lane_table_finds_highway_envs_closest_lane_and_its_coordinates_from_any_guess():
+def test_the_lane_table_answers_as_highway_envs_network():
     # Given points scattered around a winding road, with headings off the lane's by up to 1 rad,
     # and a previous lane guessed at random (often far away: the bounds must find the lane),
     env = TrafficEnv()
@@ -221,6 +221,13 @@ def test_the_lane_table_finds_highway_envs_closest_lane_and_its_coordinates_from
     rows, local = table.closest(positions, headings, guesses)
     for row, position, heading in zip(rows, positions, headings, strict=True):
         assert table.indexes[row] == RoadNetwork.get_closest_lane_index(network, position, heading)
+    # and the lane after each lane's end, where the table knows it, is highway-env's,
+    for row, lane in enumerate(table.lanes):
+        if table.next[row] >= 0:
+            end = lane.position(lane.length, 0.0)
+            assert table.indexes[table.next[row]] == network.next_lane(
+                table.indexes[row], None, end
+            )
     # and the coordinates in any lane, computed on the way or asked for later (fresh or not),
     # are highway-env's floats.
     cars = np.arange(len(lanes)).repeat(4)
