@@ -227,13 +227,15 @@ class LaneCoordinates:
         self.table, self.positions = table, positions  # (N, 2) [m]
         shape = (2, len(positions), len(table.lanes))
         self.known = np.full(shape, np.nan) if known is None else known  # NaN: not computed
+        self._flat = self.known.reshape(2, -1)  # (2, N * L), the same memory
 
     def __call__(self, cars: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(s, r) [m] of each car `cars` (indices, (M,)) in its lane `rows` (table rows)."""
-        s, r = self.known[:, cars, rows]
+        at = cars * len(self.table.lanes) + rows
+        s, r = self._flat.take(at, axis=1)
         missing = np.isnan(s).nonzero()[0]
         if len(missing):
-            cars, rows = cars[missing], rows[missing]
-            s[missing], r[missing] = self.table.local(rows, self.positions.take(cars, axis=0))
-            self.known[:, cars, rows] = s[missing], r[missing]
+            rows, at = rows[missing], at[missing]
+            s[missing], r[missing] = self.table.local(rows, self.positions.take(cars[missing], 0))
+            self._flat[:, at] = s[missing], r[missing]
         return s, r
