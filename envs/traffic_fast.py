@@ -115,6 +115,9 @@ class FastTrafficRoad(TrafficRoad):
         self._start = road_map.segment_starts[t.segment]
         self._length_0 = t.length[t.lane_0]
         self._offset = t.lane_id * road_map.lane_width
+        # Per lane, as lists for the few cars `_decide` visits a step: length [m], the row of the
+        # next lane (-1: highway-env's `next_lane` decides), the rows of the lanes beside.
+        self._length, self._next, self._sides = t.length.tolist(), t.next.tolist(), t.sides.tolist()
         self._neighbours: _Neighbours | None = None  # set while `act` runs
         self._where = _Where.empty()
 
@@ -298,37 +301,26 @@ class FastTrafficRoad(TrafficRoad):
         lane, `busy`: cars changing lanes or whose decision timer is due (the others' decide
         nothing unless near their lane's end); returns the table rows of the target lanes
         after them."""
-        near_end = s > self.table.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
-        visit = (near_end | busy).nonzero()[0]
-        lanes = rows[visit]
-        after_end = s[visit] > self.table.length[lanes] - _CAR / 2  # `lane.after_end`
-        sides = self.table.sides.take(lanes, axis=0).tolist()
-        deciding = [idm_cars[i] for i in visit.tolist()]
-        for v, end, after, ahead, want, side in zip(
-            deciding,
-            near_end[visit].tolist(),
-            after_end.tolist(),
-            self.table.next[lanes].tolist(),
-            wants[visit].tolist(),
-            sides,
-            strict=True,
-        ):
-            if end:
+        t = self.table
+        near_end = s > t.length[rows] - Vehicle.LENGTH / 2 - _END_SLACK
+        targets = rows.copy()
+        for i in (near_end | busy).nonzero()[0].tolist():  # a few cars a step: plain floats
+            v, row = idm_cars[i], int(rows[i])
+            if near_end[i]:
+                ahead = self._next[row]
                 if ahead < 0 or v.route:
                     v.follow_road()  # checks `after_end` itself
-                elif after:  # `follow_road`'s answer where the road ahead is known
-                    v.target_lane_index = self.table.indexes[ahead]
-            if not v.enable_lane_change:
-                continue
-            if v.lane_index != v.target_lane_index:
-                v.change_lane_policy()  # a lane change under way: highway-env's abort check
-            elif v.LANE_CHANGE_DELAY < v.timer:  # `change_lane_policy` with MOBIL's answers
-                v.timer = 0
-                for row, yes in zip(side, want, strict=True):  # left, then right: right wins
-                    if yes:
-                        v.target_lane_index = self.table.indexes[row]
-        targets = rows.copy()
-        targets[visit] = self._rows(deciding, "target_lane_index")
+                elif s[i] > self._length[row] - _CAR / 2:  # `lane.after_end`: `follow_road`'s
+                    v.target_lane_index = t.indexes[ahead]  # answer where the road ahead is known
+            if v.enable_lane_change:
+                if v.lane_index != v.target_lane_index:
+                    v.change_lane_policy()  # a lane change under way: highway-env's abort check
+                elif v.LANE_CHANGE_DELAY < v.timer:  # `change_lane_policy` with MOBIL's answers
+                    v.timer = 0
+                    for side, yes in zip(self._sides[row], wants[i].tolist(), strict=True):
+                        if yes:  # left, then right: right wins
+                            v.target_lane_index = t.indexes[side]
+            targets[i] = t.rows[v.target_lane_index]
         return targets
 
     def _steering(
