@@ -244,22 +244,22 @@ class FastTrafficRoad(TrafficRoad):
         timers = np.array([v.LANE_CHANGE_DELAY < v.timer for v in idm_cars], dtype=bool)
         # IDM of every car behind its leader in every lane (its own lane's, and a target lane's
         # during a lane change), and the other cars' that MOBIL weighs: all in one evaluation.
-        n, count = len(idm_cars), self.road_map.lanes
+        n, count, lanes = len(idm_cars), self.road_map.lanes, self.table.lane_id
         k, side, candidates = self._candidates(before, timers & ~changing)
         drivers, leaders = mobil_pairs(
             self.table, cars, table.front, table.rear, who[k], candidates
         )
         # MOBIL's four other accelerations with the exponent of the car weighing them.
-        whose = np.concatenate([who.repeat(count), *[who[k]] * 4])
-        drivers = np.concatenate([who.repeat(count), drivers])
+        followers = who.repeat(count)
+        delta = cars.delta[np.concatenate([followers, *[who[k]] * 4])]
+        drivers = np.concatenate([followers, drivers])
         leaders = np.concatenate([table.front.take(who, axis=0).ravel(), leaders])
-        delta = cars.delta[whose]
         accelerations = idm(self.table, cars, drivers, leaders, delta)
         follow = accelerations[: n * count].reshape(n, count)  # (car, lane)
+        own_lane, everyone = lanes[where.rows[who]], np.arange(n)
         wants = np.zeros((n, 2), dtype=bool)
         if len(k):
-            lanes = self.table.lane_id
-            own, aside = follow[k, lanes[where.rows[who[k]]]], follow[k, lanes[candidates]]
+            own, aside = follow[k, own_lane[k]], follow[k, lanes[candidates]]
             others = accelerations[n * count :].reshape(4, -1)
             wants[k, side] = mobil(self.table, cars, who[k], candidates, own, aside, others)
         s, r = where.local(who, before)  # in the target lanes before the decisions
@@ -267,10 +267,9 @@ class FastTrafficRoad(TrafficRoad):
         if (targets != before).any():  # usually no car has changed its target lane
             s, r = where.local(who, targets)
         steering = self._steering(targets, state.take(who, axis=0), s, r)
-        lanes, everyone = self.table.lane_id, np.arange(n)
-        accel = follow[everyone, lanes[where.rows[who]]]
-        during = follow[everyone, lanes[targets]]  # behind the leader in the target lane
-        accel = np.where(targets != where.rows[who], np.minimum(accel, during), accel)
+        # During a lane change, the lower of the IDMs behind the leaders in both lanes (the
+        # same one twice for a car in its target lane: min(a, a) is a).
+        accel = np.minimum(follow[everyone, own_lane], follow[everyone, lanes[targets]])
         accel = clip(accel, -IDMVehicle.ACC_MAX, IDMVehicle.ACC_MAX)
         for v, steer, acceleration in zip(idm_cars, steering.tolist(), accel.tolist(), strict=True):
             v.action = {"steering": steer, "acceleration": acceleration}

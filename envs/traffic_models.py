@@ -5,7 +5,8 @@
     drivers, leaders = mobil_pairs(table, cars, front, rear, who, lanes)  # what MOBIL weighs
     wants = mobil(table, cars, who, lanes, self_a, self_pred_a, others)   # IDMVehicle.mobil
 
-Used by `envs.traffic_fast.FastTrafficRoad`. Each expression is highway-env's
+MOBIL's last step, the decision of each of the few cars that weigh a lane change in a step, is
+plain floats. Used by `envs.traffic_fast.FastTrafficRoad`. Each expression is highway-env's
 (`highway_env/vehicle/behavior.py`, version 1.12), operation for operation and in the same
 order, so that the results are the same floats as its car-by-car code; the replay test in
 tests/envs/test_traffic_fast.py compares whole drives both ways.
@@ -113,20 +114,43 @@ def mobil(
     `IDMVehicle.mobil` without a route, from the ten accelerations it weighs: `self_a`,
     `self_pred_a` (K,): `who`'s IDM in its lane and in the side lane; `others` (4, K): those
     of `mobil_pairs`, all with `who`'s exponent (as highway-env computes them)."""
-    c = IDMVehicle
     s, r = cars.local(who, lanes)
-    width = table.width[lanes]
-    reachable = (np.abs(r) <= 2 * width) & (0 <= s) & (s < table.length[lanes] + _CAR)
-    reachable &= ~table.forbidden[lanes]
-    moving = ~(np.abs(cars.speed[who]) < 1)
-    new_rear_a, new_rear_pred_a, old_rear_a, old_rear_pred_a = others
-    safe = ~(new_rear_pred_a < -c.LANE_CHANGE_MAX_BRAKING_IMPOSED)
+    # Plain floats, car by car: a step weighs a few lane changes, too few for arrays to pay.
+    columns = (s, r, lanes, cars.speed[who], self_a, self_pred_a, *others)
+    per_car = zip(*map(np.ndarray.tolist, columns), strict=True)
+    return np.array([_mobil(table, *car) for car in per_car], dtype=bool)
+
+
+def _mobil(
+    table: LaneTable,
+    s: float,
+    r: float,
+    lane: int,
+    speed: float,
+    self_a: float,
+    self_pred_a: float,
+    new_rear_a: float,
+    new_rear_pred_a: float,
+    old_rear_a: float,
+    old_rear_pred_a: float,
+) -> bool:
+    """`mobil` of one car at lane coordinates `s`, `r` [m] in the side lane of row `lane`,
+    driving at `speed` [m/s], from the accelerations it weighs [m/s^2]."""
+    c = IDMVehicle
+    reachable = not table.forbidden[lane] and (
+        abs(r) <= 2 * table.width[lane] and 0 <= s < table.length[lane] + _CAR
+    )
     jerk = (
         self_pred_a
         - self_a
         + c.POLITENESS * (new_rear_pred_a - new_rear_a + old_rear_pred_a - old_rear_a)
     )
-    return reachable & moving & safe & ~(jerk < c.LANE_CHANGE_MIN_ACC_GAIN)
+    return bool(
+        reachable
+        and not abs(speed) < 1  # the car moves
+        and not new_rear_pred_a < -c.LANE_CHANGE_MAX_BRAKING_IMPOSED  # safe for the new rear
+        and not jerk < c.LANE_CHANGE_MIN_ACC_GAIN
+    )
 
 
 _CAR = AbstractLane.VEHICLE_LENGTH  # [m] `is_reachable_from`'s slack past a lane's end
