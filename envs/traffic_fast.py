@@ -40,7 +40,7 @@ from envs.traffic import LANE_MARGIN, RoadFrame, TrafficRoad
 from envs.traffic_models import Cars, clip, idm, mobil, mobil_pairs, not_zero
 
 _END_SLACK = 1e-6  # [m] `follow_road` is called this much earlier than needed; it re-checks
-_CLEAR = 1e-6  # [m] pairs further apart than this skip highway-env's polygon test
+_CLEAR = 1e-6  # [m] margin for rounding: pairs further apart skip highway-env's collision tests
 _STEPPED = frozenset({Vehicle, IDMVehicle})  # exact classes whose step is computed here
 _CAR = AbstractLane.VEHICLE_LENGTH  # [m] `after_end` says a car is past a lane's end at half
 
@@ -396,13 +396,16 @@ class FastTrafficRoad(TrafficRoad):
         self._make_frame(list(vehicles), rows, positions, local)
 
     def _collide(self, positions: np.ndarray, speed: np.ndarray, dt: float) -> None:
-        """highway-env's collision checks on the pairs that pass its distance pre-check."""
+        """highway-env's collision checks on the pairs that pass its distance pre-check (in
+        `_is_colliding`: no contact if the centres are further apart than half of both
+        diagonals plus the first car's step), here with a margin of `_CLEAR`: every pair it
+        keeps, and any pair at the margin's edge, which its own check drops again."""
         vehicles = self.vehicles
         if len(vehicles) > 1:
-            diagonal = np.array([v.diagonal for v in vehicles])
-            offset = positions[None, :, :] - positions[:, None, :]  # (i, j): j's from i's
-            distance = np.sqrt(np.vecdot(offset, offset))
-            reach = (diagonal[:, None] + diagonal[None, :]) / 2 + speed[:, None] * dt
+            half = np.array([v.diagonal for v in vehicles]) / 2  # [m]
+            x, y = positions[:, 0], positions[:, 1]
+            distance = np.hypot(x - x[:, None], y - y[:, None])  # (i, j) [m]
+            reach = (half + speed * dt + _CLEAR)[:, None] + half
             close = ~(distance > reach) & _above(len(vehicles))  # row by row, as np.triu's
             for i, j in zip(*(pair.tolist() for pair in close.nonzero()), strict=True):
                 if not _apart(vehicles[i], vehicles[j], dt):
