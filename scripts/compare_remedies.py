@@ -101,6 +101,9 @@ class CompareConfig:
     """strength of the colour augmentation in training (see `drive train --help`)"""
     mask_sky: bool = False
     """hide the dashcam's sky from the nets (see `drive train --help`; dashcam pools only)"""
+    mirror: bool = False
+    """mirror half of every training batch left to right (see `drive train --help`; not the
+    dagger method's); the runs' names end in '+mirror'"""
     target: Literal["controls", "perception"] = "controls"
     """what every net learns: 'controls' (end-to-end) or 'perception' (the lane state, driven
     by the expert's control law: direct perception, see `drive train --help`); the dagger
@@ -199,7 +202,7 @@ def train_policy(cfg: CompareConfig, method: str, budget: int, seed: int) -> tup
     train(
         TrainConfig(
             data=data, run=run, epochs=epochs, val_fraction=0.0, seed=seed, resume=True,
-            colour_jitter=jitter, mask_sky=cfg.mask_sky, target=cfg.target,
+            colour_jitter=jitter, mask_sky=cfg.mask_sky, target=cfg.target, mirror=cfg.mirror,
         )
     )  # fmt: skip
     return run / "best.pt", frames
@@ -214,8 +217,10 @@ def run_one(cfg: CompareConfig, method: str, budget: int, seed: int) -> dict:
 
 
 def label(cfg: CompareConfig, method: str) -> str:
-    """A method's name in the table and its runs' folders: with the target when not controls."""
-    return method if cfg.target == "controls" else f"{method}-{cfg.target}"
+    """A method's name in the table and its runs' folders: with the target when not controls,
+    and '+mirror' when mirrored."""
+    name = method if cfg.target == "controls" else f"{method}-{cfg.target}"
+    return f"{name}+mirror" if cfg.mirror else name
 
 
 def _spread(values: list[float]) -> str:

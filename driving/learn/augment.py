@@ -1,4 +1,4 @@
-"""Colour augmentation of training batches: looks the camera never rendered.
+"""Augmentation of training batches: looks the camera never rendered, roads mirrored.
 
 The dashcam draws every road in a look from a training range (`envs.appearance`); a net trained on
 those looks alone learns their colours (grey road, green verge) rather than the road's shape, and
@@ -12,6 +12,12 @@ not change where the road goes.
 
     generator = torch.Generator().manual_seed(seed)
     image = colour_jitter(image, strength=0.5, generator=generator)  # (B, H, W, 3K) uint8
+
+`mirror` flips half of a batch left to right, the classic remedy for a small dataset's lopsided
+coverage (used by donkeycar and many PilotNet notebooks): a road bending left becomes one bending
+right, the right lane of three the left one, a car left of its lane one right of it. The labels
+that change sign under a mirror (steering; lateral offset, heading error, curvature) are negated,
+the others (throttle, the car ahead's gap and closing speed) kept.
 """
 
 from __future__ import annotations
@@ -62,3 +68,37 @@ def colour_jitter(image: torch.Tensor, strength: float, generator: torch.Generat
     contrast, brightness = contrast.to(x.device), brightness.to(x.device)
     x = (mean + contrast[:, None, None] * (x - mean)) * brightness[:, None, None]
     return x.clamp_(0, 255).round_().to(torch.uint8).reshape(batch, height, width, channels)
+
+
+MIRRORED = ("steering", "lateral_offset", "heading_error", "curvature_")
+"""Outputs (or prefixes of outputs) that change sign when the world is mirrored left to right."""
+
+
+def mirror_signs(outputs: tuple[str, ...]) -> torch.Tensor:
+    """(O,) bool: which of `outputs` change sign in a mirrored world (`MIRRORED`)."""
+    return torch.tensor([name.startswith(MIRRORED) for name in outputs])
+
+
+def mirror(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    odd: torch.Tensor,
+    shift: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half the samples of a batch, drawn by `generator`, mirrored left to right.
+
+    Args:
+        image: (B, H, W, 3K) frames (all of a sample's stacked frames flip together).
+        labels: (B, O) labels, raw or normalised as (raw - mean) / std.
+        odd: (O,) bool, the outputs that change sign (`mirror_signs`).
+        shift: (O,) 2 mean / std of normalised labels (zeros for raw ones): a mirrored raw value
+            -raw is -label - shift once normalised.
+
+    Returns:
+        (image, labels) with the drawn samples mirrored.
+    """
+    pick = (torch.rand(len(image), generator=generator) < 0.5).to(image.device)
+    image = torch.where(pick[:, None, None, None], image.flip(2), image)
+    flips = pick[:, None] & odd.to(labels.device)
+    return image, torch.where(flips, -labels - shift.to(labels.device), labels)

@@ -34,7 +34,7 @@ from driving.data import Frames, load_split, read_episode, scan
 from driving.files import hold_folder
 from driving.flags import EvalRoads, flag
 from driving.learn import distributed
-from driving.learn.augment import colour_jitter
+from driving.learn.augment import colour_jitter, mirror, mirror_signs
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.card import write_model_card
 from driving.learn.distributed import Ranks
@@ -102,6 +102,11 @@ class TrainConfig:
     """Strength (0 to 1) of the colour augmentation of training frames: SimCLR's brightness,
     contrast, saturation and hue jitter and 20 % grey frames (`driving.learn.augment`); it makes
     a net carry over to looks it was not shown. 0 = off."""
+    mirror: bool = False
+    """Mirror half of every batch left to right, the labels that change sign negated (steering;
+    lateral offset, heading error, curvature): a lopsided dataset (few left bends, no car in the
+    left lane of three) then covers both sides (`driving.learn.augment`). Mirrored traffic
+    overtakes on the other side: meant for roads without it."""
     mask_sky: bool = False
     """Hide the dashcam's sky and haze (the rows above the ground it shows within its view_m)
     from the net: they tell nothing about the road, and a net that reads them is lost under
@@ -275,6 +280,7 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
     warmup = max(1, min(500, total_steps // 20))
     seen, train_time = 0, 0.0
     jitter = torch.Generator()
+    odd, shift = _mirrored_outputs(state)
     taken = _steps_taken_in_epoch(state, steps_per_epoch)
     for epoch in range(state.epoch, cfg.epochs):
         state.model.train()
@@ -290,6 +296,10 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
             if cfg.colour_jitter > 0:  # drawn from (seed, step, rank): a resumed run draws alike
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank)) % 2**63)
                 batch = (colour_jitter(batch[0], cfg.colour_jitter, jitter), *batch[1:])
+            if cfg.mirror:  # the same: its own draw from (seed, step, rank)
+                jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, "mirror")) % 2**63)
+                image, labels = mirror(batch[0], batch[2], odd, shift, jitter)
+                batch = (image, batch[1], labels)
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
             with signals_held():  # a step is taken and counted whole, or not at all
                 per_output = train_step(state, batch, len(idx), lr, cfg.run)
@@ -308,6 +318,16 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
             if state.ranks.is_main:
                 _end_of_epoch(state, cfg, val_set, train_mean)
     return seen, train_time
+
+
+def _mirrored_outputs(state: TrainState) -> tuple[torch.Tensor, torch.Tensor]:
+    """For `mirror`: which outputs change sign, and 2 mean / std of each (normalised lane
+    quantities; zeros for the controls, learnt raw)."""
+    outputs = state.model.config.outputs
+    norm = state.recording.get("perception")
+    if norm is None:
+        return mirror_signs(outputs), torch.zeros(len(outputs))
+    return mirror_signs(outputs), 2 * torch.tensor(norm["mean"]) / torch.tensor(norm["std"])
 
 
 def _steps_taken_in_epoch(state: TrainState, steps_per_epoch: int) -> int:

@@ -1,4 +1,5 @@
-"""Colour augmentation: reproducible, label-free, one look per sample, grey kept grey."""
+"""Colour augmentation: reproducible, label-free, one look per sample, grey kept grey. Mirroring:
+the labels of a mirrored frame are those of the mirrored world."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ from dataclasses import replace
 
 import pytest
 import torch
+from highway_env.vehicle.kinematics import Vehicle
 from test_train import SETTINGS, data  # noqa: F401  (the toy dataset fixture)
 
-from driving.learn.augment import GREY_SHARE, colour_jitter, colour_matrices
+from driving.learn.augment import GREY_SHARE, colour_jitter, colour_matrices, mirror, mirror_signs
 from driving.learn.checkpoint import load_checkpoint
 from driving.learn.train import TrainConfig, train
+from driving.modular.lanes import LanePerception
+from envs.camera import CameraConfig
+from envs.dashcam import make_camera
+from tests.driving.modular.test_lanes import two_lane_road
 
 
 def _frames(count: int = 64, channels: int = 3) -> torch.Tensor:
@@ -75,5 +81,62 @@ def test_training_with_colour_jitter_differs_and_repeats_exactly(data, tmp_path)
         return load_checkpoint(run / "last.pt")["model"]
 
     plain, once, again = weights(base.run), weights(jittered.run), weights(tmp_path / "again")
+    assert any(not torch.equal(plain[k], once[k]) for k in plain)
+    assert all(torch.equal(once[k], again[k]) for k in once)
+
+
+@pytest.mark.parametrize("kind", ["topdown", "dashcam"])
+def test_a_mirrored_frame_shows_the_pose_its_mirrored_labels_name(kind):
+    # Given a real frame of a car 0.5 m right of its lane's centre, turned 0.04 rad right,
+    camera = CameraConfig(kind=kind)
+    road = two_lane_road()
+    ego = Vehicle(road, [200.0, 0.5], 0.04, 15.0)
+    road.vehicles.append(ego)
+    cam = make_camera(camera)
+    cam.reset(road, 3)
+    frame = torch.from_numpy(cam.render(road, ego))
+    image = frame.expand(16, *frame.shape).contiguous()
+    labels = torch.tensor([[0.5, 0.04]]).expand(16, 2)
+    # when half a batch of it is mirrored with the pose's labels,
+    outputs = ("lateral_offset", "heading_error")
+    generator = torch.Generator().manual_seed(0)
+    image, labels = mirror(image, labels, mirror_signs(outputs), torch.zeros(2), generator)
+    # then the hand-built lane perception reads every frame as its labels say
+    perception = LanePerception(camera)
+    flipped = labels[:, 0] < 0
+    assert 0 < flipped.sum() < 16
+    for sample, (offset, heading) in zip(image.numpy(), labels.tolist(), strict=True):
+        lane = perception.estimate(sample)
+        assert lane.lateral_offset == pytest.approx(offset, abs=0.15)
+        assert lane.heading_error == pytest.approx(heading, abs=0.035)
+    assert torch.equal(image[flipped][0], frame.flip(1)) and torch.equal(image[~flipped][0], frame)
+
+
+def test_normalised_labels_mirror_as_their_raw_values_do():
+    outputs = ("steering", "throttle", "lateral_offset", "curvature_20m", "gap_ahead")
+    odd = mirror_signs(outputs)
+    assert odd.tolist() == [True, False, True, True, False]
+    generator = torch.Generator().manual_seed(2)
+    raw = torch.randn(64, 5, generator=generator) + torch.tensor([0.1, 0.5, 0.3, 0.01, 40.0])
+    mean, std = raw.mean(0), raw.std(0)
+    image = _frames()
+    mirrored, labels = mirror(image, (raw - mean) / std, odd, 2 * mean / std, generator)
+    picked = (mirrored != image).flatten(1).any(1)
+    signs = torch.where(odd, -1.0, 1.0)
+    expected = torch.where(picked[:, None], (raw * signs - mean) / std, (raw - mean) / std)
+    assert 0 < picked.sum() < 64
+    assert torch.allclose(labels, expected, atol=1e-5)
+
+
+def test_training_with_mirroring_differs_and_repeats_exactly(data, tmp_path):  # noqa: F811
+    base = TrainConfig(data=data, run=tmp_path / "plain", **(SETTINGS | {"epochs": 1}))
+    train(base)
+    mirrored = replace(base, run=tmp_path / "mirror", mirror=True)
+    train(mirrored)
+    train(replace(mirrored, run=tmp_path / "again"))
+    plain, once, again = (
+        load_checkpoint(run / "last.pt")["model"]
+        for run in (base.run, mirrored.run, tmp_path / "again")
+    )
     assert any(not torch.equal(plain[k], once[k]) for k in plain)
     assert all(torch.equal(once[k], again[k]) for k in once)
