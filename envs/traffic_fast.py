@@ -8,12 +8,20 @@ instead of car by car:
 - `act`: every IDM car's steering (highway-env's `steering_control`), its leaders in every lane
   (`TrafficRoad.neighbours` for all cars: an N x N comparison per lane) and its IDM
   acceleration behind each, evaluated once with the other accelerations MOBIL weighs. The
-  lane-change decisions stay highway-env's own code (`follow_road`, `change_lane_policy`),
-  called car by car in the road's order as before, MOBIL's answers computed for all cars whose
-  decision timer is due (once a second per car);
+  lane-change decisions stay highway-env's own code (`change_lane_policy`), called car by car
+  in the road's order as before for the few cars that can decide something (near a lane's end,
+  changing lanes, or with the decision timer due: once a second per car), MOBIL's answers
+  computed beforehand; `follow_road`'s next lane is read from the lane table where the road
+  ahead is one road with as many lanes;
 - `step`: the bicycle model of every car, then every car's lane (`LaneTable.closest`, the answer
   of highway-env's full scan), then collisions, tested only on the pairs that pass highway-env's
-  own distance pre-check (the same pairs, in the same order, so the same impacts).
+  own distance pre-check (give or take a rounding margin: its own check trims those, in the
+  same order, so the same impacts).
+
+A car's coordinates in a lane are computed once per step (`LaneCoordinates`): those `closest`
+computes on the way (every car's in the lanes around it) answer the frame, IDM (a leader's
+coordinate in its follower's lane), MOBIL and the steering, and a frame rebuilt after cars enter
+or leave the scene keeps those of the cars that did not move.
 
 Everything else (crashed cars, impacts, other vehicle classes, lane shapes other than straight
 and circular, recorded histories) goes through highway-env's code: a road with a vehicle of
@@ -42,7 +50,7 @@ from envs.traffic_models import Cars, clip, idm, mobil, mobil_pairs, not_zero
 _END_SLACK = 1e-6  # [m] `follow_road` is called this much earlier than needed; it re-checks
 _CLEAR = 1e-6  # [m] margin for rounding: pairs further apart skip highway-env's collision tests
 _STEPPED = frozenset({Vehicle, IDMVehicle})  # exact classes whose step is computed here
-_CAR = AbstractLane.VEHICLE_LENGTH  # [m] `after_end` says a car is past a lane's end at half
+_CAR = AbstractLane.VEHICLE_LENGTH  # [m] `after_end`: past a lane's end within half this of it
 
 
 @dataclass
