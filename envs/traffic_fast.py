@@ -270,7 +270,10 @@ class FastTrafficRoad(TrafficRoad):
             own, aside = follow[k, own_lane[k]], follow[k, lanes[candidates]]
             others = accelerations[n * count :].reshape(4, -1)
             wants[k, side] = mobil(self.table, cars, who[k], candidates, own, aside, others)
-        s, r = where.local(who, before)  # in the target lanes before the decisions
+        if changing.any():  # coordinates in the target lanes before the decisions
+            s, r = where.local(who, before)
+        else:  # the frame's, in each car's own lane
+            s, r = where.s[who], where.r[who]
         targets = self._decide(idm_cars, before, s, wants, timers | changing)
         if (targets != before).any():  # usually no car has changed its target lane
             s, r = where.local(who, targets)
