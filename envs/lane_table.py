@@ -68,9 +68,10 @@ class LaneTable:
         ).reshape(-1, 2)
         # The lanes' parameters, gathered once per call (`take`, a contiguous copy: numpy's
         # fancy indexing of a 2-D array costs several times more): a straight lane's start,
-        # direction and lateral direction, a circular lane's centre (one row per lane), radius,
-        # start phase and turn (+1 clockwise), a straight lane's heading (one row per
-        # parameter); the other kind's entries are harmless and masked by `arc`.
+        # direction and lateral direction, a circular lane's centre (one row per lane); a
+        # circular lane's radius, start phase, turn (+1 clockwise) and quarter turn [rad], a
+        # straight lane's heading, every lane's length (one row per parameter). The other
+        # kind's entries are harmless and masked by `arc`.
         self.vectors = np.zeros((len(self.lanes), 8))
         self.scalars = np.zeros((6, len(self.lanes)))
         self.scalars[_RADIUS] = self.scalars[_TURN] = 1.0
