@@ -159,7 +159,7 @@ class FastTrafficRoad(TrafficRoad):
         computed for the same cars at the same positions carried over (a car entering or
         leaving the scene does not make the others' computed again)."""
         local, where = LaneCoordinates(self.table, positions), self._where
-        if where.local is None:
+        if where.local is None or not len(where.positions):
             return local
         old = np.array([where.order.get(id(v), -1) for v in vehicles], dtype=np.int64)
         before = where.positions.take(np.maximum(old, 0), axis=0)  # (N, 2), junk where -1

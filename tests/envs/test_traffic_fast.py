@@ -84,6 +84,21 @@ def test_a_crash_replays_exactly_both_ways():
         assert cars_of(fast) == cars_of(slow)
 
 
+def test_a_frame_of_no_cars_then_of_some_places_them_as_the_car_by_car_road_does():
+    # Given the fast road of a reset scenario, emptied, framed, then given its cars back,
+    env = TrafficEnv()
+    env.reset(seed=eval_seeds(1)[0])
+    road, cars = env.road, list(env.road.vehicles)
+    road.vehicles = []
+    road.invalidate()
+    assert len(road.frame().vehicles) == 0
+    road.vehicles = cars
+    # then every car's place is the one the car-by-car road computes.
+    frame = road.frame()
+    for v, at, lateral in zip(frame.vehicles, frame.progress, frame.lateral, strict=True):
+        assert (at, lateral) == TrafficRoad.place(road, v)
+
+
 def at_the_end(seed=1_000_000):
     """A road ending in an arc (seed 1,000,000), no traffic, the ego 150 m before the end."""
     env = TrafficEnv(config={"density": 0.0})
