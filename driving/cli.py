@@ -100,6 +100,8 @@ class DemoConfig:
     mask_sky: bool = True
     """hide the dashcam's sky and haze from the network (see `drive train --help`); the
     dashcam's recipe, nothing to hide on the top-down camera"""
+    mirror: bool = False
+    """mirror half of every training batch left to right (see `drive train --help`)"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
@@ -154,7 +156,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
             colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.masks_sky(),
-            device=cfg.device,
+            device=cfg.device, mirror=cfg.mirror,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
