@@ -47,7 +47,7 @@ from driving.tools.saliency import SaliencyConfig, format_shares, run_saliency
 from driving.tools.view import ViewConfig, view
 from driving.tools.watch import WatchConfig, watch
 from envs.camera import CameraConfig
-from envs.world import World
+from envs.world import TRAFFIC_SCENARIOS, World
 
 DEMO_WORLD = World(camera=CameraConfig(kind="dashcam", appearance="train"))
 """The demo's world: the winding road seen by the driver's-eye camera, a look per road."""
@@ -100,8 +100,10 @@ class DemoConfig:
     mask_sky: bool = True
     """hide the dashcam's sky and haze from the network (see `drive train --help`); the
     dashcam's recipe, nothing to hide on the top-down camera"""
-    mirror: bool = False
-    """mirror half of every training batch left to right (see `drive train --help`)"""
+    mirror: bool = True
+    """mirror half of every training batch left to right (see `drive train --help`): the
+    dashcam's recipe on roads without traffic (mirrored traffic would overtake on the other
+    side); the top-down camera's demo trains as it was measured, unmirrored"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
@@ -112,6 +114,11 @@ class DemoConfig:
     def masks_sky(self) -> bool:
         """--mask-sky where there is a sky: on the dashcam."""
         return self.mask_sky and self.world.camera.kind == "dashcam"
+
+    def mirrors(self) -> bool:
+        """--mirror on the dashcam on roads without traffic."""
+        traffic = self.world.scenario in TRAFFIC_SCENARIOS
+        return self.mirror and self.world.camera.kind == "dashcam" and not traffic
 
     def collect_config(self) -> CollectConfig:
         """What step 1 collects."""
@@ -156,7 +163,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
             colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.masks_sky(),
-            device=cfg.device, mirror=cfg.mirror,
+            device=cfg.device, mirror=cfg.mirrors(),
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
