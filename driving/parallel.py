@@ -102,7 +102,49 @@ def _one_thread(torch_too: bool = True) -> Iterator[None]:
             torch.set_num_threads(before[1])
 
 
+@contextmanager
+def _interrupts_kept() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM are also written down while the block runs (the list it yields),
+    besides going to their handlers: Python drops the KeyboardInterrupt of a signal that lands
+    while a finalizer runs ('Exception ignored in ...'), and a loop that checks the list then
+    stops at its next task instead of working on to the end. Outside the main thread, and for
+    a signal ignored or handled outside Python, nothing is changed."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: h for s, h in previous.items() if callable(h)}
+
+    def keep(signum: int, frame) -> None:
+        seen.append(signum)
+        previous[signum](signum, frame)
+
+    for number in previous:
+        signal.signal(number, keep)
+    try:
+        yield seen
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_parallel(
+    fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, on_result: Callable[[Any], None]
+) -> None:
+    """`_run_parallel`, stopping at the next task after a Ctrl-C or SIGTERM that Python
+    dropped (`_interrupts_kept`)."""
+    with _interrupts_kept() as interrupts:
+
+        def each(result: Any) -> None:
+            on_result(result)
+            if interrupts:
+                raise KeyboardInterrupt
+
+        _run_parallel(fn, tasks, workers, each)
+
+
+def _run_parallel(
     fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, on_result: Callable[[Any], None]
 ) -> None:
     """Call `fn(*task)` for every task, in `workers` processes: this one and `workers - 1`

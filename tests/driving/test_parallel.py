@@ -181,3 +181,41 @@ def test_no_more_processes_start_than_there_are_tasks(monkeypatch):
     alive = []
     run_parallel(os.getpid, [()] * 3, 30, lambda _: alive.append(multiprocessing.active_children()))
     assert len(alive) == 3 and max(len(children) for children in alive) <= 2  # + this process
+
+
+class _RaisesCtrlCWhenCollected:
+    def __del__(self):
+        import signal
+
+        signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is dropped: 'Exception ignored'
+
+
+_fired = []
+
+
+def _drops_a_ctrl_c(i: int) -> int:
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None and not _fired:  # in the main process, once
+        _fired.append(i)
+        _RaisesCtrlCWhenCollected()  # collected at once
+    return i
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_ctrl_c_that_python_drops_in_a_finalizer_still_stops_the_work(workers):
+    import signal
+
+    from driving.parallel import run_parallel
+
+    _fired.clear()
+    # SIGINT as a terminal's shell leaves it (a background job may start with it ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_parallel(_drops_a_ctrl_c, [(i,) for i in range(40)], workers, done.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert _fired[0] in done and len(done) < 40  # it stopped after the task that got it
