@@ -296,8 +296,8 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
             if cfg.colour_jitter > 0:  # drawn from (seed, step, rank): a resumed run draws alike
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank)) % 2**63)
                 batch = (colour_jitter(batch[0], cfg.colour_jitter, jitter), *batch[1:])
-            if cfg.mirror:  # the same: its own draw from (seed, step, rank)
-                jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, "mirror")) % 2**63)
+            if cfg.mirror:  # its own draw from (seed, step, rank): ints only, whose hash is fixed
+                jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, 1)) % 2**63)
                 image, labels = mirror(batch[0], batch[2], odd, shift, jitter)
                 batch = (image, batch[1], labels)
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
