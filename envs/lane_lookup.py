@@ -39,7 +39,7 @@ _SEEDS = 3  # lanes with the smallest bounds evaluated first, for a tight upper 
 _ARC_STEP = 0.05  # [rad] angular step when sampling an arc's bounding box
 
 
-def _centre_line_box(lane) -> np.ndarray:
+def centre_line_box(lane) -> np.ndarray:
     """(4,) x_min, y_min, x_max, y_max of the lane's centre line [m]; all 0 bound if unknown."""
     length = float(lane.length)
     unbounded = np.array([-np.inf, -np.inf, np.inf, np.inf])
@@ -82,7 +82,7 @@ class FastLaneNetwork(RoadNetwork):
                 for _id in range(len(lanes))
             ]
             lanes = [self.graph[a][b][i] for a, b, i in indexes]
-            boxes = np.array([_centre_line_box(lane) for lane in lanes]).reshape(-1, 4)
+            boxes = np.array([centre_line_box(lane) for lane in lanes]).reshape(-1, 4)
             lookup = self._lookup = (self.graph, indexes, lanes, boxes)
         return lookup[1], lookup[2], lookup[3]
 

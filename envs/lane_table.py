@@ -27,7 +27,7 @@ import numpy as np
 from highway_env.road.lane import CircularLane, StraightLane
 from highway_env.road.road import LaneIndex, RoadNetwork
 
-from envs.lane_lookup import _centre_line_box
+from envs.lane_lookup import centre_line_box
 
 _TOLERANCE = 1e-6  # [m] a lane whose bound is this close to the upper bound is evaluated exactly
 _TWO_PI = 2 * np.pi  # as highway-env's wrap_to_pi writes it
@@ -104,7 +104,7 @@ class LaneTable:
             dtype=np.int64,
         )
         # Each lane's centre line's bounding box, by column: x_min, y_min, x_max, y_max [m].
-        boxes = np.array([_centre_line_box(lane) for lane in self.lanes]).reshape(-1, 4)
+        boxes = np.array([centre_line_box(lane) for lane in self.lanes]).reshape(-1, 4)
         self.boxes = np.ascontiguousarray(boxes.T)
         self.nearby = self._nearby()
         # `RoadNetwork.next_lane(row)` without a route, where it is known without searching:
