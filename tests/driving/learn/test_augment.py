@@ -3,6 +3,9 @@ the labels of a mirrored frame are those of the mirrored world."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -128,12 +131,23 @@ def test_normalised_labels_mirror_as_their_raw_values_do():
     assert torch.allclose(labels, expected, atol=1e-5)
 
 
+def _train_in_a_new_process(cfg: TrainConfig, hash_seed: str) -> None:
+    """Train `cfg` through the CLI in a process of its own, with its own str hashes."""
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items() if k != "epochs"]
+    argv = ["train", f"--data={cfg.data}", f"--run={cfg.run}", "--epochs=1", "--mirror", *flags]
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    command = [sys.executable, "-m", "driving.cli", *argv]
+    done = subprocess.run(command, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
 def test_training_with_mirroring_differs_and_repeats_exactly(data, tmp_path):  # noqa: F811
     base = TrainConfig(data=data, run=tmp_path / "plain", **(SETTINGS | {"epochs": 1}))
     train(base)
     mirrored = replace(base, run=tmp_path / "mirror", mirror=True)
     train(mirrored)
-    train(replace(mirrored, run=tmp_path / "again"))
+    # the same command again, in a new process whose str hashes differ (a resumed run's case)
+    _train_in_a_new_process(replace(mirrored, run=tmp_path / "again"), hash_seed="12345")
     plain, once, again = (
         load_checkpoint(run / "last.pt")["model"]
         for run in (base.run, mirrored.run, tmp_path / "again")
