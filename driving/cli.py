@@ -104,6 +104,9 @@ class DemoConfig:
     """mirror half of every training batch left to right (see `drive train --help`): the
     dashcam's recipe on roads without traffic (mirrored traffic would overtake on the other
     side); the top-down camera's demo trains as it was measured, unmirrored"""
+    limit_input: bool = False
+    """tell the network the road's speed limit beside the speed (see `drive train --help`);
+    with --road.limit-range LO HI each training road has a limit of its own"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
@@ -142,7 +145,7 @@ class DemoConfig:
         resolve_device(self.device)
         self.collect_config().validate()  # roads, workers, world, noise
         model = {"frames": self.frames, "frame_stride": self.frame_stride}
-        ModelConfig(**model, input_norm=self.input_norm).validate()
+        ModelConfig(**model, input_norm=self.input_norm, limit_input=self.limit_input).validate()
         if not 0.0 <= self.jitter() <= 1.0:
             raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
 
@@ -163,7 +166,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             data=data, run=run, epochs=cfg.epochs, resume=resume, eval_episodes=0,
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
             colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.masks_sky(),
-            device=cfg.device, mirror=cfg.mirrors(),
+            device=cfg.device, mirror=cfg.mirrors(), limit_input=cfg.limit_input,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")

@@ -13,7 +13,7 @@ Ranges (stated once, here; `RoadSettings` holds them):
     arc angle        15 to 100 deg
     straight length  20 to 120 m
     road length      at least 1,000 m
-    speed limit      15 m/s
+    speed limit      15 m/s (or drawn per road from `RoadSettings.limit_range`)
 
 `WIDE_ROADS` widens them for policies that must carry over to roads unlike the default ones:
 1 to 4 lanes of 2.8 to 5.0 m, arcs down to 15 m (log-uniform: a third of them under 40 m),
@@ -60,6 +60,10 @@ class RoadSettings:
     limit_follows_width: bool = False
     """the speed limit grows with the lane width, speed_limit x width / 3.6 m (2.8 m: 0.78 x,
     5 m: 1.39 x): a limit the camera shows"""
+    limit_range: tuple[float, float] | None = None
+    """draw each road's speed limit uniformly from this range [m/s], seeded by the road (all its
+    lanes share it; the geometry stays that of the seed), a limit the driver is told (the
+    observation's speed_limit); None: `speed_limit` on every road"""
     s_bend_share: float = 0.0
     """probability that an arc is followed at once by one turning the other way"""
     tighten_share: float = 0.0
@@ -83,6 +87,16 @@ class RoadSettings:
             raise ValueError("road arc_angle must stay under 180 deg (highway-env wraps angles)")
         if self.speed_limit <= 0:
             raise ValueError(f"road speed_limit must be > 0 m/s, got {self.speed_limit}")
+        if self.limit_range is not None:
+            low, high = self.limit_range
+            if not 0 < low <= high:
+                raise ValueError(
+                    f"road limit_range must be 0 < min <= max [m/s], got {(low, high)}"
+                )
+            if self.limit_follows_width:
+                raise ValueError(
+                    "road limit_range and limit_follows_width both set the speed limit: use one"
+                )
         shares = (self.s_bend_share, self.tighten_share)
         if min(shares) < 0 or sum(shares) > 1:
             raise ValueError(f"road s_bend_share + tighten_share must be in [0, 1], got {shares}")
@@ -97,6 +111,7 @@ class Road:
     lane_width: float
     segment_starts: np.ndarray  # (K,) distance along the road where each segment starts [m]
     length: float  # [m], along the leftmost lane
+    speed_limit: float  # [m/s], of every lane
 
     def progress(self, lane_index: tuple[str, str, int], longitudinal: float) -> float:
         """Distance along the road [m] of a point at `longitudinal` on lane `lane_index`."""
@@ -145,14 +160,16 @@ def _segment_lanes(
     cfg: RoadSettings,
     lanes: int,
     width: float,
+    limit: float,
     turn: int,
     angle: float,
     inner: float | None = None,
 ) -> tuple[list[AbstractLane], np.ndarray, float]:
-    """Lanes of one segment starting at `start` (leftmost lane centre); returns end and heading.
-    `inner`: the arc's innermost radius [m]; None: drawn from the settings."""
+    """Lanes of one segment starting at `start` (leftmost lane centre), `limit` [m/s] on each;
+    returns end and heading. `inner`: the arc's innermost radius [m]; None: drawn from the
+    settings."""
     lat = _lateral(heading)
-    kwargs = {"width": width, "speed_limit": cfg.limit(width)}
+    kwargs = {"width": width, "speed_limit": limit}
     if turn == 0:
         length = rng.uniform(*cfg.straight)
         end = start + length * np.array([np.cos(heading), np.sin(heading)])
@@ -239,6 +256,19 @@ def _inner_radius(segment: list[AbstractLane]) -> float | None:
     return min(lane.radius for lane in segment)
 
 
+LIMIT_STREAM = 0x5EED11
+"""Salt of the generator that draws a road's limit from `RoadSettings.limit_range`: a stream of
+its own beside the road's `default_rng(seed)`, so that drawing a limit moves no bend."""
+
+
+def road_limit(seed: int, width: float, cfg: RoadSettings) -> float:
+    """The speed limit [m/s] of every lane of road `seed`, whose lanes are `width` [m] wide:
+    drawn from `limit_range` (its own generator, seeded by the road), else `cfg.limit(width)`."""
+    if cfg.limit_range is None:
+        return cfg.limit(width)
+    return float(np.random.default_rng([seed, LIMIT_STREAM]).uniform(*cfg.limit_range))
+
+
 def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
     """Generate the road of `seed`: the same seed always gives the same road.
 
@@ -249,6 +279,7 @@ def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
     rng = np.random.default_rng(seed)
     lanes = int(rng.integers(cfg.lanes[0], cfg.lanes[1] + 1))
     width = float(rng.uniform(*cfg.lane_width))
+    limit = road_limit(seed, width, cfg)
     network = RoadNetwork()
     start, heading = np.zeros(2), 0.0
     starts: list[float] = []
@@ -264,7 +295,7 @@ def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
             turn, angle = _choose_segment(rng, heading, cfg) if segment > 0 else (0, 0.0)
             inner = None
         segment_lanes, start, heading = _segment_lanes(
-            start, heading, rng, cfg, lanes, width, turn, angle, inner
+            start, heading, rng, cfg, lanes, width, limit, turn, angle, inner
         )
         follow_up = None
         for lane in segment_lanes:
@@ -272,7 +303,7 @@ def make_road(seed: int, cfg: RoadSettings = RoadSettings()) -> Road:
         starts.append(length)
         length += segment_lanes[0].length
         segment += 1
-    return Road(network, lanes, width, np.array(starts), length)
+    return Road(network, lanes, width, np.array(starts), length, limit)
 
 
 WIDE_ROADS = RoadSettings(

@@ -242,7 +242,7 @@ class TrafficEnv(WindingRoadEnv):
         ego = self.vehicle
         ego.road = self.road
         # Other drivers' MOBIL reads the follower's wish; the ego's is the limit.
-        ego.target_speed = self.config["road"].speed_limit
+        ego.target_speed = self.limit
         self.road.vehicles.append(ego)
         rng = np.random.default_rng(self.road_seed + 104_729)  # independent of road and start
         self.density = float(rng.uniform(*density_range(self.config["density"])))
@@ -252,7 +252,7 @@ class TrafficEnv(WindingRoadEnv):
 
     def _spawn_traffic(self, rng: np.random.Generator) -> None:
         """Fill the road with other cars at `self.density`, keeping clear of the ego."""
-        road_map, limit = self.road_map, self.config["road"].speed_limit
+        road_map, limit = self.road_map, self.limit
         span = road_map.length + BEHIND
         count = round(self.density * road_map.lanes * span / 1000.0)
         ego_at, ego_lateral = self.road.place(self.vehicle)

@@ -107,6 +107,8 @@ class WindingRoadEnv(AbstractEnv):
         elif start == "bend":
             distance = self.road_map.sharpest_arc() - rng.uniform(*BEND_LEAD_M)
             lane, longitudinal = self.road_map.point_along(max(distance, 0.0), lane_id)
+        if settings.limit_range:  # a drawn limit may lie below the start speed
+            speed = min(speed, self.limit)
         ego = self.action_type.vehicle_class(
             self.road, lane.position(longitudinal, 0.0), lane.heading_at(longitudinal), speed
         )
@@ -114,11 +116,20 @@ class WindingRoadEnv(AbstractEnv):
         self.controlled_vehicles = [ego]
 
     @property
+    def limit(self) -> float:
+        """The speed limit [m/s] the drive is planned around (its duration, the reward's scale,
+        the other cars' speeds; a drawn limit caps the start speed too): the road's own where it
+        is drawn (`RoadSettings.limit_range`), else `speed_limit` (also where the limit follows
+        the lane width, as before)."""
+        settings: RoadSettings = self.config["road"]
+        return self.road_map.speed_limit if settings.limit_range else settings.speed_limit
+
+    @property
     def duration(self) -> float:
         """Time limit of the episode [s]."""
         if self.config["duration"] is not None:
             return float(self.config["duration"])
-        return 2.0 * self.road_map.length / self.config["road"].speed_limit
+        return 2.0 * self.road_map.length / self.limit
 
     def ego_lane_coordinates(self) -> tuple[float, float]:
         """(longitudinal, lateral) [m] of the ego in its lane: `lane.local_coordinates`, computed
@@ -146,7 +157,7 @@ class WindingRoadEnv(AbstractEnv):
 
     def _reward(self, action: np.ndarray) -> float:
         # Not a quality metric (the evaluator computes those): progress while on the road.
-        return float(self.ego_on_road()) * self.vehicle.speed / self.config["road"].speed_limit
+        return float(self.ego_on_road()) * self.vehicle.speed / self.limit
 
     def _rewards(self, action: np.ndarray) -> dict[str, float]:
         return {}

@@ -2,7 +2,8 @@
 
     env = make_env("winding-road")  # or "winding-traffic", "highway-v0", "racetrack-v1", ...
     expert = make_expert(env)       # the expert that can drive it
-    obs, info = env.reset(seed=3)   # obs = {"image": (66, 200, 3) uint8, "speed": (1,) [m/s]}
+    obs, info = env.reset(seed=3)   # obs = {"image": (66, 200, 3) uint8, "speed": (1,) [m/s],
+                                    #        "speed_limit": (1,) [m/s] of the ego's lane}
     obs, reward, terminated, truncated, info = env.step([steering, throttle])   # both in [-1, 1]
 
 The scenarios are `envs.winding` (one car on a winding road), `envs.traffic` (among other cars,

@@ -2,9 +2,9 @@
 
 `DrivingWrapper` turns a highway-env environment into the project's interface: the observation is
 the camera frame (`CameraConfig.kind`: the heading-up `envs.camera` or the driver's-eye
-`envs.dashcam`) and the speedometer, the action is [steering,
-throttle] in [-1, 1], and `info` carries the per-step ground truth of `ground_truth` plus the
-distance travelled.
+`envs.dashcam`), the speedometer and the speed limit of the ego's lane (what a navigation map or
+a sign reader tells a driver), the action is [steering, throttle] in [-1, 1], and `info` carries
+the per-step ground truth of `ground_truth` plus the distance travelled.
 
 Rendering: `render_mode="rgb_array"` makes `render()` return the latest camera frame, (H, W, 3)
 uint8, exactly what the policy sees (no second drawing, so a recorded video costs nothing extra
@@ -26,6 +26,16 @@ from envs.dashcam import make_camera
 from envs.lane_lookup import use_fast_lane_lookup
 from envs.winding import MAX_SPEED, lane_curvature
 
+NO_LIMIT = MAX_SPEED
+"""The speed limit [m/s] of a lane that has none (highway-env's `speed_limit` None): the car's
+top speed, a finite number for the observation, the metrics and the files (none of the
+project's scenarios has such a lane; highway-env's give every lane one)."""
+
+
+def lane_limit(lane) -> float:
+    """The speed limit [m/s] of a highway-env lane, `NO_LIMIT` where it has none."""
+    return NO_LIMIT if lane.speed_limit is None else float(lane.speed_limit)
+
 
 def ground_truth(env: AbstractEnv) -> dict[str, Any]:
     """Per-step ground truth of any highway-env scenario, read from the ego and its lane."""
@@ -38,7 +48,7 @@ def ground_truth(env: AbstractEnv) -> dict[str, Any]:
         "on_road": bool(ego.on_road),
         "crashed": bool(ego.crashed),
         "speed": float(ego.speed),
-        "speed_limit": float(lane.speed_limit),
+        "speed_limit": lane_limit(lane),
         "heading": float(ego.heading),
         "curvature": float(lane_curvature(lane, longitudinal)),
     }
@@ -48,7 +58,8 @@ class DrivingWrapper(gym.Wrapper):
     """Camera frames in, [steering, throttle] out, ground truth in `info`, for any highway-env env.
 
     highway-env's ContinuousAction takes [acceleration, steering]; this wrapper takes the field's
-    [steering, throttle] order. The observation is the camera frame and the speedometer.
+    [steering, throttle] order. The observation is the camera frame, the speedometer and the
+    speed limit of the ego's lane [m/s] (`lane_limit`, at most the car's top speed).
     """
 
     RENDER_MODES = ("rgb_array",)
@@ -74,6 +85,7 @@ class DrivingWrapper(gym.Wrapper):
             {
                 "image": gym.spaces.Box(0, 255, (camera.height, camera.width, 3), dtype=np.uint8),
                 "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
+                "speed_limit": gym.spaces.Box(0.0, MAX_SPEED, (1,), dtype=np.float32),
             }
         )
         self.distance = 0.0
@@ -95,8 +107,9 @@ class DrivingWrapper(gym.Wrapper):
         base = self.env.unwrapped
         image = self.camera.render(base.road, base.vehicle)
         speed = np.clip(np.array([base.vehicle.speed], dtype=np.float32), -MAX_SPEED, MAX_SPEED)
+        limit = np.clip(np.array([lane_limit(base.vehicle.lane)], np.float32), 0.0, MAX_SPEED)
         self._frame = image
-        return {"image": image, "speed": speed}
+        return {"image": image, "speed": speed, "speed_limit": limit}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         _, info = self.env.reset(seed=seed, options=options)

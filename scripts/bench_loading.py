@@ -81,7 +81,7 @@ def one_pass(loader: str, data: Path, batch_size: int) -> dict:
         samples = to_device(train, torch.device("cpu"))
         batch_iter = (samples.batch(order[i : i + batch_size])
                       for i in range(0, len(order), batch_size))  # fmt: skip
-    for image, _, _ in batch_iter:
+    for image, *_ in batch_iter:
         batches += 1
         checksum += int(image[:, 0, 0, 0].sum())  # touch each batch, as training would
     seconds = time.perf_counter() - start

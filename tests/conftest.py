@@ -2,6 +2,7 @@
 synthetic learnable episodes and real drives recorded step by step."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,17 @@ def learnable_episode(
         seed=seed,
         meta={"driver": "expert"} if meta is None else meta,
     )
+
+
+def told_episode(seed: int, limit: float, frames: int = 40) -> Episode:
+    """`learnable_episode` on a road whose speed limit is `limit` [m/s], recorded with every
+    step, and throttle = (limit - speed) / 10: only a net told the limit can learn it."""
+    episode = learnable_episode(seed, frames)
+    speed = np.random.default_rng(seed + 1).uniform(0.0, 25.0, frames).astype(np.float32)
+    labels = episode.labels.copy()
+    labels[:, 1] = np.clip((limit - speed) / 10.0, -1.0, 1.0)
+    limits = np.full(frames, limit, np.float32)
+    return replace(episode, labels=labels, actions=labels.copy(), speed=speed, speed_limit=limits)
 
 
 def record_drive(

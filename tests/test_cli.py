@@ -255,6 +255,28 @@ def test_the_demo_drives_the_dashcam_and_the_top_down_camera_is_one_flag_away():
     assert not tyro.cli(DemoConfig, args=["--scenario", "winding-traffic"]).mirrors()
 
 
+def test_the_speed_limit_flags_reach_collect_and_the_demo_and_replay_from_a_saved_config(
+    tmp_path,
+):
+    import tyro
+
+    from driving.cli import DemoConfig
+    from driving.config import load_config, save_config
+    from driving.record.collect import CollectConfig
+
+    flags = ["--road.limit-range", "8", "22"]
+    demo = tyro.cli(DemoConfig, args=[*flags, "--limit-input"])
+    demo.validate()
+    assert demo.world.road.limit_range == (8.0, 22.0) and demo.limit_input
+    assert not tyro.cli(DemoConfig, args=[]).limit_input  # off unless asked for
+    collect = tyro.cli(CollectConfig, args=["--out", str(tmp_path / "d"), *flags])
+    assert collect.world.road.limit_range == (8.0, 22.0)
+    assert load_config(CollectConfig, save_config(tmp_path / "c.json", collect)) == collect
+    both = ["--out", "d", *flags, "--road.limit-follows-width"]
+    with pytest.raises(ValueError, match="both set the speed limit"):
+        tyro.cli(CollectConfig, args=both).validate()
+
+
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == "drive 0.1.0"

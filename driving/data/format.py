@@ -40,6 +40,10 @@ answer to frame t) as root-level datasets:
                                          bumper [m], closing speed [m/s]], the gap capped at
                                          meta["leader_range_m"] (closing 0 without a car
                                          within it); absent before 2026-12-06
+    speed_limit     (T,) float32         optional: the speed limit of the ego's lane [m/s]
+                                         (the observation's speed_limit: the limit a map or
+                                         a sign reader tells the driver); absent before
+                                         2026-12-07 and in files converted from other formats
     last_frame      (H, W, 3) uint8      optional: the frame seen after the last step (the
                                          episode's last observation; absent in older files,
                                          shifted-view and DAgger episodes)
@@ -117,8 +121,11 @@ LOCK = ".lock"
 STALE_TMP_AGE = 3600.0  # [s] a writer's .tmp older than this was left by a killed process
 STEP_ARRAYS = ("labels", "actions", "speed", "lateral_offset", "heading_error")
 """The per-step float32 arrays of an episode file (all but the frames)."""
-OPTIONAL_STEP_ARRAYS = ("curvature_ahead", "leader")
-"""Per-step float32 arrays (T, K) an episode file may hold; readers take them when present."""
+OPTIONAL_STEP_ARRAYS = ("curvature_ahead", "leader", "speed_limit")
+"""Per-step float32 arrays an episode file may hold, (T, K) or (T,) (`OPTIONAL_SCALARS`);
+readers take them when present."""
+OPTIONAL_SCALARS = ("speed_limit",)
+"""The optional per-step arrays of one value a step, (T,)."""
 _PAIRS = ("labels", "actions")  # (T, 2) [steering, throttle]; the other per-step arrays are (T,)
 ARRAYS = ("frames", *STEP_ARRAYS)
 """Every array of an episode file, frames first."""
@@ -149,6 +156,7 @@ class Episode:
     last_frame: np.ndarray | None = None  # (H, W, 3) uint8, the frame after the last step
     curvature_ahead: np.ndarray | None = None  # (T, K) float32 [1/m] at meta["curvature_ahead_m"]
     leader: np.ndarray | None = None  # (T, 2) float32 [gap m, closing m/s], traffic only
+    speed_limit: np.ndarray | None = None  # (T,) float32 [m/s], the ego lane's limit
 
     @property
     def world(self) -> World:
@@ -175,6 +183,7 @@ class Frames:
     speed: np.ndarray  # (N,) float32 [m/s]
     episode: np.ndarray  # (N,) int32 index into `scan(root)[0]` of each frame's episode
     viewpoint: np.ndarray  # (N,) bool, row of a shifted-view episode (driver "viewpoint")
+    speed_limit: np.ndarray | None = None  # (N,) float32 [m/s]; None: an episode lacks it
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -192,6 +201,7 @@ class Header:
     labels: np.ndarray  # (T, 2) float32
     speed: np.ndarray  # (T,) float32 [m/s]
     checksummed: bool = False  # every array carries Fletcher-32 checksums
+    speed_limit: np.ndarray | None = None  # (T,) float32 [m/s]; None in files without it
 
 
 # ---------------------------------------------------------------- validation (shared by both sides)
@@ -222,7 +232,10 @@ def check_layout(arrays: Any, num_frames: int) -> tuple[int, int]:
             continue
         if not hasattr(array, "dtype") or array.dtype.kind != "f" or array.dtype.itemsize != 4:
             raise Invalid(f"'{name}' has dtype {getattr(array, 'dtype', None)}, expected float32")
-        if len(array.shape) != 2 or array.shape[0] != num_frames or array.shape[1] < 1:
+        if name in OPTIONAL_SCALARS:
+            if tuple(array.shape) != (num_frames,):
+                raise Invalid(f"'{name}' has shape {tuple(array.shape)}, expected ({num_frames},)")
+        elif len(array.shape) != 2 or array.shape[0] != num_frames or array.shape[1] < 1:
             raise Invalid(f"'{name}' has shape {tuple(array.shape)}, expected ({num_frames}, K)")
     return int(arrays["frames"].shape[1]), int(arrays["frames"].shape[2])
 
@@ -414,7 +427,7 @@ def read_header(f: h5py.File, path: Path) -> tuple[Header, dict, dict[str, np.nd
     small = {name: np.asarray(f[name][...], dtype=np.float32) for name in steps}
     check_values(small)
     seed = as_int(f.attrs["seed"], "seed")
-    header = Header(
-        path, num_frames, seed, frame_size, _driver(meta), small["labels"], small["speed"]
-    )
+    labels, speed, limit = small["labels"], small["speed"], small.get("speed_limit")
+    driver = _driver(meta)
+    header = Header(path, num_frames, seed, frame_size, driver, labels, speed, speed_limit=limit)
     return header, meta, small

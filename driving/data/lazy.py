@@ -1,16 +1,16 @@
 """Frames read from the episode files on demand, and a torch `Dataset` of training samples.
 
 For datasets larger than memory: `load_split(root, lazy=True)` keeps only the small per-step
-arrays in memory (labels, speed: 12 bytes a frame) and gives an `EpisodeRows` as the frames,
-which reads the rows it is indexed with from the HDF5 files (each file opened once per process,
-so it works in `DataLoader` workers; HDF5 decodes a chunk of 16 frames and keeps it cached, so
-neighbouring rows cost one decode). `SampleDataset` turns a split, lazy or in memory, into
-PilotNet's samples:
+arrays in memory (labels, speed, speed limit: 16 bytes a frame) and gives an `EpisodeRows` as
+the frames, which reads the rows it is indexed with from the HDF5 files (each file opened once
+per process, so it works in `DataLoader` workers; HDF5 decodes a chunk of 16 frames and keeps
+it cached, so neighbouring rows cost one decode). `SampleDataset` turns a split, lazy or in
+memory, into PilotNet's samples:
 
     train, val = load_split("data/demo", lazy=True)
     loader = DataLoader(SampleDataset(train), batch_size=128, shuffle=True, num_workers=2)
     for image, speed, label in loader:  # (B, H, W, 3K) uint8, (B,) [m/s], (B, 2) [steer, thr]
-        ...
+        ...  # SampleDataset(train, limit=True): a 4th, the speed limit (B,) [m/s]
 
 `drive train --data-loading lazy` trains from it (`driving.learn.batches.to_device`).
 """
@@ -96,28 +96,35 @@ class EpisodeRows:
 class SampleDataset(torch.utils.data.Dataset):
     """PilotNet's samples of a split (`load_split`, lazy or in memory), one per row.
 
-    Sample i is (image (H, W, 3K) uint8, speed [m/s] (), label (2,) float32): the row's frame
-    with the K-1 earlier ones of its stack (`stack_indices`, oldest first) on the channel axis,
-    exactly as `driving.learn.batches.DeviceFrames.batch` gathers them. `batch(idx)` gives a
-    whole batch on `device`, so training uses it where it uses `DeviceFrames`.
+    Sample i is (image (H, W, 3K) uint8, speed [m/s] (), label (2,) float32), and with `limit`
+    the speed limit [m/s] () too: the row's frame with the K-1 earlier ones of its stack
+    (`stack_indices`, oldest first) on the channel axis, exactly as
+    `driving.learn.batches.DeviceFrames.batch` gathers them. `batch(idx)` gives a whole batch on
+    `device` (its limit None without `limit`), so training uses it where it uses `DeviceFrames`.
     """
 
     def __init__(
-        self, frames: Frames, device: torch.device | str = "cpu", stack: int = 1, stride: int = 1
+        self,
+        frames: Frames,
+        device: torch.device | str = "cpu",
+        stack: int = 1,
+        stride: int = 1,
+        limit: bool = False,
     ) -> None:
         self.frames = frames
         self.device = torch.device(device)
         self.stack = stack_indices(frames, stack, stride) if stack > 1 else None  # (N, K)
         self.labels = torch.from_numpy(frames.labels)  # (N, 2), in host memory
         self.speed = torch.from_numpy(frames.speed)  # (N,) [m/s]
+        self.limit = torch.from_numpy(speed_limit(frames)) if limit else None  # (N,) [m/s]
         self.images = _TensorRows(frames.frames)  # images[idx]: rows as a tensor
 
     def __len__(self) -> int:
         return len(self.frames.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image, speed, label = self._gather(np.array([i], np.int64))
-        return image[0], speed[0], label[0]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        sample = self._gather(np.array([i], np.int64))
+        return tuple(part[0] for part in sample if part is not None)
 
     @property
     def index_device(self) -> torch.device:
@@ -129,20 +136,35 @@ class SampleDataset(torch.utils.data.Dataset):
         """Whether the frames live where the model runs (never on a GPU: they are on disk)."""
         return self.device.type == "cpu"
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(image uint8 (B, H, W, 3K), speed (B,) [m/s], label (B, 2)) of samples `idx`, on
-        `device`."""
-        image, speed, label = self._gather(idx.cpu().numpy())
-        return image.to(self.device), speed.to(self.device), label.to(self.device)
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(image uint8 (B, H, W, 3K), speed (B,) [m/s], label (B, 2), speed limit (B,) [m/s]
+        or None) of samples `idx`, on `device`."""
+        sample = self._gather(idx.cpu().numpy())
+        return tuple(None if part is None else part.to(self.device) for part in sample)
 
-    def _gather(self, pick: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _gather(self, pick: np.ndarray) -> tuple[torch.Tensor | None, ...]:
         rows = pick[:, None] if self.stack is None else self.stack[pick]  # (B, K)
         frames = self.frames.frames[rows]  # (B, K, H, W, 3)
         batch, k, height, width, channels = frames.shape
         # A sample's K frames side by side on the channel axis, in the stack's order.
         image = np.ascontiguousarray(frames.transpose(0, 2, 3, 1, 4))
         image = image.reshape(batch, height, width, k * channels)
-        return torch.from_numpy(image), self.speed[pick], self.labels[pick]
+        limit = None if self.limit is None else self.limit[pick]
+        return torch.from_numpy(image), self.speed[pick], self.labels[pick], limit
+
+
+def speed_limit(frames: Frames) -> np.ndarray:
+    """(N,) float32 the speed limit [m/s] of each row of `frames`, for a net told the limit.
+
+    Raises:
+        DatasetError: an episode of the set was recorded without it.
+    """
+    if frames.speed_limit is None:
+        raise DatasetError(
+            "an episode was recorded without the speed limit (before 2026-12-07, or converted "
+            "from another format): collect the data again to train with the limit input"
+        )
+    return frames.speed_limit
 
 
 class _TensorRows:

@@ -9,8 +9,10 @@ offline-RL tools) keeps a dataset in `MINARI_DATASETS_PATH` (default `~/.minari/
 its id. One Minari episode per driven episode, written without re-running the env
 (`minari.create_dataset_from_buffers`), stored losslessly (parquet, no JPEG):
 
-    observations  {"image": (T+1, H, W, 3) uint8, "speed": (T+1, 1) float32 [m/s]}: the T frames
-                  and the episode's last observation (`last_frame`, meta["last_speed"])
+    observations  {"image": (T+1, H, W, 3) uint8, "speed": (T+1, 1) float32 [m/s],
+                  "speed_limit": (T+1, 1) float32 [m/s]}: the T frames and the episode's last
+                  observation (`last_frame`, meta["last_speed"]; its limit is the last step's,
+                  not recorded apart); "speed_limit" only where every episode records it
     actions       (T, 2) float32: the executed [steering, throttle] (the expert's + DART noise)
     rewards       (T,) float32, NaN: the demonstrations do not record the env's reward
     terminations  (T,) bool: True at the last step if the drive crashed, left the road or
@@ -49,14 +51,16 @@ META_KEY = "pixels_to_pedals"
 """The key of each Minari episode's metadata that holds the episode's own meta."""
 
 
-def observation_space(height: int, width: int) -> gym.spaces.Dict:
-    """The observation space of frames of `height` x `width` [px] and the speedometer."""
-    return gym.spaces.Dict(
-        {
-            "image": gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8),
-            "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
-        }
-    )
+def observation_space(height: int, width: int, limit: bool = True) -> gym.spaces.Dict:
+    """The observation space of frames of `height` x `width` [px], the speedometer and (with
+    `limit`) the lane's speed limit, as `envs.wrapper.DrivingWrapper` gives them."""
+    spaces = {
+        "image": gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8),
+        "speed": gym.spaces.Box(-MAX_SPEED, MAX_SPEED, (1,), dtype=np.float32),
+    }
+    if limit:
+        spaces["speed_limit"] = gym.spaces.Box(0.0, MAX_SPEED, (1,), dtype=np.float32)
+    return gym.spaces.Dict(spaces)
 
 
 ACTION_SPACE = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
@@ -71,16 +75,18 @@ def terminated(meta: dict) -> bool:
     )
 
 
-def episode_buffer(episode: Episode, minari_id: int | None = None):
+def episode_buffer(episode: Episode, minari_id: int | None = None, limit: bool = False):
     """The Minari `EpisodeBuffer` of one driven episode (mapping: module docstring); None for an
-    episode too short to hold a step (one frame and no last observation)."""
+    episode too short to hold a step (one frame and no last observation). `limit`: with the
+    speed limit observations (the episode must record them)."""
     from minari.data_collector import EpisodeBuffer
 
-    frames, speed = episode.frames, episode.speed
+    frames, speed, limits = episode.frames, episode.speed, episode.speed_limit
     steps = len(frames)
     if episode.last_frame is not None:
         frames = np.concatenate([frames, episode.last_frame[None]])
         speed = np.append(speed, np.float32(episode.meta.get("last_speed", math.nan)))
+        limits = None if limits is None else np.append(limits, limits[-1])  # the last step's
     else:
         steps -= 1  # the last frame stands in for the last observation
     if steps < 1:
@@ -94,10 +100,13 @@ def episode_buffer(episode: Episode, minari_id: int | None = None):
     ends = np.zeros(steps, bool)
     ends[-1] = True
     done = terminated(episode.meta) and episode.last_frame is not None
+    observations = {"image": frames, "speed": speed.reshape(-1, 1).astype(np.float32)}
+    if limit:
+        observations["speed_limit"] = limits.reshape(-1, 1).astype(np.float32)
     return EpisodeBuffer(
         id=minari_id,
         seed=int(episode.seed),
-        observations={"image": frames, "speed": speed.reshape(-1, 1).astype(np.float32)},
+        observations=observations,
         actions=episode.actions[:steps].astype(np.float32),
         rewards=np.full(steps, np.nan, np.float32),
         terminations=ends & done,
@@ -148,10 +157,11 @@ def to_minari(root: Path, dataset_id: str, description: str | None = None) -> di
     root = Path(root)
     paths, world = _trajectories(root)
     frame = read_episode(paths[0]).frames.shape[1:3]
+    limit = all(_has_limit(path) for path in paths)
     spec = world_spec(world)
     args = {
         "env": spec,
-        "observation_space": observation_space(*frame),
+        "observation_space": observation_space(*frame, limit),
         "action_space": ACTION_SPACE,
         "algorithm_name": "pixels-to-pedals demonstrations",
         "description": description or f"pixels-to-pedals demonstrations exported from {root}",
@@ -160,7 +170,7 @@ def to_minari(root: Path, dataset_id: str, description: str | None = None) -> di
     }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r".*is set to None", UserWarning)  # author, email...
-        dataset, skipped = _write_episodes(minari, dataset_id, paths, args)
+        dataset, skipped = _write_episodes(minari, dataset_id, paths, args, limit)
     if dataset is None:
         raise DatasetError(f"{root} holds no episode with a step to export")
     return {
@@ -172,15 +182,22 @@ def to_minari(root: Path, dataset_id: str, description: str | None = None) -> di
     }
 
 
-def _write_episodes(minari, dataset_id: str, paths: list[Path], args: dict):
-    """Create the dataset from the first episode and add the others one at a time; on any
-    failure delete what was written. Returns (the dataset or None, episodes skipped)."""
+def _has_limit(path: Path) -> bool:
+    """Whether an episode file records the speed limit (files before 2026-12-07 don't)."""
+    with opened(path) as f:
+        return "speed_limit" in f
+
+
+def _write_episodes(minari, dataset_id: str, paths: list[Path], args: dict, limit: bool):
+    """Create the dataset from the first episode and add the others one at a time (`limit`:
+    with the speed limit observations); on any failure delete what was written. Returns (the
+    dataset or None, episodes skipped)."""
     dataset, skipped = None, 0
     try:
         for path in paths:
             episode = read_episode(path)
             index = 0 if dataset is None else dataset.total_episodes
-            buffer = episode_buffer(episode, index)
+            buffer = episode_buffer(episode, index, limit)
             if buffer is None:
                 skipped += 1
                 continue
@@ -217,6 +234,7 @@ def episode_from_minari(data, metadata: dict) -> Episode:
     meta["last_speed"] = float(np.asarray(obs["speed"]).reshape(-1)[steps])
     if missing:
         meta["minari"] = {"missing": missing}
+    limit = obs.get("speed_limit")
     return Episode(
         frames=np.asarray(obs["image"][:steps], np.uint8),
         labels=np.asarray(infos.get("expert_action", actions)[:steps], np.float32),
@@ -227,6 +245,7 @@ def episode_from_minari(data, metadata: dict) -> Episode:
         seed=int(metadata.get("seed", data.id)),
         meta=meta,
         last_frame=np.asarray(obs["image"][steps], np.uint8),
+        speed_limit=None if limit is None else np.asarray(limit, np.float32).reshape(-1)[:steps],
     )
 
 

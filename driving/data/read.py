@@ -231,6 +231,7 @@ def _load_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]
         speed=np.empty(total, np.float32),
         episode=np.empty(total, np.int32),
         viewpoint=np.empty(total, bool),
+        speed_limit=np.empty(total, np.float32) if _all_limited(headers, chosen) else None,
     )
     start = 0
     for i in chosen:
@@ -248,10 +249,17 @@ def _load_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]
                 "records its road again)"
             ) from None
         out.labels[start:end] = header.labels
+        if out.speed_limit is not None:
+            out.speed_limit[start:end] = header.speed_limit
         out.episode[start:end] = i
         out.viewpoint[start:end] = header.driver == VIEWPOINT_DRIVER
         start = end
     return out
+
+
+def _all_limited(headers: list[Header], chosen: list[int]) -> bool:
+    """Whether every chosen episode records the speed limit (files before 2026-12-07 don't)."""
+    return all(headers[i].speed_limit is not None for i in chosen)
 
 
 def load_split(
@@ -272,7 +280,8 @@ def load_split(
 
     Returns:
         (train, val). Train holds at least one episode; val is empty when there is only one road.
-        The same rows in the same order, lazy or not.
+        The same rows in the same order, lazy or not. A set's `speed_limit` is None when one of
+        its episodes was recorded without it.
 
     Raises:
         DatasetError: as `scan`, or when episodes have different frame sizes.
@@ -320,4 +329,5 @@ def _lazy_frames(headers: list[Header], chosen: list[int], size: tuple[int, int]
         viewpoint=np.repeat(
             np.array([headers[i].driver == VIEWPOINT_DRIVER for i in chosen], bool), lengths
         ),
+        speed_limit=rows("speed_limit", np.float32) if _all_limited(headers, chosen) else None,
     )

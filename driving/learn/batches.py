@@ -9,11 +9,13 @@ batch is gathered into pinned memory and copied asynchronously.
 
     tensors = to_device(train_set, torch.device("cuda"))
     order = epoch_order(len(tensors), weights, seed=0, epoch=0, device=tensors.index_device)
-    image, speed, label = tensors.batch(order[:128])
+    image, speed, label, limit = tensors.batch(order[:128])  # limit: None unless asked for
 
 For a net that stacks K frames (`ModelConfig.frames`), `to_device(..., stack=K, stride=S)` keeps
 each sample's K rows (`driving.data.stack_indices`) and `batch` gathers them into one
-(B, H, W, 3K) image, oldest frame first; the frames are still stored once.
+(B, H, W, 3K) image, oldest frame first; the frames are still stored once. For a net told the
+road's speed limit (`ModelConfig.limit_input`), `to_device(..., limit=True)` keeps each row's
+limit beside its speed, and `batch` gives it as a fourth tensor.
 
 The CUDA branches (gathering on the GPU, the pinned upload) are untested: no GPU was available.
 The CPU tests cover the host gather that the upload shares, and run the GPU gather's torch
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from driving.data import Frames, stack_indices
-from driving.data.lazy import EpisodeRows, SampleDataset
+from driving.data.lazy import EpisodeRows, SampleDataset, speed_limit
 
 GPU_HEADROOM = 0.8
 """Share of the GPU's free memory the dataset may take; the rest is for the model and batches."""
@@ -43,6 +45,7 @@ class DeviceFrames:
     labels: torch.Tensor  # (N, 2) float32 [steering, throttle], next to `images`
     device: torch.device  # where the batches are used
     stack: torch.Tensor | None = None  # (N, K) int64 rows of each sample's frames, next to `images`
+    limit: torch.Tensor | None = None  # (N,) float32 speed limit [m/s], next to `images`
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -57,17 +60,19 @@ class DeviceFrames:
         """Where index tensors for `batch` must live (next to the frames)."""
         return self.images.device
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(image uint8 (B, H, W, 3K), speed [m/s] (B,), label (B, 2)) of the samples `idx`.
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(image uint8 (B, H, W, 3K), speed [m/s] (B,), label (B, 2), speed limit [m/s] (B,)
+        or None without `limit`) of the samples `idx`.
 
-        The speed and label are those of the sample's own (newest) frame.
+        The speed, label and limit are those of the sample's own (newest) frame.
 
         Args:
             idx: (B,) int64 sample indices, on the same device as the frames (`index_device`).
         """
         if self.images.is_cuda:
             speed, labels = (torch.index_select(a, 0, idx) for a in (self.speed, self.labels))
-            return self._gather_cuda(idx), speed, labels
+            limit = None if self.limit is None else torch.index_select(self.limit, 0, idx)
+            return self._gather_cuda(idx), speed, labels, limit
         # In host memory numpy gathers on one thread. torch.index_select splits the 5 MB over the
         # intra-op threads, and on a busy machine one descheduled thread stalls the batch
         # (measured under load 10 on 2 cores: mean 60 ms, worst 1 s, against 1 ms for numpy).
@@ -75,8 +80,12 @@ class DeviceFrames:
         if self.device.type == "cpu":
             image = torch.from_numpy(self._gather_host(pick))
             speed, labels = (np.take(a.numpy(), pick, axis=0) for a in (self.speed, self.labels))
-            return image, torch.from_numpy(speed), torch.from_numpy(labels)
+            return image, torch.from_numpy(speed), torch.from_numpy(labels), self._limit(pick)
         return self._upload(pick)
+
+    def _limit(self, pick: np.ndarray) -> torch.Tensor | None:
+        """The speed limits [m/s] of samples `pick` from host memory (None without `limit`)."""
+        return None if self.limit is None else torch.from_numpy(np.take(self.limit.numpy(), pick))
 
     def _gather_cuda(self, idx: torch.Tensor) -> torch.Tensor:
         """The images of samples `idx` from frames in GPU memory (B, H, W, 3K)."""
@@ -105,7 +114,7 @@ class DeviceFrames:
         np.copyto(out.reshape(batch, height, width, k, channels), frames.transpose(0, 2, 3, 1, 4))
         return out
 
-    def _upload(self, pick: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _upload(self, pick: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Gather on the host into pinned memory, then copy without blocking the CPU.
 
         PyTorch's caching pinned allocator keeps a buffer until its copy has finished, so a fresh
@@ -119,11 +128,17 @@ class DeviceFrames:
         image = staging.to(self.device, non_blocking=True)
         speed = torch.from_numpy(np.take(self.speed.numpy(), pick, axis=0)).to(self.device)
         labels = torch.from_numpy(np.take(self.labels.numpy(), pick, axis=0)).to(self.device)
-        return image, speed, labels
+        limit = self._limit(pick)
+        return image, speed, labels, None if limit is None else limit.to(self.device)
 
 
 def to_device(
-    frames: Frames, device: torch.device, verbose: bool = True, stack: int = 1, stride: int = 1
+    frames: Frames,
+    device: torch.device,
+    verbose: bool = True,
+    stack: int = 1,
+    stride: int = 1,
+    limit: bool = False,
 ) -> DeviceFrames | SampleDataset:
     """Wrap `frames` as tensors on `device`: shared with numpy on the CPU, uploaded once on a GPU.
 
@@ -138,13 +153,19 @@ def to_device(
         verbose: print where the frames went (CUDA only).
         stack: frames per sample (`ModelConfig.frames`); 1 gathers single frames.
         stride: steps between a sample's frames (`ModelConfig.frame_stride`).
+        limit: keep each row's speed limit for the batches (`ModelConfig.limit_input`).
+
+    Raises:
+        DatasetError: `limit` for frames of an episode recorded without the limit.
     """
     if isinstance(frames.frames, EpisodeRows):  # `load_split(lazy=True)`: the frames stay on disk
-        return SampleDataset(frames, device, stack, stride)
+        return SampleDataset(frames, device, stack, stride, limit)
     images = torch.from_numpy(frames.frames)  # no copy
     speed, labels = torch.from_numpy(frames.speed), torch.from_numpy(frames.labels)
     rows = torch.from_numpy(stack_indices(frames, stack, stride)) if stack > 1 else None
+    limits = torch.from_numpy(speed_limit(frames)) if limit else None
     size = images.nbytes + speed.nbytes + labels.nbytes + (0 if rows is None else rows.nbytes)
+    size += 0 if limits is None else limits.nbytes
     where = device
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -159,7 +180,8 @@ def to_device(
         elif verbose:
             print(f"{len(frames)} frames on {device} as uint8: {size / 1e9:.2f} GB")
     rows = None if rows is None else rows.to(where)
-    return DeviceFrames(images.to(where), speed.to(where), labels.to(where), device, rows)
+    limits = None if limits is None else limits.to(where)
+    return DeviceFrames(images.to(where), speed.to(where), labels.to(where), device, rows, limits)
 
 
 def epoch_order(

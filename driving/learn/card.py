@@ -54,7 +54,12 @@ def inputs_text(ckpt: dict) -> str:
         else f"(B, {model.height}, {model.width}, 3)"
     )
     speed = "; speed: float32 (B,) [m/s]" if model.speed_input else " (no speed input)"
-    return f"image: uint8 {stack}, RGB as the camera gives it{speed}"
+    limit = (
+        "; speed_limit: float32 (B,) [m/s], the road's limit as a map or a sign reader tells it"
+        if model.limit_input
+        else ""
+    )
+    return f"image: uint8 {stack}, RGB as the camera gives it{speed}{limit}"
 
 
 def policy_facts(ckpt: dict, path: str | Path) -> dict[str, str]:
@@ -88,7 +93,8 @@ def _data_lines(ckpt: dict) -> list[str]:
 def _training_lines(ckpt: dict) -> list[str]:
     config = ckpt["config"]
     keys = ("epochs", "batch_size", "lr", "weight_decay", "seed", "colour_jitter", "mirror")
-    keys += ("frames", "curve_weighting", "speed_input", "input_norm", "mask_sky", "init")
+    keys += ("frames", "curve_weighting", "speed_input", "limit_input", "input_norm", "mask_sky")
+    keys += ("init",)
     settings = ", ".join(f"{k} {config[k]}" for k in keys if k in config)
     best = ckpt["best_val"]
     loss = f"{best:.4f}" if isinstance(best, float) else "none (no validation set)"

@@ -3,7 +3,9 @@
 One camera frame (and, optionally, the current speed) in, two commands out: [steering, throttle]
 in [-1, 1]. The layer sizes follow the paper; the speed input follows conditional imitation
 learning (Codevilla et al. 2018), which found that throttle cannot be learned from a single frame
-without knowing how fast the car already goes. The same trunk with a head of other outputs
+without knowing how fast the car already goes. A second measurement beside it, the speed limit
+of the road (`ModelConfig.limit_input`: what a navigation map or a sign reader tells a driver),
+lets a net drive at a limit the frame does not show. The same trunk with a head of other outputs
 (`ModelConfig.outputs`) predicts the lane quantities instead: direct perception
 (`driving.learn.perception`).
 
@@ -26,6 +28,8 @@ out most of the sky for the same reason.
 
     model = PilotNet(ModelConfig(height=66, width=200, speed_input=True))
     action = model(image_uint8_nhwc, speed_m_s)  # (B, 2)
+    told = PilotNet(ModelConfig(limit_input=True))
+    action = told(image_uint8_nhwc, speed_m_s, limit_m_s)  # (B, 2)
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import torch
 from torch import nn
 
 SPEED_SCALE = 20.0
-"""Speed is divided by this [m/s] so that the speed feature sits near the range of the others."""
+"""Speed (and the speed limit) is divided by this [m/s] so that the feature sits near the range
+of the others."""
 MAX_FRAMES = 8
 """Most frames a PilotNet may stack (more only makes the first conv layer larger)."""
 INPUT_NORMS = ("fixed", "per-frame")
@@ -71,6 +76,8 @@ class ModelConfig:
     """Input frame width [px]."""
     speed_input: bool = True
     """Feed the current speed [m/s] to the first fully connected layer."""
+    limit_input: bool = False
+    """Feed the road's speed limit [m/s] beside the speed (the observation's speed_limit)."""
     frames: int = 1
     """Frames stacked on the channel axis, oldest first, the current one last (1 = the paper)."""
     frame_stride: int = 1
@@ -123,13 +130,23 @@ class ModelConfig:
         self.outputs = tuple(self.outputs)  # a checkpoint may hold a list
         if not self.outputs or not all(isinstance(n, str) for n in self.outputs):
             raise ModelConfigError(f"model outputs must be names, got {self.outputs!r}")
-        if not isinstance(self.speed_input, bool):
-            raise ModelConfigError(f"speed_input must be True or False, got {self.speed_input!r}")
+        for name in ("speed_input", "limit_input"):
+            if not isinstance(getattr(self, name), bool):
+                raise ModelConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.limit_input and not self.speed_input:
+            raise ModelConfigError(
+                "limit_input goes beside the speed input: a net told the limit must know its speed"
+            )
         return self
+
+    @property
+    def measurements(self) -> int:
+        """Scalar inputs beside the frame: the speed, then the speed limit."""
+        return int(self.speed_input) + int(self.limit_input)
 
 
 class PilotNet(nn.Module):
-    """PilotNet with a fixed input normalisation and an optional speed input.
+    """PilotNet with a fixed input normalisation and optional speed and speed-limit inputs.
 
     Shapes in the comments are for the paper's 66x200 input; K is the number of stacked frames.
     """
@@ -159,9 +176,8 @@ class PilotNet(nn.Module):
         with torch.no_grad():
             dummy = torch.zeros(1, self.config.channels, self.config.height, self.config.width)
             self.flat_features = self.conv(dummy).numel()  # 1152 for 66x200
-        extra = 1 if self.config.speed_input else 0
         self.head = nn.Sequential(
-            nn.Linear(self.flat_features + extra, 100),  # (B, 100)
+            nn.Linear(self.flat_features + self.config.measurements, 100),  # (B, 100)
             nn.ELU(),
             nn.Linear(100, 50),  # (B, 50)
             nn.ELU(),
@@ -169,13 +185,13 @@ class PilotNet(nn.Module):
             nn.ELU(),
             nn.Linear(10, len(self.config.outputs)),  # (B, 2) [steering, throttle] (or O)
         )
-        if self.config.speed_input:
-            # Initialise the speed column as PyTorch would for a layer with fan-in 1. The default
-            # bound 1/sqrt(1153) makes the single speed input nearly invisible, and the net then
-            # needs hundreds of steps to start using it (measured on a synthetic throttle = f(speed)
-            # set: validation throttle MSE after 50 steps 0.34 with the default, 0.04 with this).
-            with torch.no_grad():
-                self.head[0].weight[:, -1].uniform_(-1.0, 1.0)
+        # Initialise the speed (and limit) column as PyTorch would for a layer with fan-in 1. The
+        # default bound 1/sqrt(1153) makes the single speed input nearly invisible, and the net then
+        # needs hundreds of steps to start using it (measured on a synthetic throttle = f(speed)
+        # set: validation throttle MSE after 50 steps 0.34 with the default, 0.04 with this).
+        with torch.no_grad():
+            for column in range(self.flat_features, self.flat_features + self.config.measurements):
+                self.head[0].weight[:, column].uniform_(-1.0, 1.0)
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """Untrained normalisation (`ModelConfig.input_norm`): uint8 NHWC frames -> float NCHW,
@@ -197,7 +213,12 @@ class PilotNet(nn.Module):
             x = (x - mean) / std.clamp_min(_MIN_STD)
         return nn.functional.pad(x, (0, 0, hidden, 0)) if hidden else x
 
-    def forward(self, image: torch.Tensor, speed: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        speed: torch.Tensor | None = None,
+        limit: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predict [steering, throttle].
 
         Args:
@@ -205,12 +226,14 @@ class PilotNet(nn.Module):
                 stacked on the last axis, oldest first (K = 1: one frame, (B, H, W, 3)).
             speed: (B,) current speed [m/s]; required when the model has a speed input, ignored
                 otherwise.
+            limit: (B,) the road's speed limit [m/s]; required when the model has a limit
+                input, ignored otherwise.
 
         Returns:
             (B, 2) float [steering, throttle], not clipped; (B, O) for other `config.outputs`.
 
         Raises:
-            ValueError: the image does not have 3K channels, or the speed is missing.
+            ValueError: the image does not have 3K channels, or the speed or limit is missing.
         """
         if image.shape[-1] != self.config.channels:
             raise ValueError(
@@ -219,11 +242,17 @@ class PilotNet(nn.Module):
             )
         x = self.conv(self.normalize(image))  # (B, 64, 1, 18)
         x = torch.flatten(x, 1)  # (B, 1152)
+        inputs = [x]
         if self.config.speed_input:
             if speed is None:
                 raise ValueError("this PilotNet takes the speed [m/s] as a second input; pass it")
-            scaled = (speed.to(x.dtype) / SPEED_SCALE).reshape(-1, 1)  # (B, 1)
-            x = torch.cat([x, scaled], dim=1)  # (B, 1153)
+            inputs.append((speed.to(x.dtype) / SPEED_SCALE).reshape(-1, 1))  # (B, 1)
+        if self.config.limit_input:
+            if limit is None:
+                raise ValueError("this PilotNet takes the speed limit [m/s] as an input; pass it")
+            inputs.append((limit.to(x.dtype) / SPEED_SCALE).reshape(-1, 1))  # (B, 1)
+        if len(inputs) > 1:
+            x = torch.cat(inputs, dim=1)  # (B, 1152 + M)
         return self.head(x)
 
 

@@ -90,9 +90,9 @@ def log_hparams(writer: SummaryWriter, config: dict) -> None:
 @torch.inference_mode()
 def predict(model: PilotNet, data: DeviceFrames, idx: torch.Tensor, amp: torch.dtype | None):
     """(B, O) float32 predictions for the frames `idx` (indices on `data.index_device`)."""
-    image, speed, _ = data.batch(idx)
+    image, speed, _, limit = data.batch(idx)
     with torch.autocast(data.device.type, dtype=amp, enabled=amp is not None):
-        return model(image, speed).float()
+        return model(image, speed, limit).float()
 
 
 def validation_losses(

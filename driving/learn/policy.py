@@ -3,7 +3,8 @@
 policy = NetPolicy.from_checkpoint("logs/run/best.pt")
 policy.reset()
 action = policy.act({"image": frame_uint8_hw3, "speed": np.array([12.0], np.float32)})
-# action: float32 [steering, throttle] in [-1, 1]
+# action: float32 [steering, throttle] in [-1, 1]; a net told the speed limit
+# (`ModelConfig.limit_input`) reads obs["speed_limit"] (1,) [m/s] too, as the env gives it
 
 A net that stacks K frames (`ModelConfig.frames`) needs the frames of earlier steps: the policy
 keeps the last (K-1) * frame_stride + 1 of them. It must see every frame of an episode, also
@@ -52,6 +53,7 @@ class NetPolicy:
         shape = (1, height, width, config.channels)
         self._image = torch.empty(shape, dtype=torch.uint8, device=self.device)
         self._speed = torch.zeros(1, dtype=torch.float32, device=self.device)
+        self._limit = torch.zeros(1, dtype=torch.float32, device=self.device)
         # Stacking nets: a ring of the frames seen, newest at `_newest`; None for one frame.
         self._ring = None
         if config.frames > 1:
@@ -97,14 +99,15 @@ class NetPolicy:
         """Choose the command for one observation.
 
         Args:
-            obs: {"image": (H, W, 3) uint8 RGB frame, "speed": (1,) float32 [m/s]}.
+            obs: {"image": (H, W, 3) uint8 RGB frame, "speed": (1,) float32 [m/s],
+                "speed_limit": (1,) float32 [m/s] (read by a net told the limit)}.
 
         Returns:
             float32 array [steering, throttle], clipped to [-1, 1].
 
         Raises:
             ValueError: the frame has another size or dtype than the network expects, or the
-                speed is missing for a network that needs it.
+                speed or the speed limit is missing for a network that needs it.
         """
         self.observe(obs)
         return self.predict()
@@ -112,14 +115,15 @@ class NetPolicy:
     def predict(self) -> np.ndarray:
         """The command for the latest observation (`act` = `observe`, then this)."""
         with torch.inference_mode():
-            action = self.model(self._image, self._speed)[0]
+            action = self.model(self._image, self._speed, self._limit)[0]
             return action.clamp_(-1.0, 1.0).to("cpu", torch.float32).numpy()
 
     def output(self) -> np.ndarray:
         """The net's raw output for the latest observation, (O,) float32, unclipped (a
         perception net's normalised lane quantities: `driving.learn.perception`)."""
         with torch.inference_mode():
-            return self.model(self._image, self._speed)[0].to("cpu", torch.float32).numpy()
+            output = self.model(self._image, self._speed, self._limit)[0]
+            return output.to("cpu", torch.float32).numpy()
 
     def observe(self, obs: dict) -> None:
         """Take in one observation without choosing a command (the expert drove this step).
@@ -141,6 +145,13 @@ class NetPolicy:
             if obs.get("speed") is None:
                 raise ValueError("this policy's network takes the speed [m/s]; add obs['speed']")
             self._speed.fill_(float(np.asarray(obs["speed"]).reshape(-1)[0]))
+        if self.model.config.limit_input:
+            if obs.get("speed_limit") is None:
+                raise ValueError(
+                    "this policy's network takes the road's speed limit [m/s]; add "
+                    "obs['speed_limit'] (the env's observation carries it)"
+                )
+            self._limit.fill_(float(np.asarray(obs["speed_limit"]).reshape(-1)[0]))
         with torch.inference_mode():
             if self._ring is None:
                 self._image[0].copy_(torch.from_numpy(image))

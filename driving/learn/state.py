@@ -93,8 +93,8 @@ def _matching_checkpoint(flag: str, path, model_config: ModelConfig) -> dict:
     if stored_model_config(ckpt, source=path) != model_config:
         raise TrainingError(
             f"{flag}: {path} was trained with {ckpt['model_config']} but the data and flags now "
-            f"give {asdict(model_config)}; use the same --data, --speed-input, --frames and "
-            "--frame-stride"
+            f"give {asdict(model_config)}; use the same --data, --speed-input, --limit-input, "
+            "--frames and --frame-stride"
         )
     return ckpt
 
@@ -264,7 +264,8 @@ def train_step(
 
     Args:
         state: the model, optimizer and where this process sits among the ranks.
-        batch: (image, speed, label) of this rank's share of the global batch.
+        batch: (image, speed, label, speed limit or None) of this rank's share of the global
+            batch (`DeviceFrames.batch`).
         count: frames in the global batch (all ranks together).
         lr: learning rate of this step.
         run: the run folder, named in the error message.
@@ -273,11 +274,11 @@ def train_step(
         TrainingError: the loss is NaN or infinite; the step is not taken, so the weights in
             memory and the checkpoints on disk stay finite.
     """
-    image, speed, target = batch
+    image, speed, target, limit = batch
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
-        pred = state.net(image, speed)
+        pred = state.net(image, speed, limit)
     squared = ((pred.float() - target) ** 2).sum(0)  # (O,) this rank's share, per output
     per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
     if not torch.isfinite(per_output).all():

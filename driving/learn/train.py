@@ -115,6 +115,10 @@ class TrainConfig:
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
     speed_input: bool = True
     """Feed the current speed [m/s] to the network (needed to learn throttle)."""
+    limit_input: bool = False
+    """Feed the road's speed limit [m/s] beside the speed (the limit a map or a sign reader
+    tells the driver, recorded with every step since 2026-12-07): a limit the frame does not
+    show, e.g. roads collected with --road.limit-range. Needs --speed-input."""
     frames: int = 1
     """Camera frames the network sees per step: the current one and frames-1 earlier ones,
     stacked on the channel axis (1 = one frame, as in the PilotNet paper; 2 or more lets it judge
@@ -172,6 +176,8 @@ class TrainConfig:
             raise TrainingError(f"--colour-jitter must be in [0, 1], got {self.colour_jitter}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.limit_input and not self.speed_input:
+            raise TrainingError("--limit-input goes beside the speed: drop --no-speed-input")
         resolve_device(self.device)
         if self.wandb and importlib.util.find_spec("wandb") is None:
             raise TrainingError(f"--wandb needs Weights & Biases: {WANDB_EXTRA}")
@@ -222,12 +228,23 @@ def _model_config(
         height=height,
         width=width,
         speed_input=cfg.speed_input,
+        limit_input=cfg.limit_input,
         frames=cfg.frames,
         frame_stride=cfg.frame_stride,
         input_norm=cfg.input_norm,
         hidden_rows=hidden_rows,
         outputs=outputs,
     )
+
+
+def _check_limits(cfg: TrainConfig, *sets: Frames) -> None:
+    """Refuse --limit-input on a dataset with an episode recorded without the speed limit."""
+    if cfg.limit_input and any(frames.speed_limit is None for frames in sets):
+        raise TrainingError(
+            f"--limit-input: {cfg.data} holds episodes recorded without the speed limit (before "
+            "2026-12-07, or converted from another format); collect the data again with "
+            "`drive collect` into a new folder"
+        )
 
 
 def _recording(data: Path, train_set: Frames, val_set: Frames) -> dict:
@@ -299,7 +316,7 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
             if cfg.mirror:  # its own draw from (seed, step, rank): ints only, whose hash is fixed
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, 1)) % 2**63)
                 image, labels = mirror(batch[0], batch[2], odd, shift, jitter)
-                batch = (image, batch[1], labels)
+                batch = (image, batch[1], labels, batch[3])  # speed and limit as they were
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
             with signals_held():  # a step is taken and counted whole, or not at all
                 per_output = train_step(state, batch, len(idx), lr, cfg.run)
@@ -410,6 +427,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     train_set, val_set = load_split(cfg.data, cfg.val_fraction, cfg.seed, lazy=lazy)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
+    _check_limits(cfg, train_set, val_set)
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
     targets, outputs = (train_set, val_set), CONTROLS  # what the net learns from the frames
     if cfg.target == "perception":
@@ -441,9 +459,9 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         if writer is not None:
             log_data(writer, asdict(cfg), train_set, val_set, weights)
         train_mean = targets[0].labels.mean(0)
-        stack = {"stack": cfg.frames, "stride": cfg.frame_stride}
-        tensors = to_device(targets[0], device, verbose=ranks.is_main, **stack)
-        val_tensors = to_device(targets[1], device, verbose=False, **stack)
+        inputs = {"stack": cfg.frames, "stride": cfg.frame_stride, "limit": cfg.limit_input}
+        tensors = to_device(targets[0], device, verbose=ranks.is_main, **inputs)
+        val_tensors = to_device(targets[1], device, verbose=False, **inputs)
         seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
         distributed.finish(ranks)
         evaluation = None

@@ -170,13 +170,14 @@ def run_expert_episode(
         label = expert.act(obs)
         action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
         truth = (expert.curvature_ahead(), expert.leader())
-        rows.add(obs["image"], label, action, info["speed"], *pose(info), *truth)
+        limit = info["speed_limit"]  # [m/s] of the ego's lane, what the observation tells
+        rows.add(obs["image"], label, action, info["speed"], *pose(info), *truth, limit)
         for lateral_m, yaw_rad in views.shifts():
             view = render_shifted(env, expert, lateral_m, yaw_rad)
             # a view is labelled, nothing is executed from it: action = label
             shifted.add(
                 view["frame"], view["label"], view["label"], info["speed"], *pose(view),
-                view["curvature_ahead"], view["leader"],
+                view["curvature_ahead"], view["leader"], view["speed_limit"],
             )  # fmt: skip
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated

@@ -144,7 +144,8 @@ def drive_road(
         if window is not None:
             window.show(_hud_frame(obs, action, expert.act(obs), info, step * dt, seed, top, base))
         # labels = actions = the person's command
-        rows.add(obs["image"], action, action, info["speed"], *pose(info))
+        limit = info["speed_limit"]
+        rows.add(obs["image"], action, action, info["speed"], *pose(info), speed_limit=limit)
         obs, _, terminated, truncated, info = env.step(action)
         step += 1
         done = terminated or truncated or (max_steps is not None and step >= max_steps)

@@ -83,8 +83,8 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
 
     Returns:
         {"frame": (H, W, 3) uint8, "label": (2,) float32, "lateral_offset": m,
-        "heading_error": rad, "curvature_ahead": (K,) [1/m], "leader": (2,) [m, m/s] or None}
-        at the shifted pose.
+        "heading_error": rad, "curvature_ahead": (K,) [1/m], "leader": (2,) [m, m/s] or None,
+        "speed_limit": m/s} at the shifted pose.
     """
     base = env.unwrapped
     with shifted_pose(base.vehicle, lateral_m, yaw_rad):
@@ -100,6 +100,7 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
         "heading_error": truth["heading_error"],
         "curvature_ahead": curvature,
         "leader": leader,
+        "speed_limit": truth["speed_limit"],
     }
 
 

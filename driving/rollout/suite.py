@@ -46,9 +46,11 @@ def _road(**ranges) -> Callable[[World], World]:
 
 def _default_roads(world: World) -> World | None:
     """The default road ranges (the demo's roads) with the policy's camera, steering and speed
-    limit rule (a policy that reads the limit from the lane width keeps that rule); None where
-    the policy was trained on them (the "as trained" row)."""
-    rule = {"limit_follows_width": world.road.limit_follows_width}
+    limit rule (a policy that reads the limit from the lane width keeps that rule, one told
+    each road's drawn limit keeps its range); None where the policy was trained on them (the
+    "as trained" row)."""
+    road = world.road
+    rule = {"limit_follows_width": road.limit_follows_width, "limit_range": road.limit_range}
     roads = replace(RoadSettings(), **rule)
     return None if world.road == roads else replace(world, road=roads)
 
@@ -97,9 +99,9 @@ def folder_name(name: str) -> str:
     return name.replace(" ", "-")
 
 
-SAME_RULE = ("speed_limit", "limit_follows_width")
-"""Road settings that must be equal for a world to lie inside the training ranges (the others
-are ranges, or how often a kind of bend is drawn)."""
+SAME_RULE = ("speed_limit", "limit_follows_width", "limit_range")
+"""Road settings that must be equal for a world to lie inside the training ranges: the speed
+limit rule (the others are ranges, or how often a kind of bend is drawn)."""
 
 
 def inside_training(world: World, trained: World) -> bool:
@@ -109,9 +111,10 @@ def inside_training(world: World, trained: World) -> bool:
         return False
     for f in fields(world.road):
         tested, seen = getattr(world.road, f.name), getattr(trained.road, f.name)
-        if isinstance(tested, tuple) and not seen[0] <= tested[0] <= tested[1] <= seen[1]:
-            return False
-        if f.name in SAME_RULE and tested != seen:
+        if f.name in SAME_RULE:
+            if tested != seen:
+                return False
+        elif isinstance(tested, tuple) and not seen[0] <= tested[0] <= tested[1] <= seen[1]:
             return False
     return True
 

@@ -149,6 +149,7 @@ def record_episode(env, policy, expert: Expert, seed: int, max_steps: int | None
             state["speed"],
             state["lateral_offset"],
             state["heading_error"],
+            speed_limit=state["speed_limit"],
         )
         interventions += step.intervention
         if count == max_steps:  # never, without a limit

@@ -5,7 +5,8 @@
 The preprocessing is inside the graph: inputs are the camera frames exactly as the camera gives
 them, `image` uint8 (B, H, W, 3) RGB (for a model stacking K frames, (B, H, W, 3K): the K most
 recent frames side by side on the channel axis, oldest first, see `driving.learn.model`), and
-`speed` float32 (B,) [m/s] (absent for a model trained without the speed input); the output
+`speed` float32 (B,) [m/s] (absent for a model trained without the speed input), and
+`speed_limit` float32 (B,) [m/s] for a model told the road's limit (`--limit-input`); the output
 `action` is float32 (B, 2) [steering, throttle], not yet clipped to [-1, 1]. The batch size is
 free. The file says so itself: its `metadata_props` hold the camera, scenario, inputs, action
 meaning, package version and the checkpoint's sha256 (`driving.learn.card.policy_facts`), read
@@ -29,6 +30,8 @@ from driving.learn.card import policy_facts
 from driving.learn.checkpoint import build_model, load_checkpoint
 
 TOLERANCE = 1e-4  # largest |ONNX Runtime - PyTorch| accepted on any output
+ARGUMENTS = {"image": "image", "speed": "speed", "speed_limit": "limit"}
+"""The argument of `PilotNet.forward` that each ONNX input feeds."""
 MAX_CHECK = 4096  # frames of the parity check (4096 frames of 66x200 take 160 MB)
 
 
@@ -46,11 +49,15 @@ class ExportConfig:
 
 
 def _inputs(model, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random inputs of `model` by their ONNX names, in the order of its `forward`'s arguments
+    (a limit input comes only with a speed input, `ModelConfig.validate`)."""
     cfg = model.config
     shape = (batch, cfg.height, cfg.width, cfg.channels)
     inputs = {"image": rng.integers(0, 256, shape, dtype=np.uint8)}
     if cfg.speed_input:
         inputs["speed"] = rng.uniform(0, 20, batch).astype(np.float32)
+    if cfg.limit_input:
+        inputs["speed_limit"] = rng.uniform(5, 30, batch).astype(np.float32)
     return inputs
 
 
@@ -92,7 +99,7 @@ def export_onnx(cfg: ExportConfig) -> dict:
     out = cfg.out or Path(cfg.policy).with_suffix(".onnx")
     rng = np.random.default_rng(0)
     example = {k: torch.from_numpy(v) for k, v in _inputs(model, 2, rng).items()}
-    dynamic = {name: {0: torch.export.Dim("batch")} for name in example}
+    dynamic = {ARGUMENTS[name]: {0: torch.export.Dim("batch")} for name in example}
     with replacing(out) as tmp:  # a file that fails the parity check is not kept
         # The exporter warns about optional torchvision ops and its own deprecations: not ours.
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)

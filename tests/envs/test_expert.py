@@ -5,9 +5,12 @@ import pytest
 from highway_env.road.lane import CircularLane, SineLane, StraightLane
 from highway_env.utils import wrap_to_pi
 
+from driving.rollout.metrics import INFO_KEYS, episode_metrics
 from envs import eval_seeds
 from envs.expert import CURVATURE_STEP, Expert
+from envs.road import RoadSettings
 from envs.winding import WindingRoadEnv, lane_curvature
+from envs.world import World, make_world
 
 
 def drive(seed: int):
@@ -44,6 +47,32 @@ def test_expert_slows_for_bends_so_throttle_carries_information():
     assert speeds.max() <= limit + 1e-6
     assert speeds.min() < 0.85 * limit  # it braked for at least one bend
     assert throttles.min() < -0.1 and throttles.max() > 0.1
+
+
+@pytest.mark.parametrize("seed, limit", [(20, 8.14), (14, 15.40), (4, 20.43)])
+def test_the_expert_keeps_each_roads_drawn_limit(seed, limit):
+    # given a short road whose limit was drawn from 8-22 m/s (8.14, 15.4 and 20.4 m/s here)
+    road = RoadSettings(min_length=400.0, limit_range=(8.0, 22.0))
+    env, expert = make_world(World(road=road), terminate_off_road=False)
+    obs, info = env.reset(seed=seed)
+    record = {key: [] for key in INFO_KEYS}
+    done = False
+    while not done:  # when the expert drives it to the end
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        for key in INFO_KEYS:
+            record[key].append(info[key])
+        done = terminated or truncated
+    steps = len(record["speed"])
+    record |= {"autonomous": np.ones(steps, bool), "intervention": np.zeros(steps, bool)}
+    metrics = episode_metrics(record, 0.1, info["reached_end"])
+    # then the road's limit is the one the env reports at every step, and its limit is the
+    # expert's cruise speed: reached on the straights, never passed, no speeding violation
+    assert record["speed_limit"] == [pytest.approx(limit, abs=0.005)] * steps
+    assert info["reached_end"] and all(record["on_road"])
+    assert max(record["speed"]) == pytest.approx(limit, rel=0.01)
+    assert max(record["speed"]) <= limit + 0.005
+    assert metrics["success"] and metrics["speeding_share"] == 0.0
+    assert obs["speed_limit"] == pytest.approx([limit], abs=0.005)
 
 
 LANES = [

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -194,6 +195,14 @@ def test_nan_label_is_refused_at_write_and_detected_at_read(tmp_path):
         (lambda e: setattr(e, "speed", e.speed.astype(float)), "'speed' has dtype float64"),
         (lambda e: setattr(e, "frames", e.frames.tolist()), "'frames' must be a numpy array"),
         (lambda e: setattr(e, "seed", -1), "seed must be >= 0"),
+        (
+            lambda e: setattr(e, "speed_limit", np.zeros((6, 1), np.float32)),
+            r"'speed_limit' has shape \(6, 1\), expected \(6,\)",
+        ),
+        (
+            lambda e: setattr(e, "speed_limit", np.full(6, np.nan, np.float32)),
+            "'speed_limit' contains NaN",
+        ),
         (lambda e: e.meta.update(when=object()), "meta is not JSON-serialisable"),
     ],
 )
@@ -391,3 +400,25 @@ def test_loaded_rows_know_whether_they_are_shifted_views(tmp_path):
     driver = [read_episode(p).meta["driver"] for p in scan(tmp_path)[0]]
     expected = [driver[i] == "viewpoint" for i in train.episode]
     assert train.viewpoint.tolist() == expected and sum(expected) == 2
+
+
+def test_the_speed_limit_is_an_optional_array_read_back_for_training(tmp_path):
+    # given two episodes that record the lane's speed limit [m/s] at every step
+    for seed in (1, 2):
+        limit = np.full(6, 8.0 + seed, np.float32)
+        write_episode(tmp_path, replace(make_episode(seed), speed_limit=limit))
+    # then it is stored as a (T,) float32 array and read back with the episode and for training
+    paths = scan(tmp_path)[0]
+    with h5py.File(paths[0], "r") as f:
+        assert f["speed_limit"].shape == (6,) and f["speed_limit"].dtype == np.float32
+    np.testing.assert_array_equal(read_episode(paths[1]).speed_limit, np.full(6, 10.0))
+    for lazy in (False, True):
+        train, _ = load_split(tmp_path, val_fraction=0.0, lazy=lazy)
+        np.testing.assert_array_equal(train.speed_limit, np.repeat([9.0, 10.0], 6))
+    # and an episode recorded before the limit was (no such array) still reads: the set then
+    # has no limit, rather than a made-up one
+    write_episode(tmp_path, make_episode(3))
+    assert read_episode(scan(tmp_path)[0][2]).speed_limit is None
+    for lazy in (False, True):
+        train, _ = load_split(tmp_path, val_fraction=0.0, lazy=lazy)
+        assert len(train) == 18 and train.speed_limit is None

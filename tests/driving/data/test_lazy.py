@@ -1,6 +1,7 @@
 """Frames read from the files on demand (`load_split(lazy=True)`, `SampleDataset`): the same
 samples as the in-memory loader, in DataLoader workers too, and the same training."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,24 @@ def test_dataloader_workers_yield_exactly_the_in_memory_samples(dataset, stack, 
     # then every image, speed and label is the in-memory loader's, bit for bit
     want = memory.batch(order)
     assert got[0].shape == (len(samples), 24, 40, 3 * stack) and got[0].dtype == torch.uint8
-    for name, a, b in zip(("image", "speed", "label"), got, want, strict=True):
+    assert want[3] is None and len(got) == 3  # no speed limit asked for
+    for name, a, b in zip(("image", "speed", "label"), got, want[:3], strict=True):
         assert torch.equal(a, b), name
     assert torch.equal(samples.batch(order[:40])[0], want[0][:40])
+
+
+def test_a_lazy_split_gives_each_samples_speed_limit_as_the_memory_one_does(tmp_path):
+    # given roads that record their limit [m/s]
+    for seed, limit in [(1, 9.0), (2, 21.0)]:
+        episode = learnable_episode(seed, frames=20, height=24, width=40)
+        write_episode(tmp_path, replace(episode, speed_limit=np.full(20, limit, np.float32)))
+    memory = to_device(load_split(tmp_path, 0.0)[0], torch.device("cpu"), stack=2, limit=True)
+    samples = SampleDataset(load_split(tmp_path, 0.0, lazy=True)[0], stack=2, limit=True)
+    # then a lazy batch holds the same limits, and a sample carries its own
+    order = torch.tensor([0, 39, 20, 19])
+    assert torch.equal(samples.batch(order)[3], memory.batch(order)[3])
+    assert samples.batch(order)[3].tolist() == [9.0, 21.0, 21.0, 9.0]
+    assert len(samples[25]) == 4 and samples[25][3] == 21.0
 
 
 @pytest.mark.slow  # two short trainings: 33 s on the shared 2-core machine (load 10)

@@ -37,6 +37,7 @@ def test_minari_loads_the_export_with_observations_actions_and_episode_ends(tmp_
         np.testing.assert_array_equal(theirs.observations["image"][30], ours.last_frame)
         np.testing.assert_array_equal(theirs.observations["speed"][:30, 0], ours.speed)
         assert theirs.observations["speed"][30, 0] == pytest.approx(ours.meta["last_speed"])
+        assert theirs.observations["speed_limit"][:, 0].tolist() == [15.0] * 31  # [m/s]
         np.testing.assert_array_equal(theirs.actions, ours.actions)  # executed, noise included
         np.testing.assert_array_equal(theirs.infos["expert_action"][:30], ours.labels)
         assert np.isnan(theirs.infos["expert_action"][30]).all()
@@ -61,7 +62,8 @@ def test_import_back_gives_the_same_episodes(tmp_path, minari_home):
     assert summary["episodes"] == 2 and summary["frames"] == 60
     back = [read_episode(p) for p in scan(tmp_path / "back")[0]]
     for ours, theirs in zip(episodes, back, strict=True):
-        for name in ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error"):
+        names = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
+        for name in (*names, "speed_limit"):
             np.testing.assert_array_equal(getattr(theirs, name), getattr(ours, name), err_msg=name)
         np.testing.assert_array_equal(theirs.last_frame, ours.last_frame)
         assert theirs.seed == ours.seed

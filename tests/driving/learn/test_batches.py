@@ -31,7 +31,8 @@ def test_a_batch_holds_exactly_the_indexed_frames_labels_and_speeds():
     frames = _frames()
     tensors = to_device(frames, torch.device("cpu"))
     idx = torch.tensor([7, 0, 7, 49])
-    image, speed, label = tensors.batch(idx)
+    image, speed, label, limit = tensors.batch(idx)
+    assert limit is None  # not asked for
     assert image.dtype == torch.uint8 and image.shape == (4, 66, 200, 3)  # normalised in the net
     np.testing.assert_array_equal(image.numpy(), frames.frames[[7, 0, 7, 49]])
     np.testing.assert_array_equal(speed.numpy(), frames.speed[[7, 0, 7, 49]])
@@ -44,7 +45,7 @@ def test_a_stacked_batch_puts_the_earlier_frame_first_and_the_samples_own_last()
     frames.episode[25:] = 1
     tensors = to_device(frames, torch.device("cpu"), stack=2, stride=3)
     idx = torch.tensor([7, 0, 25, 49])
-    image, speed, label = tensors.batch(idx)
+    image, speed, label, _ = tensors.batch(idx)
     assert image.dtype == torch.uint8 and image.shape == (4, 66, 200, 6)
     # then channels 3:6 hold the sample's own frame, 0:3 the frame 3 steps earlier (clamped to
     # the episode's first one); speed and label are the sample's own
@@ -57,6 +58,26 @@ def test_a_stacked_batch_puts_the_earlier_frame_first_and_the_samples_own_last()
     staging = np.empty((4, 66, 200, 6), np.uint8)
     tensors._gather_host(idx.numpy(), out=staging)
     np.testing.assert_array_equal(staging, image.numpy())
+
+
+def test_asked_for_the_limit_a_batch_holds_each_samples_own():
+    # given frames whose speed limit differs per row, stacked by 2
+    frames = _frames()
+    frames.speed_limit = np.linspace(8.0, 22.0, 50, dtype=np.float32)
+    tensors = to_device(frames, torch.device("cpu"), stack=2, limit=True)
+    idx = torch.tensor([7, 0, 7, 49])
+    # then the fourth tensor is the limit of each sample's own (newest) row
+    np.testing.assert_array_equal(tensors.batch(idx)[3].numpy(), frames.speed_limit[[7, 0, 7, 49]])
+    # and the GPU gather (its torch ops run here too) and the pinned upload's take the same
+    cuda = torch.index_select(tensors.limit, 0, idx)
+    assert torch.equal(cuda, tensors.batch(idx)[3]) and torch.equal(
+        tensors._limit(idx.numpy()), cuda
+    )
+
+
+def test_frames_recorded_without_the_limit_cannot_give_it():
+    with pytest.raises(ValueError, match="recorded without the speed limit"):
+        to_device(_frames(), torch.device("cpu"), limit=True)
 
 
 def test_on_the_cpu_the_set_is_shared_with_numpy_not_copied():

@@ -136,6 +136,38 @@ def test_speed_is_required_when_it_is_an_input():
         PilotNet()(_frames(1))
 
 
+def test_the_limit_input_is_one_more_head_column_scaled_and_initialised_like_the_speed():
+    torch.manual_seed(0)
+    told = PilotNet(ModelConfig(limit_input=True))
+    # one more column of 100 weights, next to the speed's, drawn in [-1, 1] like it
+    assert count_parameters(told) == count_parameters(PilotNet()) + 100
+    columns = told.head[0].weight[:, told.flat_features :]  # (100, 2): speed, limit
+    assert columns.shape == (100, 2) and columns.abs().max() <= 1.0 and columns.std() > 0.4
+    # the same frame and speed under another limit: another command; the limit is required
+    frames, speed = _frames(1).repeat(2, 1, 1, 1), torch.tensor([12.0, 12.0])
+    out = told(frames, speed, torch.tensor([8.0, 20.0]))
+    assert not torch.allclose(out[0], out[1])
+    with pytest.raises(ValueError, match="speed limit"):
+        told(frames, speed)
+    # a net without the limit input ignores one given
+    plain = PilotNet()
+    torch.testing.assert_close(
+        plain(frames, speed), plain(frames, speed, torch.tensor([8.0, 20.0]))
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ModelConfig(limit_input=True, speed_input=False), "limit_input goes beside the speed"),
+        (ModelConfig(limit_input=1), "limit_input must be True or False"),
+    ],
+)
+def test_a_limit_input_without_the_speed_is_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        PilotNet(config)
+
+
 @pytest.mark.parametrize("config", [ModelConfig(height=40), ModelConfig(width=0)])
 def test_frames_too_small_for_the_conv_stack_are_refused(config):
     with pytest.raises(ValueError, match="height|width"):
@@ -205,6 +237,40 @@ def test_a_checkpoint_from_before_frame_stacking_loads_as_one_frame(tmp_path):
     torch.testing.assert_close(rebuilt(frames, speed), model.eval()(frames, speed))
     obs = {"image": frames[0].numpy(), "speed": np.array([3.0], np.float32)}
     assert NetPolicy.from_checkpoint(path).act(obs).shape == (2,)
+
+
+def test_a_checkpoint_from_before_the_limit_input_loads_without_it(tmp_path):
+    # given a checkpoint whose model_config predates the limit_input field
+    model = PilotNet()
+    path = tmp_path / "old.pt"
+    _save(path, model)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["model_config"]["limit_input"]
+    torch.save(ckpt, path)
+    # when it is rebuilt, then it takes no limit and drives from frames without one
+    assert build_model(load_checkpoint(path)).config.limit_input is False
+    obs = {"image": _frames(1)[0].numpy(), "speed": np.array([3.0], np.float32)}
+    assert NetPolicy.from_checkpoint(path).act(obs).shape == (2,)
+
+
+def test_a_policy_told_the_limit_round_trips_through_its_checkpoint(tmp_path):
+    # given a net with the limit input, saved and loaded as a policy
+    torch.manual_seed(0)
+    model = PilotNet(ModelConfig(limit_input=True))
+    path = tmp_path / "told.pt"
+    _save(path, model)
+    policy = NetPolicy.from_checkpoint(path)
+    assert policy.model.config.limit_input
+    # when it acts on an observation with the limit, then it computes the model's command
+    frame = _frames(1, seed=4)[0]
+    for limit in (8.0, 20.0):
+        obs = {"image": frame.numpy(), "speed": np.array([12.0], np.float32)}
+        obs["speed_limit"] = np.array([limit], np.float32)
+        want = model.eval()(frame[None], torch.tensor([12.0]), torch.tensor([limit]))[0]
+        np.testing.assert_allclose(policy.act(obs), want.detach().clamp(-1, 1), atol=1e-5)
+    # and without the limit it says what is missing
+    with pytest.raises(ValueError, match=r"speed limit \[m/s\]; add obs\['speed_limit'\]"):
+        policy.act({"image": frame.numpy(), "speed": np.array([12.0], np.float32)})
 
 
 def test_checkpoint_is_written_atomically(tmp_path):

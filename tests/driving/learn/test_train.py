@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import learnable_episode
+from conftest import learnable_episode, told_episode
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from driving.data import write_episode
@@ -210,12 +210,42 @@ def test_without_a_validation_set_best_is_last(data, tmp_path):
         {"frame_stride": 0},
         {"input_norm": "batch"},
         {"colour_jitter": -0.1},
+        {"limit_input": True, "speed_input": False},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
 def test_bad_settings_are_refused_before_any_work(data, tmp_path, change):
     cfg = replace(TrainConfig(data=data, run=tmp_path / "run"), **change)
     with pytest.raises(ValueError):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_net_told_the_speed_limit_learns_throttle_that_follows_the_limit(tmp_path):
+    # given 6 roads whose limits differ (8 to 20 m/s) and whose throttle is (limit - speed) / 10
+    data = tmp_path / "told"
+    for seed in range(6):
+        write_episode(data, told_episode(seed, 8.0 + 2.4 * seed, frames=60))
+    # when a net is trained with the limit beside the speed (half of every batch mirrored)
+    settings = dict(epochs=3, batch_size=16, lr=2e-3, val_fraction=0.34, threads=1, mirror=True)
+    summary = train(TrainConfig(data, tmp_path / "run", limit_input=True, **settings))
+    # then on the 2 held-out roads it predicts the throttle well below the constant baseline
+    # (a net without the limit stays above 0.4 of it here: 0.22 against 0.52)
+    val = summary["last_val"]
+    assert val["loss_throttle"] < 0.25 * val["baseline_loss_throttle"]
+    # and given the same frame and speed, it opens the throttle under a higher limit
+    policy = NetPolicy.from_checkpoint(tmp_path / "run" / "best.pt")
+    obs = {"image": told_episode(9, 10.0).frames[0], "speed": np.array([12.0], np.float32)}
+    slow, fast = (
+        policy.act(obs | {"speed_limit": np.array([limit], np.float32)})[1] for limit in (8, 20)
+    )
+    assert fast - slow > 0.3  # 1.2 for the task itself
+    assert "speed_limit: float32 (B,) [m/s]" in (tmp_path / "run" / "best.md").read_text()
+
+
+def test_the_limit_input_on_data_recorded_without_the_limit_is_one_line_naming_it(data, tmp_path):
+    cfg = TrainConfig(data=data, run=tmp_path / "run", limit_input=True)
+    with pytest.raises(TrainingError, match=f"--limit-input: {data} holds episodes recorded with"):
         train(cfg)
     assert not (tmp_path / "run").exists()
 

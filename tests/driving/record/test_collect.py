@@ -13,6 +13,8 @@ import pytest
 
 from driving.data import load_split, read_episode, scan, used_seeds
 from driving.record.collect import CollectConfig, NoiseConfig, collect
+from driving.record.viewpoint import ViewpointConfig
+from envs.road import RoadSettings, make_road
 from envs.world import World
 
 
@@ -53,6 +55,24 @@ def test_start_bend_records_drives_that_take_the_roads_tightest_bend_early(tmp_p
         # The road's hardest steering (its tightest bend) comes within the first 140 steps.
         hardest = np.abs(full.labels[:, 0]).max()
         assert np.abs(episode.labels[:140, 0]).max() > 0.9 * hardest
+
+
+def test_collection_records_each_roads_speed_limit_at_every_step_and_in_shifted_views(tmp_path):
+    # given roads whose limits are drawn per road, driven for 3 s each with shifted views
+    world = World(road=RoadSettings(limit_range=(8.0, 22.0)), duration_s=3.0)
+    out = tmp_path / "told"
+    collect(CollectConfig(out=out, episodes=2, world=world, viewpoint=ViewpointConfig(views=1)))
+    # then every episode, driven or shifted view, holds its road's limit at every step
+    limits = {seed: np.float32(make_road(seed, world.road).speed_limit) for seed in (0, 1)}
+    drivers = set()
+    for path in scan(out)[0]:
+        episode = read_episode(path)
+        assert episode.speed_limit.tolist() == [limits[episode.seed]] * len(episode.frames)
+        drivers.add(episode.meta["driver"])
+    assert drivers == {"expert", "viewpoint"} and limits[0] != limits[1]
+    # and training reads one limit per row
+    train, _ = load_split(out, val_fraction=0.0)
+    assert set(train.speed_limit.tolist()) == set(limits.values())
 
 
 def test_rerun_completes_instead_of_duplicating(tmp_path):

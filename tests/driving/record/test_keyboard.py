@@ -63,6 +63,7 @@ def test_a_road_driven_by_keys_reads_back_with_the_keys_actions(offscreen, tmp_p
     assert np.all(np.diff(episode.labels[:, 0]) > 0)  # ramping up while held
     assert np.array_equal(episode.actions, episode.labels)  # no noise on a person's driving
     assert episode.meta["driver"] == "keyboard" and episode.frames.std() > 10
+    assert episode.speed_limit.tolist() == [15.0] * 6  # what the person was told, every step
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert manifest["episodes"][0]["driver"] == "keyboard"
 

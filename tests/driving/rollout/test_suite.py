@@ -12,6 +12,7 @@ from driving.rollout.loop import rollout
 from driving.rollout.suite import SUITES, inside_training, worlds
 from envs import eval_seeds
 from envs.camera import CameraConfig
+from envs.road import WIDE_ROADS
 from envs.world import WIDE_WORLD, World, make_world
 
 DASHCAM = CameraConfig(kind="dashcam", appearance="train")
@@ -61,6 +62,22 @@ def test_the_suites_worlds_lie_outside_the_default_training_ranges():
     # and some reach past them
     outside = ("bends 12-15 m", "lanes 2.5-2.8 m", "lanes 5.0-5.5 m", "held-out looks")
     assert not any(wide[n] for n in (*outside, "racetrack-v1", "highway-v0"))
+
+
+def test_a_policy_told_the_limit_keeps_its_limit_range_on_the_winding_worlds():
+    # given a policy trained on wide roads whose limits were drawn from 8-22 m/s
+    road = replace(WIDE_ROADS, limit_follows_width=False, limit_range=(8.0, 22.0))
+    trained = replace(WIDE_DASHCAM, road=road)
+    made = dict(worlds("generalisation", trained))
+    # then every winding world draws its limits from that range; highway-env's keep their own
+    for name, world in made.items():
+        winding = world.scenario == trained.scenario
+        assert world.road.limit_range == (road.limit_range if winding else None), name
+    # and a world lies inside the training ranges only under the same limit rule
+    assert inside_training(made["default roads"], trained)
+    assert not inside_training(made["default roads"], WIDE_DASHCAM)  # limit from the width
+    other = replace(trained, road=replace(road, limit_range=(8.0, 30.0)))
+    assert not inside_training(other, trained)
 
 
 class HardRight:

@@ -40,6 +40,7 @@ def test_every_visited_frame_is_labelled_with_the_experts_action():
     policy = MixedPolicy(Wobbly(), expert, beta=0.3, seed=1)
     episode = record_episode(env, policy, expert, seed=5, max_steps=120)
     assert len(episode.frames) == 120
+    assert episode.speed_limit.tolist() == [15.0] * 120  # the limit the frames were seen under
     # The policy really drove: executed actions differ from the labels on many steps.
     assert (np.abs(episode.actions - episode.labels).max(axis=1) > 1e-3).mean() > 0.15
     # Replaying the executed actions visits the same states; the expert's answer there is the label.

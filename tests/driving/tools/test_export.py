@@ -23,12 +23,13 @@ from envs.camera import CameraConfig
         ModelConfig(frames=2, frame_stride=3),
         ModelConfig(input_norm="per-frame"),
         ModelConfig(hidden_rows=17),
+        ModelConfig(limit_input=True),
     ],
-    ids=["speed", "no-speed", "2-frames", "per-frame-norm", "sky-hidden"],
+    ids=["speed", "no-speed", "2-frames", "per-frame-norm", "sky-hidden", "speed-limit"],
 )
 def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     torch.manual_seed(0)
-    speed_input = config.speed_input
+    speed_input, limit_input = config.speed_input, config.limit_input
     model = PilotNet(config)
     ckpt = tmp_path / "best.pt"
     save_checkpoint(
@@ -48,11 +49,17 @@ def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     shape = (5, 66, 200, config.channels)  # a batch size never exported
     image = rng.integers(0, 256, shape, dtype=np.uint8)
     speed = rng.uniform(0, 20, 5).astype(np.float32)
+    limit = rng.uniform(8, 22, 5).astype(np.float32)  # [m/s]
     feeds = {"image": image, **({"speed": speed} if speed_input else {})}
+    feeds |= {"speed_limit": limit} if limit_input else {}
+    assert [i.name for i in session.get_inputs()] == list(feeds)
     got = session.run(None, feeds)[0]
     with torch.inference_mode():
-        want = model(torch.from_numpy(image), torch.from_numpy(speed) if speed_input else None)
+        want = model(*(torch.from_numpy(v) for v in feeds.values()))
     np.testing.assert_allclose(got, want.numpy(), atol=TOLERANCE)
+    if limit_input:  # the limit is an input of the graph, not a constant folded into it
+        other = session.run(None, feeds | {"speed_limit": limit + 5.0})[0]
+        assert np.abs(other - got).max() > 1e-3
     assert all(
         p50 > 0 for p50, _ in (summary["onnxruntime_ms_p50_p99"], summary["pytorch_ms_p50_p99"])
     )
