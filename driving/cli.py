@@ -35,7 +35,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from driving.flags import EvalRoads, Roads, flag
+from driving.flags import EvalRoads, flag
 from driving.helptext import UsageError, parse_verb, reflow_field_docs
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.record.keyboard import collect_keyboard
@@ -70,8 +70,9 @@ class DemoConfig:
 
     out: Path = Path("logs/demo")
     """run folder: data/, run/ (TensorBoard + checkpoints), eval/ (metrics.json, videos)"""
-    episodes: Roads = 80
-    """training roads to collect"""
+    episodes: Annotated[int | None, tyro.conf.arg(name="roads")] = None
+    """training roads to collect; default: the camera's recipe (100 on the dashcam's roads
+    without traffic, 80 elsewhere)"""
     epochs: int = 5
     """training epochs"""
     eval_episodes: EvalRoads = 50
@@ -118,6 +119,13 @@ class DemoConfig:
         """--mask-sky where there is a sky: on the dashcam."""
         return self.mask_sky and self.world.camera.kind == "dashcam"
 
+    def roads(self) -> int:
+        """--roads, or the recipe's: 100 where the demo mirrors (the dashcam's roads without
+        traffic: from 80, one fresh-clone policy missed a road of 50), 80 elsewhere."""
+        if self.episodes is not None:
+            return self.episodes
+        return 100 if self.mirrors() else 80
+
     def mirrors(self) -> bool:
         """--mirror on the dashcam on roads without traffic."""
         traffic = self.world.scenario in TRAFFIC_SCENARIOS
@@ -126,7 +134,7 @@ class DemoConfig:
     def collect_config(self) -> CollectConfig:
         """What step 1 collects."""
         return CollectConfig(
-            out=self.out / "data", episodes=self.episodes, workers=self.workers,
+            out=self.out / "data", episodes=self.roads(), workers=self.workers,
             noise=self.noise, world=self.world,
         )  # fmt: skip
 
@@ -157,7 +165,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.validate()
     start = time.perf_counter()
     data, run = cfg.out / "data", cfg.out / "run"
-    print(f"[1/3] collecting {cfg.episodes} expert episodes into {data}")
+    print(f"[1/3] collecting {cfg.roads()} expert episodes into {data}")
     collect(cfg.collect_config())
     print(f"[2/3] training PilotNet for {cfg.epochs} epochs; watch: tensorboard --logdir {cfg.out}")
     resume = (run / "last.pt").exists()

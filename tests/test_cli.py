@@ -243,11 +243,15 @@ def test_the_demo_drives_the_dashcam_and_the_top_down_camera_is_one_flag_away():
     default.world.validate()
     assert (default.world.camera.kind, default.world.camera.appearance) == ("dashcam", "train")
     assert (default.jitter(), default.masks_sky(), default.input_norm) == (1.0, True, "fixed")
-    assert default.mirrors()
+    assert default.mirrors() and default.roads() == 100
+    assert default.collect_config().episodes == 100
     top_down = tyro.cli(DemoConfig, args=["--camera.kind", "topdown"])
     top_down.world.validate()
     assert top_down.world.camera.kind == "topdown"
     assert (top_down.jitter(), top_down.masks_sky(), top_down.mirrors()) == (0.0, False, False)
+    assert top_down.roads() == 80  # the bird's-eye demo as measured
+    assert tyro.cli(DemoConfig, args=["--scenario", "winding-traffic"]).roads() == 80
+    assert tyro.cli(DemoConfig, args=["--roads", "7"]).collect_config().episodes == 7
     assert tyro.cli(DemoConfig, args=["--colour-jitter", "0.2"]).jitter() == 0.2
     assert not tyro.cli(DemoConfig, args=["--no-mask-sky"]).masks_sky()
     assert not tyro.cli(DemoConfig, args=["--no-mirror"]).mirrors()
