@@ -107,7 +107,8 @@ def _interrupts_kept() -> Iterator[list[int]]:
     """Ctrl-C and SIGTERM are also written down while the block runs (the list it yields),
     besides going to their handlers: Python drops the KeyboardInterrupt of a signal that lands
     while a finalizer runs ('Exception ignored in ...'), and a loop that checks the list then
-    stops at its next task instead of working on to the end. Outside the main thread, and for
+    stops at its next task instead of working on to the end; Python's report of the dropped one
+    (a traceback on stderr) is left out, the interrupt being kept. Outside the main thread, and for
     a signal ignored or handled outside Python, nothing is changed."""
     seen: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -120,11 +121,19 @@ def _interrupts_kept() -> Iterator[list[int]]:
         seen.append(signum)
         previous[signum](signum, frame)
 
+    unraisable = sys.unraisablehook
+
+    def quiet(report) -> None:  # a dropped interrupt is kept: no 'Exception ignored' traceback
+        if not (seen and issubclass(report.exc_type, KeyboardInterrupt)):
+            unraisable(report)
+
     for number in previous:
         signal.signal(number, keep)
+    sys.unraisablehook = quiet
     try:
         yield seen
     finally:
+        sys.unraisablehook = unraisable
         for number, handler in previous.items():
             signal.signal(number, handler)
 

@@ -202,14 +202,15 @@ def _drops_a_ctrl_c(i: int) -> int:
     return i
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_ctrl_c_that_python_drops_in_a_finalizer_still_stops_the_work(workers):
+def test_a_ctrl_c_that_python_drops_in_a_finalizer_still_stops_the_work(workers, monkeypatch):
     import signal
 
     from driving.parallel import run_parallel
 
     _fired.clear()
+    reported = []  # what Python would print as 'Exception ignored in ...' with a traceback
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
     # SIGINT as a terminal's shell leaves it (a background job may start with it ignored)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     done = []
@@ -219,3 +220,5 @@ def test_a_ctrl_c_that_python_drops_in_a_finalizer_still_stops_the_work(workers)
     finally:
         signal.signal(signal.SIGINT, previous)
     assert _fired[0] in done and len(done) < 40  # it stopped after the task that got it
+    assert reported == []  # kept, so not reported
+    assert sys.unraisablehook == reported.append  # and the hook given back
