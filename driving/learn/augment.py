@@ -1,4 +1,5 @@
-"""Augmentation of training batches: looks the camera never rendered, roads mirrored.
+"""Augmentation of training batches: looks the camera never rendered, roads mirrored, speeds
+the expert never drove at.
 
 The dashcam draws every road in a look from a training range (`envs.appearance`); a net trained on
 those looks alone learns their colours (grey road, green verge) rather than the road's shape, and
@@ -18,6 +19,18 @@ coverage (used by donkeycar and many PilotNet notebooks): a road bending left be
 right, the right lane of three the left one, a car left of its lane one right of it. The labels
 that change sign under a mirror (steering; lateral offset, heading error, curvature) are negated,
 the others (throttle, the car ahead's gap and closing speed) kept.
+
+`speed_shift` is the speedometer's version of the shifted views: each sample's speed is moved by
+up to +-`spread` m/s and its throttle label moved as the expert's law moves it. The lane-keeping
+expert's throttle is (target - speed) x `speed_gain` / `ACCELERATION_RANGE` = (target - speed) / 5,
+with a target (the limit, lowered for the bends ahead) that depends on what lies ahead, not on the
+speed, so an unclipped label holds the target and gives the exact label at any other speed. An
+expert that drives at its target leaves few frames above it, and a net trained on them barely
+brakes there (measured: 0.01-0.07 where the law says 0.4 at 2 m/s over the limit); this fills them
+in. Labels at +-1 only bound the target and are left as they are; the steering is kept (its
+feed-back terms change a little with the speed: at 0.3 m off centre, 10 -> 13 m/s moves it by
+about 0.02 of its range). Not for traffic (the car-following law reads the closing speed) nor for a
+frame stack (the frames show the true speed).
 """
 
 from __future__ import annotations
@@ -26,6 +39,13 @@ import math
 
 import torch
 
+from envs.expert import ExpertConfig
+from envs.winding import ACCELERATION_RANGE
+
+THROTTLE_PER_MPS = ExpertConfig().speed_gain / ACCELERATION_RANGE
+"""The lane-keeping expert's throttle per m/s of speed below its target (`envs.expert.controls`)."""
+MAX_SPEED_SHIFT = 10.0
+"""The largest `speed_shift` spread accepted [m/s]."""
 GREY_SHARE = 0.2
 """Share of frames turned grey (SimCLR's)."""
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 grey
@@ -102,3 +122,26 @@ def mirror(
     image = torch.where(pick[:, None, None, None], image.flip(2), image)
     flips = pick[:, None] & odd.to(labels.device)
     return image, torch.where(flips, -labels - shift.to(labels.device), labels)
+
+
+def speed_shift(
+    speed: torch.Tensor, labels: torch.Tensor, spread: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's speed moved by a draw from [-`spread`, `spread`] m/s (not below 0) and its
+    throttle label by -`THROTTLE_PER_MPS` per m/s, unless the label is at +-1 (module docstring).
+
+    Args:
+        speed: (B,) speeds [m/s].
+        labels: (B, 2) [steering, throttle] labels of the lane-keeping expert.
+        spread: the largest shift [m/s], > 0.
+        generator: draws the shifts.
+
+    Returns:
+        (speed, labels), new tensors.
+    """
+    delta = _uniform(len(speed), -spread, spread, generator).to(speed.device, speed.dtype)
+    throttle = labels[:, 1]
+    free = throttle.abs() < 1.0 - 1e-6  # a clipped label only bounds the expert's target
+    moved = torch.where(free, (speed + delta).clamp(min=0.0), speed)
+    throttle = (throttle - (moved - speed) * THROTTLE_PER_MPS).clamp(-1.0, 1.0)
+    return moved, torch.stack([labels[:, 0], throttle], dim=1)

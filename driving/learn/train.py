@@ -34,7 +34,13 @@ from driving.data import Frames, load_split, read_episode, scan
 from driving.files import hold_folder
 from driving.flags import EvalRoads, flag
 from driving.learn import distributed
-from driving.learn.augment import colour_jitter, mirror, mirror_signs
+from driving.learn.augment import (
+    MAX_SPEED_SHIFT,
+    colour_jitter,
+    mirror,
+    mirror_signs,
+    speed_shift,
+)
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.card import write_model_card
 from driving.learn.distributed import Ranks
@@ -62,7 +68,7 @@ from driving.learn.state import (
 )
 from driving.runs import RUNS, latest_run, new_run_folder
 from envs.dashcam import Dashcam
-from envs.world import World
+from envs.world import TRAFFIC_SCENARIOS, World
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
 
@@ -107,6 +113,11 @@ class TrainConfig:
     lateral offset, heading error, curvature): a lopsided dataset (few left bends, no car in the
     left lane of three) then covers both sides (`driving.learn.augment`). Mirrored traffic
     overtakes on the other side: meant for roads without it."""
+    speed_shift: float = 0.0
+    """Move each training sample's speed by up to +-this [m/s] and its throttle label as the
+    expert's law would (throttle (target - speed) / 5): frames above the limit and above a bend's
+    speed, which an expert that holds its target seldom shows (`driving.learn.augment`). For the
+    lane-keeping expert's data: not traffic, not a frame stack. 0 = off."""
     mask_sky: bool = False
     """Hide the dashcam's sky and haze (the rows above the ground it shows within its view_m)
     from the net: they tell nothing about the road, and a net that reads them is lost under
@@ -178,6 +189,17 @@ class TrainConfig:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.limit_input and not self.speed_input:
             raise TrainingError("--limit-input goes beside the speed: drop --no-speed-input")
+        if not (0.0 <= self.speed_shift <= MAX_SPEED_SHIFT):
+            raise TrainingError(
+                f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s, got {self.speed_shift}"
+            )
+        if self.speed_shift and (
+            not self.speed_input or self.frames > 1 or self.target != "controls"
+        ):
+            raise TrainingError(
+                "--speed-shift moves the speedometer and the throttle label: it needs the speed "
+                "input, one frame (a stack shows the true speed) and --target controls"
+            )
         resolve_device(self.device)
         if self.wandb and importlib.util.find_spec("wandb") is None:
             raise TrainingError(f"--wandb needs Weights & Biases: {WANDB_EXTRA}")
@@ -237,8 +259,14 @@ def _model_config(
     )
 
 
-def _check_limits(cfg: TrainConfig, *sets: Frames) -> None:
-    """Refuse --limit-input on a dataset with an episode recorded without the speed limit."""
+def _check_data(cfg: TrainConfig, world: World, *sets: Frames) -> None:
+    """Refuse --limit-input on a dataset with an episode recorded without the speed limit, and
+    --speed-shift on traffic (whose expert's throttle reads the closing speed)."""
+    if cfg.speed_shift and world.scenario in TRAFFIC_SCENARIOS:
+        raise TrainingError(
+            f"--speed-shift: {cfg.data} holds drives in traffic, whose expert's throttle follows "
+            "the car ahead, not the speed law the shift assumes; drop --speed-shift"
+        )
     if cfg.limit_input and any(frames.speed_limit is None for frames in sets):
         raise TrainingError(
             f"--limit-input: {cfg.data} holds episodes recorded without the speed limit (before "
@@ -317,6 +345,10 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, 1)) % 2**63)
                 image, labels = mirror(batch[0], batch[2], odd, shift, jitter)
                 batch = (image, batch[1], labels, batch[3])  # speed and limit as they were
+            if cfg.speed_shift:
+                jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, 2)) % 2**63)
+                speed, labels = speed_shift(batch[1], batch[2], cfg.speed_shift, jitter)
+                batch = (batch[0], speed, labels, batch[3])
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
             with signals_held():  # a step is taken and counted whole, or not at all
                 per_output = train_step(state, batch, len(idx), lr, cfg.run)
@@ -427,8 +459,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     train_set, val_set = load_split(cfg.data, cfg.val_fraction, cfg.seed, lazy=lazy)
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
-    _check_limits(cfg, train_set, val_set)
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
+    _check_data(cfg, World.from_dict(recording["world"]), train_set, val_set)
     targets, outputs = (train_set, val_set), CONTROLS  # what the net learns from the frames
     if cfg.target == "perception":
         *targets, recording["perception"] = perception_targets(cfg.data, train_set, val_set)

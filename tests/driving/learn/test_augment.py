@@ -8,17 +8,30 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from conftest import told_episode
 from highway_env.vehicle.kinematics import Vehicle
 from test_train import SETTINGS, data  # noqa: F401  (the toy dataset fixture)
 
-from driving.learn.augment import GREY_SHARE, colour_jitter, colour_matrices, mirror, mirror_signs
+from driving.data import write_episode
+from driving.learn.augment import (
+    GREY_SHARE,
+    colour_jitter,
+    colour_matrices,
+    mirror,
+    mirror_signs,
+    speed_shift,
+)
 from driving.learn.checkpoint import load_checkpoint
+from driving.learn.policy import NetPolicy
 from driving.learn.train import TrainConfig, train
 from driving.modular.lanes import LanePerception
 from envs.camera import CameraConfig
 from envs.dashcam import make_camera
+from envs.road import RoadSettings
+from envs.world import World, make_world
 from tests.driving.modular.test_lanes import two_lane_road
 
 
@@ -154,3 +167,85 @@ def test_training_with_mirroring_differs_and_repeats_exactly(data, tmp_path):  #
     )
     assert any(not torch.equal(plain[k], once[k]) for k in plain)
     assert all(torch.equal(once[k], again[k]) for k in once)
+
+
+def _expert_at(env, expert, speed: float) -> np.ndarray:
+    env.unwrapped.vehicle.speed = speed
+    return expert.act()
+
+
+@pytest.mark.parametrize("road", [3, 11])
+def test_a_shifted_speed_gets_the_throttle_the_expert_gives_at_that_speed(road):
+    # given states of a real drive on a road with a drawn limit, the expert at the wheel
+    env, expert = make_world(World(road=RoadSettings(limit_range=(8.0, 22.0))))
+    env.reset(seed=road)
+    states = []
+    for step in range(120):
+        action = expert.act()
+        if step % 8 == 0:
+            speed = float(env.unwrapped.vehicle.speed)
+            states.append((speed, action, env.unwrapped.vehicle))
+            # when its speed is shifted as the augmentation shifts it
+            shifted, labels = speed_shift(
+                torch.tensor([speed]),
+                torch.from_numpy(action[None]),
+                6.0,
+                torch.Generator().manual_seed(step),
+            )
+            # then the throttle label is the expert's own at the shifted speed (exactly, when
+            # the recorded label is not clipped) and the steering is nearly its own
+            there = _expert_at(env, expert, float(shifted[0]))
+            env.unwrapped.vehicle.speed = speed
+            if abs(action[1]) < 1:
+                assert float(shifted[0]) != pytest.approx(speed)
+                assert float(labels[0, 1]) == pytest.approx(float(there[1]), abs=1e-5)
+                assert abs(float(labels[0, 0]) - float(there[0])) < 0.05
+            else:  # a clipped label only bounds the target: left as it is
+                assert float(shifted[0]) == pytest.approx(speed) and labels[0, 1] == action[1]
+        env.step(action)
+    assert sum(abs(a[1]) < 1 for _, a, _ in states) >= 5  # most states checked exactly
+    env.close()
+
+
+def test_speed_shift_repeats_per_generator_and_never_goes_below_standstill():
+    speed = torch.tensor([0.5, 10.0, 20.0, 3.0])
+    labels = torch.tensor([[0.1, 0.3], [0.0, 1.0], [-0.2, -1.0], [0.0, 0.0]])
+    one = speed_shift(speed, labels, 4.0, torch.Generator().manual_seed(0))
+    again = speed_shift(speed, labels, 4.0, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(one, again, strict=True))
+    assert (one[0] >= 0).all()
+    assert torch.equal(one[1][:, 0], labels[:, 0])  # steering kept
+
+
+def _cruising_episode(seed: int, limit: float, frames: int = 60):
+    """A straight road with a speed limit, seen in one frame, driven as the expert drives it: at
+    the limit or just below it (throttle (limit - speed) / 5, never negative), so no frame shows
+    a speed above the limit."""
+    episode = told_episode(seed, limit, frames)
+    speed = limit - np.random.default_rng(seed).uniform(0.0, 1.0, frames).astype(np.float32)
+    labels = np.stack([np.zeros(frames), (limit - speed) / 5.0], axis=1).astype(np.float32)
+    still = np.repeat(episode.frames[:1], frames, axis=0)  # the throttle is not in the frame
+    return replace(episode, frames=still, labels=labels, actions=labels.copy(), speed=speed)
+
+
+@pytest.mark.slow
+def test_a_net_trained_with_shifted_speeds_brakes_above_the_limit(tmp_path):
+    # given roads driven at their limits (8 to 20 m/s) and never above them
+    cruising = tmp_path / "cruising"
+    for seed in range(6):
+        write_episode(cruising, _cruising_episode(seed, 8.0 + 2.4 * seed, frames=100))
+    settings = dict(epochs=8, batch_size=16, lr=2e-3, val_fraction=0.34, threads=1)
+    braking = {}
+    for shift in (0.0, 4.0):
+        # when nets are trained told the limit, with and without shifted speeds
+        run = tmp_path / f"shift{shift:g}"
+        train(TrainConfig(cruising, run, limit_input=True, speed_shift=shift, **settings))
+        policy = NetPolicy.from_checkpoint(run / "last.pt")  # best.pt: by unshifted frames
+        obs = {
+            "image": told_episode(9, 12.0).frames[0],
+            "speed_limit": np.array([12.0], np.float32),
+        }
+        braking[shift] = policy.act(obs | {"speed": np.array([15.0], np.float32)})[1]
+    # then 3 m/s above the limit the net shown shifted speeds brakes about as the expert's law
+    # does (-0.6; measured -0.7), the other does not (measured +0.1)
+    assert braking[4.0] < -0.3 and braking[0.0] > braking[4.0] + 0.3, braking

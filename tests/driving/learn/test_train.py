@@ -28,6 +28,7 @@ from driving.learn.train import (
     train,
 )
 from envs.camera import CameraConfig
+from envs.world import World
 
 CAMERA = {"height": 66, "width": 200, "ahead_m": 30.0, "behind_m": 5.0, "span_m": 24.0}
 EPOCHS = 8
@@ -211,6 +212,11 @@ def test_without_a_validation_set_best_is_last(data, tmp_path):
         {"input_norm": "batch"},
         {"colour_jitter": -0.1},
         {"limit_input": True, "speed_input": False},
+        {"speed_shift": -1.0},
+        {"speed_shift": 11.0},
+        {"speed_shift": 2.0, "frames": 2},
+        {"speed_shift": 2.0, "speed_input": False},
+        {"speed_shift": 2.0, "target": "perception"},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
@@ -247,6 +253,16 @@ def test_the_limit_input_on_data_recorded_without_the_limit_is_one_line_naming_i
     cfg = TrainConfig(data=data, run=tmp_path / "run", limit_input=True)
     with pytest.raises(TrainingError, match=f"--limit-input: {data} holds episodes recorded with"):
         train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_shifted_speeds_on_traffic_drives_are_refused_in_one_line(tmp_path):
+    data = tmp_path / "traffic"
+    meta = {"driver": "expert", "world": World(scenario="winding-traffic").to_dict()}
+    for seed in range(3):
+        write_episode(data, learnable_episode(seed, meta=meta))
+    with pytest.raises(TrainingError, match="--speed-shift: .* drives in traffic"):
+        train(TrainConfig(data=data, run=tmp_path / "run", speed_shift=2.0))
     assert not (tmp_path / "run").exists()
 
 
