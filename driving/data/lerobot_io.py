@@ -16,15 +16,16 @@ The layout, as lerobot 0.4's `LeRobotDataset` reads it (codebase_version "v3.0")
     data/chunk-000/file-000.parquet          one row per frame (columns below)
     videos/observation.images.camera/chunk-CCC/file-FFF.mp4   one H.264 video per episode
 
-Columns of the frame rows: `action` (2,) float32, the expert's [steering, throttle] (the
-imitation target, as a teleoperator's command is in LeRobot), `observation.state` float32, the
-speed [m/s], `executed_action` (2,) float32 (expert + DART noise), `lateral_offset` [m],
-`heading_error` [rad], and lerobot's `timestamp` [s] (frame_index / fps), `frame_index`,
+Columns of the frame rows: `action` (2,) float32, the expert's [steering, throttle] (the imitation
+target, as a teleoperator's command is in LeRobot), `observation.state` float32, the speed [m/s]
+(and, in a dataset whose every episode records it, the road's speed limit [m/s] second: (2,) named
+["speed", "speed_limit"]), `executed_action` (2,) float32 (expert + DART noise), `lateral_offset`
+[m], `heading_error` [rad], and lerobot's `timestamp` [s] (frame_index / fps), `frame_index`,
 `episode_index`, `index`, `task_index`. The frames are in the videos (lossy H.264, CRF 18, a
 keyframe every 2 frames for fast seeking, faststart). Shifted-view episodes are views, not
-trajectories, and are left out. On the way back (`from_lerobot`) every array and the meta come
-back exactly, the frames within a few grey levels, and the episode's last observation is lost
-(LeRobot keeps none).
+trajectories, and are left out. On the way back (`from_lerobot`) every array and the meta come back
+exactly, the frames within a few grey levels, and the episode's last observation is lost (LeRobot
+keeps none).
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ import numpy as np
 
 from driving.data.extras import require
 from driving.data.format import VIEWPOINT_DRIVER, DatasetError, Episode
-from driving.data.read import read_episode, scan
+from driving.data.read import read_episode, scan_headers
 from driving.data.store import write_episode
 from driving.files import write_json
 
 CODEBASE_VERSION = "v3.0"
 CAMERA = "observation.images.camera"
+STATE = ("speed",)
+LIMIT_STATE = ("speed", "speed_limit")
+"""`observation.state`'s names: the speed [m/s], and the limit [m/s] where every episode has it."""
 CHUNKS_SIZE = 1000  # files per chunk folder (lerobot's default)
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -57,8 +61,9 @@ META_COLUMN = "pixels_to_pedals"
 """The column of meta/episodes holding each episode's own meta (JSON), for the way back."""
 
 
-def features(height: int, width: int, fps: int) -> dict[str, dict]:
-    """The `features` of info.json for frames of `height` x `width` [px] at `fps` [Hz]."""
+def features(height: int, width: int, fps: int, limit: bool = False) -> dict[str, dict]:
+    """The `features` of info.json for frames of `height` x `width` [px] at `fps` [Hz], the
+    speed limit in `observation.state` if `limit`."""
     scalar = {"dtype": "float32", "shape": [1], "names": None}
     index = {"dtype": "int64", "shape": [1], "names": None}
     video_info = {
@@ -67,6 +72,7 @@ def features(height: int, width: int, fps: int) -> dict[str, dict]:
         "video.channels": 3, "has_audio": False,
     }  # fmt: skip
     pair = {"dtype": "float32", "shape": [2], "names": ["steering", "throttle"]}
+    state = list(LIMIT_STATE if limit else STATE)
     return {
         CAMERA: {
             "dtype": "video",
@@ -74,7 +80,7 @@ def features(height: int, width: int, fps: int) -> dict[str, dict]:
             "names": ["height", "width", "channels"],
             "info": video_info,
         },  # fmt: skip
-        "observation.state": {"dtype": "float32", "shape": [1], "names": ["speed"]},
+        "observation.state": {"dtype": "float32", "shape": [len(state)], "names": state},
         "action": pair,
         "executed_action": pair,
         "lateral_offset": scalar,
@@ -102,15 +108,22 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
     writer.close()
 
 
-def frame_table(pa, episode: Episode, episode_index: int, first: int, task: int, fps: int):
-    """The frame rows of one episode as a pyarrow Table (columns: module docstring)."""
+def frame_table(
+    pa, episode: Episode, episode_index: int, first: int, task: int, fps: int, limit: bool = False
+):
+    """The frame rows of one episode as a pyarrow Table (columns: module docstring); the speed
+    limit beside the speed in `observation.state` if `limit`."""
     steps = len(episode.frames)
 
     def pairs(values: np.ndarray):
         return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float32()), 2)
 
     columns = {
-        "observation.state": pa.array(episode.speed, pa.float32()),
+        "observation.state": (
+            pairs(np.stack([episode.speed, episode.speed_limit], axis=1))
+            if limit
+            else pa.array(episode.speed, pa.float32())
+        ),
         "action": pairs(episode.labels),
         "executed_action": pairs(episode.actions),
         "lateral_offset": pa.array(episode.lateral_offset, pa.float32()),
@@ -168,7 +181,9 @@ def to_lerobot(root: Path, out: Path) -> dict[str, Any]:
     root, out = Path(root), Path(out)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} is not empty: choose a new folder for the LeRobot dataset")
-    paths = scan(root)[0]
+    headers = [h for h in scan_headers(root)[0] if h.driver != VIEWPOINT_DRIVER]
+    limit = bool(headers) and all(h.speed_limit is not None for h in headers)
+    paths = [h.path for h in headers]
     writer, stats, rows, tasks, episodes = None, _Stats(), 0, {}, []
     shape = fps = None
     for path in paths:
@@ -183,7 +198,7 @@ def to_lerobot(root: Path, out: Path) -> dict[str, Any]:
         task = TASKS.get(episode.world.scenario, f"drive {episode.world.scenario}")
         task_index = tasks.setdefault(task, len(tasks))
         index = len(episodes)
-        table = frame_table(pa, episode, index, rows, task_index, fps)
+        table = frame_table(pa, episode, index, rows, task_index, fps, limit)
         if writer is None:
             data = out / DATA_PATH.format(chunk_index=0, file_index=0)
             data.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +215,7 @@ def to_lerobot(root: Path, out: Path) -> dict[str, Any]:
     if writer is None:
         raise DatasetError(f"{root} holds only shifted-view episodes: nothing to export")
     writer.close()
-    _write_meta(pd, out, episodes, tasks, stats, shape, fps, rows)
+    _write_meta(pd, out, episodes, tasks, stats, (*shape, fps, limit), rows)
     return {"out": out, "episodes": len(episodes), "frames": rows, "fps": fps}
 
 
@@ -224,8 +239,9 @@ def _add_stats(stats: _Stats, episode: Episode, table) -> None:
         stats.add(name, values.reshape(len(table), -1))
 
 
-def _write_meta(pd, out: Path, episodes: list, tasks: dict, stats: _Stats, shape, fps, rows):
-    """meta/: episodes, tasks, stats and info (written last: a folder without it is no dataset)."""
+def _write_meta(pd, out: Path, episodes: list, tasks: dict, stats: _Stats, video: tuple, rows):
+    """meta/: episodes, tasks, stats and info (written last: a folder without it is no dataset);
+    `video`: the `features` arguments (height, width, fps, limit)."""
     (out / EPISODES_PATH).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(episodes).to_parquet(out / EPISODES_PATH)
     frame = pd.DataFrame({"task_index": list(tasks.values())}, index=list(tasks))
@@ -241,11 +257,11 @@ def _write_meta(pd, out: Path, episodes: list, tasks: dict, stats: _Stats, shape
         "chunks_size": CHUNKS_SIZE,
         "data_files_size_in_mb": 100,
         "video_files_size_in_mb": 200,
-        "fps": fps,
+        "fps": video[2],
         "splits": {"train": f"0:{len(episodes)}"},
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH,
-        "features": features(*shape, fps),
+        "features": features(*video),
     }
     write_json(out / "meta" / "info.json", info, indent=4)
 
@@ -284,9 +300,10 @@ def from_lerobot(source: Path, out: Path) -> dict[str, Any]:
     camera, fps = _check_info(source, info), int(info["fps"])
     columns = _read_columns(pq, sorted((source / "data").glob("**/*.parquet")))
     rows = pq.read_table(sorted((source / "meta" / "episodes").glob("**/*.parquet"))).to_pylist()
+    limit = info["features"]["observation.state"].get("names") == list(LIMIT_STATE)
     frames = 0
     for row, clip in zip(rows, _episode_clips(source, info, camera, rows), strict=True):
-        episode = _episode(row, clip, columns, fps)
+        episode = _episode(row, clip, columns, fps, limit)
         write_episode(out, episode)
         frames += len(episode.frames)
     return {"out": out, "episodes": len(rows), "frames": frames}
@@ -344,8 +361,11 @@ def _decode(path: Path):
     return (np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader)
 
 
-def _episode(row: dict, frames: np.ndarray, columns: dict[str, np.ndarray], fps: int) -> Episode:
-    """Our Episode of one meta/episodes row, its frames and the frame rows' columns."""
+def _episode(
+    row: dict, frames: np.ndarray, columns: dict[str, np.ndarray], fps: int, limit: bool
+) -> Episode:
+    """Our Episode of one meta/episodes row, its frames and the frame rows' columns; the speed
+    limit from `observation.state`'s second value if `limit`."""
     span = slice(row["dataset_from_index"], row["dataset_to_index"])
     steps = span.stop - span.start
 
@@ -361,13 +381,15 @@ def _episode(row: dict, frames: np.ndarray, columns: dict[str, np.ndarray], fps:
         meta["lerobot"] = {"missing": missing}
     labels = column("action", 2, None)
     zeros = np.zeros(steps, np.float32)
+    state = column("observation.state", -1, None)
     return Episode(
         frames=frames,
         labels=labels,
         actions=column("executed_action", 2, labels),
-        speed=column("observation.state", -1, None)[:, 0],  # speed first, whatever follows
+        speed=state[:, 0],  # speed first, whatever follows
         lateral_offset=column("lateral_offset", 1, zeros)[:, 0],
         heading_error=column("heading_error", 1, zeros)[:, 0],
         seed=int(row.get("seed", row["episode_index"])),
         meta=meta,
+        speed_limit=state[:, 1].copy() if limit else None,
     )

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_drives
 
-from driving.data import DatasetError, read_episode, scan
+from driving.data import DatasetError, read_episode, scan, write_episode
 from driving.data.lerobot_io import CAMERA, from_lerobot, to_lerobot, write_video
 
 REPO = Path(__file__).parents[3]
@@ -47,6 +48,7 @@ def test_info_describes_the_features_fps_and_paths(exported):
     assert info["features"][CAMERA]["dtype"] == "video"
     assert info["features"][CAMERA]["shape"] == [66, 200, 3]
     assert info["features"]["action"]["names"] == ["steering", "throttle"]
+    assert info["features"]["observation.state"]["names"] == ["speed", "speed_limit"]
     assert info["splits"] == {"train": "0:2"}
 
 
@@ -55,7 +57,8 @@ def test_frame_rows_have_lerobots_columns_and_dtypes(exported):
     table = pq.read_table(out / "data" / "chunk-000" / "file-000.parquet")
     types = {name: str(table.schema.field(name).type) for name in table.column_names}
     assert types == {
-        "observation.state": "float", "action": "fixed_size_list<element: float>[2]",
+        "observation.state": "fixed_size_list<element: float>[2]",
+        "action": "fixed_size_list<element: float>[2]",
         "executed_action": "fixed_size_list<element: float>[2]", "lateral_offset": "float",
         "heading_error": "float", "timestamp": "float", "frame_index": "int64",
         "episode_index": "int64", "index": "int64", "task_index": "int64",
@@ -66,8 +69,8 @@ def test_frame_rows_have_lerobots_columns_and_dtypes(exported):
     assert rows["timestamp"][:3] == pytest.approx([0.0, 0.1, 0.2])
     labels = np.concatenate([e.labels for e in episodes])
     np.testing.assert_array_equal(np.array(rows["action"], np.float32), labels)  # the target
-    speed = np.concatenate([e.speed for e in episodes])
-    np.testing.assert_array_equal(np.array(rows["observation.state"], np.float32), speed)
+    state = np.concatenate([np.stack([e.speed, e.speed_limit], axis=1) for e in episodes])
+    np.testing.assert_array_equal(np.array(rows["observation.state"], np.float32), state)
 
 
 def test_episodes_tasks_and_stats_agree_with_the_rows(exported):
@@ -116,6 +119,10 @@ def _assert_same_drives(back: list, episodes: list) -> None:
     for got, want in zip(back, episodes, strict=True):
         for name in ("labels", "actions", "speed", "lateral_offset", "heading_error"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        if want.speed_limit is None:
+            assert got.speed_limit is None
+        else:
+            np.testing.assert_array_equal(got.speed_limit, want.speed_limit)
         assert got.meta == want.meta and got.world == want.world
         assert got.frames.shape == want.frames.shape
         assert np.abs(got.frames.astype(np.int16) - want.frames).mean() < 3.0
@@ -125,6 +132,24 @@ def test_an_export_comes_back_as_the_same_drives(exported, tmp_path):
     episodes, out = exported
     summary = from_lerobot(out, tmp_path / "back")
     assert summary == {"out": tmp_path / "back", "episodes": 2, "frames": 60}
+    _assert_same_drives(_back(tmp_path / "back"), episodes)
+
+
+def test_drives_recorded_without_the_limit_export_the_speed_alone_and_come_back(tmp_path):
+    drives = write_drives(tmp_path / "drives", [6])
+    episodes = [replace(episode, speed_limit=None) for episode in drives]  # as before 2026-12-07
+    for episode in episodes:
+        write_episode(tmp_path / "data", episode)
+    to_lerobot(tmp_path / "data", tmp_path / "out")
+    info = json.loads((tmp_path / "out" / "meta" / "info.json").read_text())
+    assert info["features"]["observation.state"] == {
+        "dtype": "float32",
+        "shape": [1],
+        "names": ["speed"],
+    }
+    table = pq.read_table(tmp_path / "out" / "data" / "chunk-000" / "file-000.parquet")
+    assert str(table.schema.field("observation.state").type) == "float"
+    from_lerobot(tmp_path / "out", tmp_path / "back")
     _assert_same_drives(_back(tmp_path / "back"), episodes)
 
 
@@ -168,6 +193,7 @@ print(json.dumps({
     "len": len(dataset), "episodes": dataset.num_episodes, "fps": dataset.fps,
     "images": [(it["observation.images.camera"].numpy() * 255).round().tolist() for it in items],
     "actions": [item["action"].tolist() for item in items],
+    "states": [item["observation.state"].tolist() for item in items],
     "tasks": [item["task"] for item in items],
 }))
 """
@@ -197,4 +223,6 @@ def test_lerobots_own_loader_reads_the_export(exported):
         chw = np.asarray(image).transpose(1, 2, 0)  # lerobot gives (3, H, W) in [0, 1]
         assert np.abs(chw - frame).mean() < 3.0
         np.testing.assert_allclose(action, label, rtol=0, atol=1e-7)
+    states = [[e.speed[i], e.speed_limit[i]] for e in episodes for i in (0, 29)]
+    np.testing.assert_allclose(got["states"], states, rtol=0, atol=1e-6)
     assert set(got["tasks"]) == {"keep the lane of the winding road at the speed limit"}
