@@ -22,6 +22,18 @@ def _histogram(values: np.ndarray, bins: int = 10, width: int = 30) -> list[str]
     return lines
 
 
+def _limits(headers: list) -> str:
+    """The range of the speed limits the episodes record, and how many record one."""
+    told = [h.speed_limit for h in headers if h.speed_limit is not None]
+    if not told:
+        return "not recorded (episodes before 2026-12-07, or converted from another format)"
+    limits = np.concatenate(told)
+    return (
+        f"{limits.min():.1f}..{limits.max():.1f} m/s, recorded in {len(told)} of "
+        f"{len(headers)} episodes (what `drive train --limit-input` reads)"
+    )
+
+
 def info(root: Path) -> str:
     """Human-readable report on a dataset: counts, sizes, seeds, drivers, label statistics.
 
@@ -47,6 +59,7 @@ def info(root: Path) -> str:
         f"frame size:  {size_text} (H x W), RGB uint8",
         f"seeds:       {seeds[0]}..{seeds[-1]} ({len(seeds)} distinct roads)",
         f"drivers:     {', '.join(f'{d} ({n} episodes)' for d, n in drivers.most_common())}",
+        f"speed limit: {_limits(headers)}",
     ]
     for column, name in enumerate(("steering", "throttle")):
         values = labels[:, column]

@@ -330,6 +330,10 @@ def test_info_reports_counts_statistics_and_warnings(tmp_path):
     assert re.search(r"steering: +mean [+-]\d\.\d{3}", report) and "throttle:" in report
     assert report.count("|") == 2 * 2 * 10  # two histograms of ten bars
     assert "skipping episode_0000011_00000000.h5: truncated or corrupt HDF5 file" in report
+    assert "speed limit: not recorded" in report
+    limits = np.linspace(8.0, 22.0, 6, dtype=np.float32)
+    write_episode(tmp_path, replace(make_episode(12), speed_limit=limits))
+    assert "speed limit: 8.0..22.0 m/s, recorded in 1 of 4 episodes" in info(tmp_path)
 
 
 def test_used_seeds_are_the_roads_of_intact_files(tmp_path):
