@@ -100,8 +100,17 @@ def folder_name(name: str) -> str:
 
 
 SAME_RULE = ("speed_limit", "limit_follows_width", "limit_range")
-"""Road settings that must be equal for a world to lie inside the training ranges: the speed
-limit rule (the others are ranges, or how often a kind of bend is drawn)."""
+"""Road settings that make the speed limit rule, which must be the same for a world to lie
+inside the training ranges (`limit_rule`; the others are ranges, or how often a kind of bend is
+drawn)."""
+
+
+def limit_rule(road: RoadSettings) -> tuple:
+    """How `road`'s limits are set: drawn from a range (the other two settings then unused),
+    else the fixed limit or the one that follows the lane width."""
+    if road.limit_range is not None:
+        return ("drawn", road.limit_range)
+    return ("set", road.speed_limit, road.limit_follows_width)
 
 
 def inside_training(world: World, trained: World) -> bool:
@@ -109,11 +118,12 @@ def inside_training(world: World, trained: World) -> bool:
     camera and speed limit rule, and every road range within the trained one."""
     if world.scenario != trained.scenario or world.camera != trained.camera:
         return False
+    if limit_rule(world.road) != limit_rule(trained.road):
+        return False
     for f in fields(world.road):
         tested, seen = getattr(world.road, f.name), getattr(trained.road, f.name)
         if f.name in SAME_RULE:
-            if tested != seen:
-                return False
+            continue
         elif isinstance(tested, tuple) and not seen[0] <= tested[0] <= tested[1] <= seen[1]:
             return False
     return True

@@ -78,6 +78,9 @@ def test_a_policy_told_the_limit_keeps_its_limit_range_on_the_winding_worlds():
     assert not inside_training(made["default roads"], WIDE_DASHCAM)  # limit from the width
     other = replace(trained, road=replace(road, limit_range=(8.0, 30.0)))
     assert not inside_training(other, trained)
+    # where the limits are drawn, the fixed limit the roads do not use makes no difference
+    unused = replace(trained, road=replace(road, speed_limit=road.speed_limit + 5.0))
+    assert inside_training(unused, trained)
 
 
 class HardRight:
