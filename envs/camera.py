@@ -52,8 +52,8 @@ EGO_RGB = (225, 50, 45)
 
 MASK_GROUND, MASK_ROAD, MASK_MARKING, MASK_VEHICLE, MASK_EGO, MASK_SKY = 0, 1, 2, 3, 4, 5
 """Classes of `Camera.render_mask` (and `envs.dashcam.Dashcam.render_mask`): ground, road surface,
-lane markings and road edges, other vehicles, the ego (the dashcam's bonnet), sky and haze (the
-dashcam only)."""
+lane markings and road edges, other vehicles, the ego (the dashcam's bonnet and mirror frame), sky
+and haze (the dashcam only)."""
 
 _MAP_MIN_RADIUS_M = 120.0  # [m] half side of the local map
 _MAP_MIN_PX_PER_M = 8.0  # [px/m]
@@ -97,7 +97,8 @@ class CameraConfig:
 
     `kind` picks the camera: "topdown" (heading-up bird's-eye view, `Camera`; uses height, width,
     ahead_m, behind_m, span_m) or "dashcam" (driver's-eye perspective view, `envs.dashcam.Dashcam`;
-    uses height, width and the mount_*, pitch, fov, view, bonnet and appearance settings).
+    uses height, width and the mount_*, pitch, fov, view, bonnet, rear_mirror and appearance
+    settings).
     Top-down pixels may be anisotropic on purpose: lateral detail matters most for steering.
     """
 
@@ -129,6 +130,9 @@ class CameraConfig:
     """Dashcam: 'plain' (fixed colours), or a look per road drawn from the 'train' range or
     from the 'held-out' range that no training frame may show. The top-down camera draws its
     fixed colours for 'plain' and 'train' alike and has no 'held-out' look."""
+    rear_mirror: bool = False
+    """Dashcam: a rear-view mirror in the sky at the top of the frame, showing the road and the
+    cars behind as a driver sees them before changing lanes (`envs.dashcam`)."""
 
     def validate(self) -> None:
         """Raise CameraError (a ValueError) with one clear line if a setting is nonsense."""
@@ -159,8 +163,10 @@ class CameraConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise CameraError(f"CameraConfig.{name}={value!r} must be one of {choices}")
-        if not isinstance(self.bonnet, (bool, np.bool_)):
-            raise CameraError(f"CameraConfig.bonnet={self.bonnet!r} must be true or false")
+        for name in ("bonnet", "rear_mirror"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise CameraError(f"CameraConfig.{name}={value!r} must be true or false")
         for name, low, high, unit in _DASHCAM_RANGES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
@@ -168,13 +174,20 @@ class CameraConfig:
             if not low <= value <= high:  # also refuses nan
                 raise CameraError(f"CameraConfig.{name}={value} must be in [{low}, {high}] {unit}")
         # The top-down camera has one look, fixed colours: its 'plain' is its 'train' look (so a
-        # world may switch camera with kind alone); it has no held-out look and no bonnet.
-        if self.kind == "topdown" and (self.appearance == "held-out" or self.bonnet):
-            name, value = ("bonnet", True) if self.bonnet else ("appearance", self.appearance)
-            raise CameraError(
-                f"CameraConfig.{name}={value!r} is for kind='dashcam'; the top-down camera draws "
-                "fixed colours and no bonnet: set kind='dashcam' or leave it at its default"
-            )
+        # world may switch camera with kind alone); it has no held-out look, bonnet or mirror
+        # (`behind_m` is its rear view).
+        dashcam_only = {
+            "bonnet": self.bonnet,
+            "rear_mirror": self.rear_mirror,
+            "appearance": self.appearance == "held-out",
+        }
+        for name, used in dashcam_only.items():
+            if used and self.kind == "topdown":
+                raise CameraError(
+                    f"CameraConfig.{name}={getattr(self, name)!r} is for kind='dashcam'; the "
+                    "top-down camera draws fixed colours, no bonnet and no mirror (behind_m is "
+                    "its rear view): set kind='dashcam' or leave it at its default"
+                )
 
     @property
     def view_radius_m(self) -> float:

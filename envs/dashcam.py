@@ -20,6 +20,12 @@ How a frame is made, fast enough for collection (flat ground, as PilotNet's view
   turned to the camera, shaded per face, painted far to near, clipped at `NEAR_PLANE_M` in front
   of the camera. Nothing drawn depends on the action (no wheels): no label leak.
 - The look of each road (colours, texture, light) comes from `envs.appearance`.
+- Rear-view mirror (`CameraConfig.rear_mirror`): a second `Dashcam` at the same mount, turned to
+  look backwards (`MIRROR_FOV_DEG`, pitched down `MIRROR_PITCH_DEG`, ground and cars up to
+  `MIRROR_REACH_M` behind), draws the view behind the car with all of the above; it is flipped
+  left to right, as a mirror shows it (a car behind to the left is on the left), and set in a
+  1 px frame into the sky at the top of the frame, centred like an interior mirror. Its maps lie
+  behind the car in the direction of travel, so that driving on does not leave them.
 
 World convention: highway-env's, y points down, heading h means direction (cos h, sin h) and the
 car's right is (-sin h, cos h). Frame pixel (u, v) has its centre at integer coordinates (OpenCV).
@@ -32,6 +38,7 @@ car's right is (-sin h, cos h). Frame pixel (u, v) has its centre at integer coo
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import cv2
@@ -69,6 +76,13 @@ BOX_HEIGHT_M = 1.5
 """Height of the boxes drawn for other cars [m]."""
 NEAR_PLANE_M = 0.2
 """Car faces are clipped this far in front of the camera [m]."""
+MIRROR_FOV_DEG = 60.0
+"""Horizontal field of view of the rear-view mirror [deg]."""
+MIRROR_PITCH_DEG = 4.0
+"""Downward tilt of the mirror's view [deg]: on 66x200 the horizon 2 rows below its top, the
+ground seen from 7.5 m behind the camera (4.5 m behind the car's back) on."""
+MIRROR_REACH_M = 60.0
+"""The mirror shows ground and cars up to this far behind the camera [m] (its `view_m`)."""
 
 _NEAR_PX_PER_M, _FAR_PX_PER_M = 8.0, 4.0  # resolution of the near and far maps [px/m]
 _NEAR_TRAVEL_M, _FAR_TRAVEL_M = 50.0, 100.0  # room to drive in each map before a redraw [m]
@@ -86,6 +100,8 @@ _FACE_SHADE = (0.8, 0.8, 0.62, 0.62, 1.2)  # front, back, left, right, top: read
 _GLASS_RGB = (40, 50, 64)  # car windows
 _WINDOW_SPAN = ((0.12, 0.88), (0.12, 0.88), (0.2, 0.8), (0.2, 0.8))  # along faces 0-3
 _WINDOW_ROWS = (0.55, 0.88)  # bottom and top of the windows, shares of the box's height
+_MIRROR_SHARE = (0.18, 0.31)  # the mirror's view: shares of the frame's height and width
+_MIRROR_RGB = (30, 30, 34)  # its frame: dark plastic
 
 
 def _window_corners() -> np.ndarray:
@@ -132,16 +148,24 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 class Dashcam:
     """Driver's-eye perspective camera; see the module docstring."""
 
-    def __init__(self, config: CameraConfig = CameraConfig(kind="dashcam")) -> None:
+    def __init__(
+        self, config: CameraConfig = CameraConfig(kind="dashcam"), *, backwards: bool = False
+    ) -> None:
         """Check the settings, build the pinhole model and size the local maps.
 
+        Args:
+            config: the camera's settings.
+            backwards: look out of the back of the car instead, unflipped (the mirror's camera).
+
         Raises:
-            CameraError: a setting is nonsense, or `config.kind` is not "dashcam".
+            CameraError: a setting is nonsense, `config.kind` is not "dashcam", or the mirror
+                does not fit in the sky.
         """
         config.validate()
         if config.kind != "dashcam":
             raise CameraError(f"Dashcam needs CameraConfig.kind='dashcam', got {config.kind!r}")
         self.config = config
+        self._facing = -1.0 if backwards else 1.0  # 1: the view looks where the car drives
         width, height = config.width, config.height
         self._half_fov_tan = math.tan(math.radians(config.fov_deg) / 2)  # [m across / m depth]
         self.focal_px = (width / 2) / self._half_fov_tan
@@ -158,14 +182,20 @@ class Dashcam:
         self._far_band, self._near_band = _band(top, _FAR_SUPERSAMPLE), _band(near_start, 1)
         self._far_size = (width, (far_end - top) * _FAR_SUPERSAMPLE)
         self._car_points = _car_points(c, s, h)
+        # `_nearby_cars`' test. A box's points (height >= 0) at ground point (ahead, right) lie
+        # at depth <= ahead cos(pitch) + h sin(pitch); all of them outside |right| < spread *
+        # that depth, the frame's sides 1.5 px (anti-aliasing) further out, draw nothing.
+        spread = (width / 2 + 1.5) / self.focal_px  # [m across / m depth]
+        self._wedge = (spread * c, spread * h * s, math.hypot(1.0, spread * c))
 
         def reach(near_m: float, far_m: float) -> np.ndarray:  # ground seen, camera frame [m]
             near_m, far_m = min(near_m, config.view_m), min(far_m, config.view_m)
             b_near, b_far = (self._half_fov_tan * (a * c + h * s) + 1.0 for a in (near_m, far_m))
             return np.array([[near_m, -b_near], [near_m, b_near], [far_m, -b_far], [far_m, b_far]])
 
-        near = reach(self._distance(height - 0.5), self._distance(near_start - 1.5))
-        far = reach(self._distance(far_end + 0.5), config.view_m)
+        # The maps' polygons in the car's direction of travel: behind the car for a rear view.
+        near = reach(self._distance(height - 0.5), self._distance(near_start - 1.5)) * self._facing
+        far = reach(self._distance(far_end + 0.5), config.view_m) * self._facing
         self._near = LocalMap(near, _NEAR_TRAVEL_M, _NEAR_SIDE_M, _NEAR_PX_PER_M, _MAP_MAX_SIDE_PX)
         self._far = LocalMap(far, _FAR_TRAVEL_M, _FAR_SIDE_M, _FAR_PX_PER_M, _MAP_MAX_SIDE_PX)
         self._buffer = np.zeros((height, width, 4), np.uint8)  # RGBA frame being composed
@@ -174,6 +204,33 @@ class Dashcam:
         """The current road's look (`envs.appearance`), drawn at `reset`."""
         bonnet = np.array(_BONNET) * (width, height) - 0.5
         self._bonnet = np.round(bonnet * _ONE).astype(np.int32)
+        self.mirror_box: tuple[int, int, int, int] | None = None
+        """Rows [top, bottom) and columns [left, right) of the rear-view mirror, its frame
+        included; None without one."""
+        self._mirror: Dashcam | None = None
+        if config.rear_mirror:
+            self.mirror_box, self._mirror = self._rear_view(config)
+
+    def _rear_view(self, config: CameraConfig) -> tuple[tuple[int, int, int, int], Dashcam]:
+        """The mirror's place in the frame and the camera of its view."""
+        top, bottom, left, right = box = _mirror_box(config.height, config.width)
+        if left < 0 or bottom > self.ground_top:
+            raise CameraError(
+                f"CameraConfig.rear_mirror=True: a {bottom - top}x{right - left} px mirror does "
+                f"not fit in the {self.ground_top} rows of sky of this {config.height}x"
+                f"{config.width} frame; lower pitch_deg or view_m, or set rear_mirror=False"
+            )
+        view = replace(
+            config,
+            height=bottom - top - 2,
+            width=right - left - 2,
+            pitch_deg=MIRROR_PITCH_DEG,
+            fov_deg=MIRROR_FOV_DEG,
+            view_m=MIRROR_REACH_M,
+            bonnet=False,
+            rear_mirror=False,
+        )
+        return box, Dashcam(view, backwards=True)
 
     def _distance(self, row: float) -> float:
         """Forward distance [m] from the camera to the ground seen at `row` (inf: none)."""
@@ -222,6 +279,9 @@ class Dashcam:
         except ValueError as error:
             raise CameraError(f"Dashcam.reset: {error}") from None
         self._road, self.look = road, look
+        if self._mirror is not None:
+            self._mirror.reset(road, seed)
+            self._mirror_rgb = look.tone(_MIRROR_RGB)
         textured = max(look.asphalt_texture, look.marking_wear, look.grass_texture) > 0
         tile = texture_tile(0 if seed is None else seed) / AMPLITUDE_UNIT if textured else None
         near, far, dashes = map_colours(look, self._far.px_per_m)
@@ -255,6 +315,8 @@ class Dashcam:
         self._draw_cars(frame, self._nearby_cars(road, ego, pose), cv2.LINE_AA, None)
         if self.config.bonnet:
             cv2.fillConvexPoly(frame, self._bonnet, self._bonnet_rgb, cv2.LINE_AA, SHIFT)
+        if self._mirror is not None:
+            self._show_mirror(frame, self._mirror.render(road, ego), self._mirror_rgb)
         return frame
 
     def render_mask(self, road: Road, ego: Vehicle) -> np.ndarray:
@@ -263,7 +325,8 @@ class Dashcam:
         Drawn from the geometry, pixel-aligned with `render`: `MASK_SKY` above the horizon and
         where the ground has faded into haze, `MASK_MARKING` for lane markings and a band about
         2 px wide along the road's edges, `MASK_ROAD`, `MASK_GROUND`, `MASK_VEHICLE` for the
-        faces of other cars (in the same painter's order) and `MASK_EGO` for the bonnet.
+        faces of other cars (in the same painter's order) and `MASK_EGO` for the bonnet and the
+        mirror's frame; inside the mirror, the classes of its view.
 
         Returns:
             (height, width) uint8 class ids.
@@ -288,7 +351,17 @@ class Dashcam:
         self._draw_cars(mask, self._nearby_cars(road, ego, pose), cv2.LINE_8, MASK_VEHICLE)
         if cfg.bonnet:
             cv2.fillConvexPoly(mask, self._bonnet, MASK_EGO, cv2.LINE_8, SHIFT)
+        if self._mirror is not None:
+            self._show_mirror(mask, self._mirror.render_mask(road, ego), MASK_EGO)
         return mask
+
+    def _show_mirror(self, image: np.ndarray, view: np.ndarray, frame_colour) -> None:
+        """Set the rear view into the mirror, flipped left to right as a mirror shows it, inside
+        a 1 px frame of `frame_colour`."""
+        top, bottom, left, right = self.mirror_box
+        mirror = cv2.flip(view, 1)  # flip and frame with cv2: 3 us, with numpy 9 us
+        border = (1, 1, 1, 1, cv2.BORDER_CONSTANT)
+        image[top:bottom, left:right] = cv2.copyMakeBorder(mirror, *border, value=frame_colour)
 
     def _view(self, ego: Vehicle) -> tuple[np.ndarray, tuple[float, float, float]]:
         """(3, 3) frame pixel -> world ground point [m]; the camera's x, y [m] and heading [rad]."""
@@ -298,6 +371,7 @@ class Dashcam:
             raise CameraError(f"ego pose is not finite: position={(x, y)}, heading={heading}")
         c, s = math.cos(heading), math.sin(heading)
         x, y = x + self.config.mount_forward_m * c, y + self.config.mount_forward_m * s
+        c, s = self._facing * c, self._facing * s  # the view's direction
         camera_to_world = np.array([[c, -s, x], [s, c, y], [0.0, 0.0, 1.0]])
         return camera_to_world @ self._frame_to_ground, (x, y, heading)
 
@@ -329,13 +403,15 @@ class Dashcam:
         return cv2.cvtColor(buffer, cv2.COLOR_RGBA2RGB)
 
     def _nearby_cars(self, road: Road, ego: Vehicle, pose: tuple) -> list[tuple]:
-        """The other cars that may show: in the field of view and before the haze, or beside
-        the camera (to be clipped). Per car: squared distance [m^2], distance ahead [m], the
-        camera's position in the car's frame (along, across [m]), half length and half width
-        [m], then the car's ground pose in the camera frame (`_CORNERS` -> ahead, right: 6)."""
+        """The other cars that may show: before the haze, a part of the box in the field of
+        view (those beside the camera are clipped). Per car: squared distance [m^2], distance
+        ahead [m], the camera's position in the car's frame (along, across [m]), half length and
+        half width [m], then the car's ground pose in the camera frame (`_CORNERS` -> ahead,
+        right: 6). Ahead and right are the view's (for a rear view: behind the ego, its left)."""
         x, y, heading = pose
-        c, s = math.cos(heading), math.sin(heading)
-        spread, far = self._half_fov_tan, self.config.view_m + 5.0
+        facing = self._facing
+        c, s = facing * math.cos(heading), facing * math.sin(heading)
+        (slope, offset, scale), far = self._wedge, self.config.view_m + 5.0
         cars = []
         for vehicle in road.vehicles:  # plain floats: numpy per car costs more than the maths
             if vehicle is ego:
@@ -343,10 +419,12 @@ class Dashcam:
             px, py = vehicle.position.tolist()
             dx, dy = px - x, py - y
             ahead, side, size = dx * c + dy * s, dy * c - dx * s, vehicle.LENGTH
-            if not (-size < ahead < far and abs(side) < spread * max(ahead, 0.0) + size + 2.0):
+            radius = math.hypot(size, vehicle.WIDTH) / 2  # [m] the footprint lies within it
+            # Further than that outside the wedge (its line's distance, scaled): not seen.
+            if not (-size < ahead < far and abs(side) - slope * ahead < offset + scale * radius):
                 continue
             turn = float(vehicle.heading) - heading
-            ca, sa = math.cos(turn), math.sin(turn)
+            ca, sa = facing * math.cos(turn), facing * math.sin(turn)
             half_l, half_w = vehicle.LENGTH / 2, vehicle.WIDTH / 2
             along, across = -(ahead * ca + side * sa), ahead * sa - side * ca
             ground = (ca * half_l, -sa * half_w, ahead, sa * half_l, ca * half_w, side)
@@ -412,6 +490,16 @@ def _car_points(cos_pitch: float, sin_pitch: float, height_m: float) -> np.ndarr
         return np.concatenate([points, points @ _WINDOWS], axis=1).T
 
     return np.array([corners(row).ravel() for row in np.eye(7)])
+
+
+def _mirror_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """Rows [top, bottom) and columns [left, right) of the mirror in a frame of this size, its
+    1 px frame included: hung 1 px below the top, centred to the pixel (a frame flipped left to
+    right keeps it in place)."""
+    rows = max(1, round(_MIRROR_SHARE[0] * height))
+    columns = 2 * max(1, round(_MIRROR_SHARE[1] * width / 2)) + width % 2
+    left = (width - columns) // 2 - 1
+    return 1, rows + 3, left, width - left
 
 
 def _band(first_row: int, supersample: int) -> np.ndarray:

@@ -12,6 +12,8 @@ Prints one line per measured ratio with its target and PASS/FAIL:
     dashcam           ms per 66x200 driver's-eye frame on one core, with other cars and the
                       per-road appearance on, on the same poses (<= 0.5 ms, the top-down budget);
                       also per scenario, beside the top-down camera's on the same poses
+    dashcam + mirror  the same with its rear-view mirror (`rear_mirror`) on the same poses (<= 0.5
+                      ms), and its cost over the dashcam without it
     camera vs ref     agreement with the slow reference rendering (envs/camera_reference.py)
     road length       world steps/s on a road 10x longer, against the default road (>= 0.8)
     collection        labelled frames/s of `drive collect` in one process, against the bare
@@ -56,6 +58,8 @@ from envs.world import make_env  # noqa: E402
 
 DASHCAM = CameraConfig(kind="dashcam", appearance="train")
 """The driver's-eye camera as it is trained with: per-road appearance on."""
+MIRROR = CameraConfig(kind="dashcam", appearance="train", rear_mirror=True)
+"""The same with its rear-view mirror."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,10 @@ def bench_camera(sizes: Sizes) -> dict:
     """Both renderers on the same poses of an expert drive; per scenario and overall."""
     config = CameraConfig()
     surface = _world_surface(config)
-    fast_s = slow_s = dash_s = 0.0
+    fast_s = slow_s = dash_s = mirror_s = 0.0
     frames = 0
     agreement = []
-    per_scenario = {}  # scenario -> (top-down camera, dashcam) [ms per frame]
+    per_scenario = {}  # scenario -> (top-down camera, dashcam, dashcam + mirror) [ms per frame]
     for scenario in ("winding-road", "highway-v0"):
         # highway-v0 acts at 1 Hz by default (25 m between frames); a camera runs at 10 Hz.
         rate = (
@@ -142,11 +146,13 @@ def bench_camera(sizes: Sizes) -> dict:
             else {"policy_frequency": 10, "simulation_frequency": 10}
         )
         env = make_env(scenario, **rate)
-        expert, camera, dashcam = Expert(env), Camera(config), Dashcam(DASHCAM)
+        expert, camera = Expert(env), Camera(config)
+        dashcam, mirror = Dashcam(DASHCAM), Dashcam(MIRROR)
         obs, _ = env.reset(seed=1)
         base = env.unwrapped
         dashcam.reset(base.road, seed=1)
-        scenario_fast_s = scenario_dash_s = 0.0
+        mirror.reset(base.road, seed=1)
+        scenario_fast_s = scenario_dash_s = scenario_mirror_s = 0.0
         for step in range(sizes.frames):
             start = time.perf_counter()
             fast = camera.render(base.road, base.vehicle)
@@ -154,9 +160,12 @@ def bench_camera(sizes: Sizes) -> dict:
             highway_env_view(base.road, base.vehicle, config, surface)
             slow_end = time.perf_counter()
             dashcam.render(base.road, base.vehicle)
+            dash_end = time.perf_counter()
+            mirror.render(base.road, base.vehicle)
             scenario_fast_s += middle - start
             slow_s += slow_end - middle
-            scenario_dash_s += time.perf_counter() - slow_end
+            scenario_dash_s += dash_end - slow_end
+            scenario_mirror_s += time.perf_counter() - dash_end
             frames += 1
             if step % max(1, sizes.frames // 4) == 0:
                 agreement.append(compare(fast, reference_frame(base.road, base.vehicle)))
@@ -164,10 +173,12 @@ def bench_camera(sizes: Sizes) -> dict:
             if terminated or truncated:
                 obs, _ = env.reset(seed=step)
                 dashcam.reset(base.road, seed=step)
+                mirror.reset(base.road, seed=step)
         env.close()
         fast_s, dash_s = fast_s + scenario_fast_s, dash_s + scenario_dash_s
+        mirror_s += scenario_mirror_s
         per_scenario[scenario] = [
-            1e3 * t / sizes.frames for t in (scenario_fast_s, scenario_dash_s)
+            1e3 * t / sizes.frames for t in (scenario_fast_s, scenario_dash_s, scenario_mirror_s)
         ]
     same, mad = np.array(agreement).min(axis=0)[0], np.array(agreement).max(axis=0)[1]
     return {
@@ -176,6 +187,8 @@ def bench_camera(sizes: Sizes) -> dict:
         "camera_speedup": slow_s / fast_s,
         "dashcam_ms": 1e3 * dash_s / frames,
         "dashcam_over_camera": dash_s / fast_s,
+        "dashcam_mirror_ms": 1e3 * mirror_s / frames,
+        "mirror_over_dashcam": mirror_s / dash_s,
         "camera_and_dashcam_ms_per_scenario": per_scenario,
         "reference_same_class_min": float(same),
         "reference_mean_abs_diff_max": float(mad),
@@ -328,11 +341,22 @@ def checks(r: dict) -> list[tuple[str, str, str, bool]]:
             f"{r['dashcam_ms']:.3f} ms ({r['dashcam_over_camera']:.2f}x the top-down camera; "
             + ", ".join(
                 f"{scenario} {dash:.3f} ms {dash / fast:.2f}x"
-                for scenario, (fast, dash) in r["camera_and_dashcam_ms_per_scenario"].items()
+                for scenario, (fast, dash, _) in r["camera_and_dashcam_ms_per_scenario"].items()
             )
             + ")",
             "<= 0.5 ms",
             r["dashcam_ms"] <= 0.5,
+        ),
+        (
+            "dashcam + mirror ms/frame",
+            f"{r['dashcam_mirror_ms']:.3f} ms ({r['mirror_over_dashcam']:.2f}x the dashcam; "
+            + ", ".join(
+                f"{scenario} {mirror:.3f} ms {mirror / dash:.2f}x"
+                for scenario, (_, dash, mirror) in r["camera_and_dashcam_ms_per_scenario"].items()
+            )
+            + ")",
+            "<= 0.5 ms",
+            r["dashcam_mirror_ms"] <= 0.5,
         ),
         (
             "camera vs reference rendering",

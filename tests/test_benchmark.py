@@ -26,7 +26,7 @@ def test_quick_benchmark_reports_every_target_with_pass_or_fail(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(out.read_text())
     checks = {check["what"].split(" (")[0]: check for check in results["checks"]}
-    assert len(checks) == 9  # the dashcam beside the top-down camera included
+    assert len(checks) == 10  # the dashcam, and with its mirror, beside the top-down camera
     for check in checks.values():  # one printed line each, with its target and verdict
         line = next(line for line in done.stdout.splitlines() if line.startswith(check["what"]))
         assert check["target"] in line and ("PASS" in line or "FAIL" in line)

@@ -24,7 +24,8 @@ The top `hidden_rows` rows of every frame can be hidden from the net (`ModelConf
 cut before the normalisation and put back as zeros, so the conv stack keeps its sizes. On the
 dashcam those are the rows above the visible ground (sky and haze, `Dashcam.ground_top`), which
 say nothing about the road and everything about the day's weather; PilotNet's own input crop left
-out most of the sky for the same reason.
+out most of the sky for the same reason. A box inside them stays seen (`ModelConfig.shown_box`):
+the dashcam's rear-view mirror, which hangs in the sky (`Dashcam.mirror_box`).
 
     model = PilotNet(ModelConfig(height=66, width=200, speed_input=True))
     action = model(image_uint8_nhwc, speed_m_s)  # (B, 2)
@@ -59,6 +60,18 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
+def _check_box(box, hidden_rows: int, width: int) -> tuple[int, int, int, int]:
+    """`ModelConfig.shown_box` as a tuple; ModelConfigError unless it lies in the hidden rows."""
+    ok = isinstance(box, (tuple, list)) and len(box) == 4
+    ok = ok and all(isinstance(n, int) and not isinstance(n, bool) for n in box)
+    if not ok or not (0 <= box[0] < box[1] <= hidden_rows and 0 <= box[2] < box[3] <= width):
+        raise ModelConfigError(
+            f"model shown_box must be (top, bottom, left, right) inside the hidden_rows="
+            f"{hidden_rows} rows and width={width} columns, got {box!r}"
+        )
+    return tuple(box)
+
+
 def _feature_size(size: int) -> int:
     """Height or width of the last conv feature map for an input of `size` pixels."""
     for kernel, stride in ((5, 2), (5, 2), (5, 2), (3, 1), (3, 1)):
@@ -87,6 +100,9 @@ class ModelConfig:
     hidden_rows: int = 0
     """Top rows of the frame the net does not see (zeros after the normalisation): on the
     dashcam, the sky and haze above the visible ground (`drive train --mask-sky`)."""
+    shown_box: tuple[int, int, int, int] | None = None
+    """Rows [top, bottom) and columns [left, right) inside the hidden rows that the net sees
+    nonetheless: the dashcam's rear-view mirror (`Dashcam.mirror_box`); None: no such box."""
     outputs: tuple[str, ...] = CONTROLS
     """What the head predicts, one name per output: the controls (end-to-end), or the lane
     quantities of a direct-perception net (`driving.learn.perception`)."""
@@ -114,6 +130,8 @@ class ModelConfig:
             raise ModelConfigError(
                 f"model hidden_rows must be an integer in [0, height={self.height}), got {hidden!r}"
             )
+        if self.shown_box is not None:
+            self.shown_box = _check_box(self.shown_box, hidden, self.width)  # a checkpoint's list
         for name in ("height", "width"):
             value = getattr(self, name)
             if _feature_size(value) < 1:
@@ -196,7 +214,7 @@ class PilotNet(nn.Module):
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """Untrained normalisation (`ModelConfig.input_norm`): uint8 NHWC frames -> float NCHW,
         in [-1, 1] ('fixed') or each channel to mean 0 and std 1 ('per-frame'); the top
-        `hidden_rows` rows are zeros.
+        `hidden_rows` rows are zeros, but for the `shown_box`.
 
         Stacked frames are channels like any others: (B, H, W, 3K) -> (B, 3K, H, W).
 
@@ -204,7 +222,9 @@ class PilotNet(nn.Module):
         made before the float conversion.
         """
         x = image.permute(0, 3, 1, 2).float()  # (B, 3K, 66, 200)
-        hidden = self.config.hidden_rows
+        hidden, box = self.config.hidden_rows, self.config.shown_box
+        if box is not None:
+            return self._normalize_with_box(x, hidden, box)
         x = x[:, :, hidden:]  # the rows the net sees; the per-frame statistics are theirs
         if self.config.input_norm == "fixed":
             x = x / 127.5 - 1.0
@@ -212,6 +232,22 @@ class PilotNet(nn.Module):
             std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)
             x = (x - mean) / std.clamp_min(_MIN_STD)
         return nn.functional.pad(x, (0, 0, hidden, 0)) if hidden else x
+
+    def _normalize_with_box(
+        self, x: torch.Tensor, hidden: int, box: tuple[int, int, int, int]
+    ) -> torch.Tensor:
+        """`normalize` of float NCHW frames whose hidden rows hold a box that the net sees."""
+        top, bottom, left, right = box
+        rows, inside = x[:, :, hidden:], x[:, :, top:bottom, left:right]  # what the net sees
+        if self.config.input_norm == "fixed":
+            rows, inside = rows / 127.5 - 1.0, inside / 127.5 - 1.0
+        else:  # the statistics of both together
+            seen = torch.cat([rows.flatten(2), inside.flatten(2)], dim=2)  # (B, 3K, pixels)
+            std, mean = torch.std_mean(seen, dim=2, keepdim=True)
+            std, mean = std.clamp_min(_MIN_STD)[..., None], mean[..., None]  # (B, 3K, 1, 1)
+            rows, inside = (rows - mean) / std, (inside - mean) / std
+        sides = (left, x.shape[3] - right, top, hidden - bottom)  # zeros around the box
+        return torch.cat([nn.functional.pad(inside, sides), rows], dim=2)
 
     def forward(
         self,

@@ -65,7 +65,7 @@ class TrainConfig:
     mask_sky: bool = False
     """Hide the dashcam's sky and haze (the rows above the ground it shows within its view_m)
     from the net: they tell nothing about the road, and a net that reads them is lost under
-    another sky. Dashcam data only."""
+    another sky; a rear-view mirror in it (--camera.rear-mirror) stays seen. Dashcam data only."""
     curve_weighting: bool = True
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
     speed_input: bool = True

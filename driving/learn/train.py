@@ -79,14 +79,15 @@ def _model_config(
         TrainingError: --mask-sky on frames that are not the dashcam's.
     """
     height, width = train_set.frames.shape[1:3]
-    hidden_rows = 0
+    hidden_rows, shown_box = 0, None
     if cfg.mask_sky:
         if world.camera.kind != "dashcam":
             raise TrainingError(
                 f"--mask-sky needs dashcam frames; {cfg.data} was recorded with the "
                 f"{world.camera.kind} camera"
             )
-        hidden_rows = Dashcam(world.camera).ground_top
+        camera = Dashcam(world.camera)  # the sky hidden, but for the rear-view mirror in it
+        hidden_rows, shown_box = camera.ground_top, camera.mirror_box
     return ModelConfig(
         height=height,
         width=width,
@@ -96,6 +97,7 @@ def _model_config(
         frame_stride=cfg.frame_stride,
         input_norm=cfg.input_norm,
         hidden_rows=hidden_rows,
+        shown_box=shown_box,
         outputs=outputs,
     )
 

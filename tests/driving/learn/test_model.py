@@ -108,6 +108,40 @@ def test_hidden_rows_outside_the_frame_are_refused(rows):
         PilotNet(ModelConfig(hidden_rows=rows))
 
 
+BOX = (1, 15, 68, 132)  # the dashcam's rear-view mirror on 66x200 (`Dashcam.mirror_box`)
+
+
+@pytest.mark.parametrize("input_norm", ["fixed", "per-frame"])
+def test_a_box_in_the_hidden_rows_is_seen_and_the_rest_of_them_is_not(input_norm):
+    model = PilotNet(ModelConfig(hidden_rows=17, shown_box=BOX, input_norm=input_norm))
+    frames, speed = _frames(2), torch.ones(2)
+    top, bottom, left, right = BOX
+    other_sky = frames.clone()
+    other_sky[:, :17] = torch.tensor([230, 140, 60], dtype=torch.uint8)  # an orange dusk
+    other_sky[:, top:bottom, left:right] = frames[:, top:bottom, left:right]
+    torch.testing.assert_close(model(other_sky, speed), model(frames, speed), atol=0, rtol=0)
+    normalised = model.normalize(frames)
+    hidden = torch.ones(66, 200, dtype=torch.bool)
+    hidden[17:], hidden[top:bottom, left:right] = False, False
+    assert normalised[:, :, hidden].abs().max() == 0
+    assert normalised[:, :, top:bottom, left:right].abs().min() > 0
+    other_box = frames.clone()
+    other_box[:, top + 3, left + 5] = 0  # one pixel of the box
+    assert not torch.equal(model(other_box, speed), model(frames, speed))
+    if input_norm == "fixed":  # the rows below are normalised as without a box
+        plain = PilotNet(ModelConfig(hidden_rows=17, input_norm=input_norm))
+        torch.testing.assert_close(normalised[:, :, 17:], plain.normalize(frames)[:, :, 17:])
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(0, 18, 68, 132), (5, 5, 68, 132), (1, 15, 132, 68), (1, 15, 0, 201), (1, 15, 68), "box"],
+)
+def test_a_box_outside_the_hidden_rows_is_refused(box):
+    with pytest.raises(ValueError, match="shown_box"):
+        PilotNet(ModelConfig(hidden_rows=17, shown_box=box))
+
+
 def test_an_unknown_input_normalisation_is_refused():
     with pytest.raises(ValueError, match="input_norm"):
         PilotNet(ModelConfig(input_norm="batch"))
@@ -251,6 +285,27 @@ def test_a_checkpoint_from_before_the_limit_input_loads_without_it(tmp_path):
     assert build_model(load_checkpoint(path)).config.limit_input is False
     obs = {"image": _frames(1)[0].numpy(), "speed": np.array([3.0], np.float32)}
     assert NetPolicy.from_checkpoint(path).act(obs).shape == (2,)
+
+
+def test_a_checkpoint_from_before_the_shown_box_hides_its_rows_as_it_did(tmp_path):
+    # given a checkpoint of a net with the sky hidden, whose model_config predates shown_box
+    model = PilotNet(ModelConfig(hidden_rows=17, input_norm="per-frame"))
+    path = tmp_path / "old.pt"
+    _save(path, model)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["model_config"]["shown_box"]
+    torch.save(ckpt, path)
+    # when it is rebuilt, then it hides all 17 rows and computes exactly what it did
+    rebuilt = build_model(load_checkpoint(path))
+    assert rebuilt.config.shown_box is None
+    frames, speed = _frames(2), torch.tensor([3.0, 15.0])
+    torch.testing.assert_close(rebuilt(frames, speed), model.eval()(frames, speed), atol=0, rtol=0)
+    # and a net with a box keeps it through its checkpoint
+    boxed = PilotNet(ModelConfig(hidden_rows=17, shown_box=BOX))
+    _save(path, boxed)
+    rebuilt = build_model(load_checkpoint(path))
+    assert rebuilt.config.shown_box == BOX
+    torch.testing.assert_close(rebuilt(frames, speed), boxed.eval()(frames, speed))
 
 
 def test_a_policy_told_the_limit_round_trips_through_its_checkpoint(tmp_path):

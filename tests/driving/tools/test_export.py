@@ -23,9 +23,18 @@ from envs.camera import CameraConfig
         ModelConfig(frames=2, frame_stride=3),
         ModelConfig(input_norm="per-frame"),
         ModelConfig(hidden_rows=17),
+        ModelConfig(hidden_rows=17, shown_box=(1, 15, 68, 132), input_norm="per-frame"),
         ModelConfig(limit_input=True),
     ],
-    ids=["speed", "no-speed", "2-frames", "per-frame-norm", "sky-hidden", "speed-limit"],
+    ids=[
+        "speed",
+        "no-speed",
+        "2-frames",
+        "per-frame-norm",
+        "sky-hidden",
+        "sky-hidden-but-mirror",
+        "speed-limit",
+    ],
 )
 def test_onnx_matches_pytorch_for_any_batch(tmp_path, config):
     torch.manual_seed(0)
