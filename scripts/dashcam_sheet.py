@@ -3,6 +3,7 @@
     python scripts/dashcam_sheet.py                          # writes docs/dashcam_frames.png
     python scripts/dashcam_sheet.py --out /tmp/sheet.png --scale 3
     python scripts/dashcam_sheet.py --suite --out docs/suite_worlds.png   # the suite's worlds
+    python scripts/dashcam_sheet.py --rear-mirror --out docs/dashcam_mirror.png
 
 Nine frames in a 3x3 grid, each enlarged `scale` times and captioned: the plain look, training
 looks (`--camera.appearance train`) of several roads, held-out looks (the range no training frame
@@ -52,11 +53,16 @@ class SheetConfig:
     """how long the expert drives before the frame is taken [s]"""
     suite: bool = False
     """draw the generalisation suite's worlds instead (one frame each, 4 per row)"""
+    rear_mirror: bool = False
+    """draw the nine frames with the dashcam's rear-view mirror (`--camera.rear-mirror`)"""
 
 
-def shot(scenario: str, appearance: str, seed: int, bonnet: bool, seconds: float) -> np.ndarray:
-    """One dashcam frame (66, 200, 3) of road `seed`, after the expert drove `seconds`."""
-    camera = CameraConfig(kind="dashcam", appearance=appearance, bonnet=bonnet)
+def shot(
+    scenario: str, appearance: str, seed: int, bonnet: bool, seconds: float, mirror: bool = False
+) -> np.ndarray:
+    """One dashcam frame (66, 200, 3) of road `seed`, after the expert drove `seconds`, with the
+    rear-view mirror if `mirror`."""
+    camera = CameraConfig(kind="dashcam", appearance=appearance, bonnet=bonnet, rear_mirror=mirror)
     return world_shot(World(scenario=scenario, camera=camera), seed, seconds)
 
 
@@ -100,7 +106,7 @@ def main(cfg: SheetConfig) -> Path:
         shots = [
             (
                 f"{text}{', bonnet' if bonnet else ''}",
-                shot(scenario, look, seed, bonnet, cfg.seconds),
+                shot(scenario, look, seed, bonnet, cfg.seconds, cfg.rear_mirror),
             )
             for text, scenario, look, seed, bonnet in SHOTS
         ]
