@@ -74,6 +74,22 @@ def scenario_config(scenario: str, density: str = "default") -> dict[str, Any]:
     return {}
 
 
+def scenario_road(scenario: str, road: RoadSettings) -> RoadSettings:
+    """The road settings a world's roads are drawn from: `road`'s changes from `RoadSettings()`
+    on top of the scenario's own (the traffic scenarios': 2-3 lanes, the highway's straight
+    road), so that e.g. `--road.limit-range 8 22` in traffic keeps the traffic roads."""
+    env = TRAFFIC_ENVS.get(scenario)
+    if env is None:
+        return road
+    default = RoadSettings()
+    changed = {
+        f.name: getattr(road, f.name)
+        for f in fields(RoadSettings)
+        if getattr(road, f.name) != getattr(default, f.name)
+    }
+    return replace(env.default_config()["road"], **changed)
+
+
 def make_expert(env: gym.Env):
     """The expert for `env`'s scenario: `TrafficExpert` among other cars, else the lane keeper."""
     return TrafficExpert(env) if isinstance(env.unwrapped, TrafficEnv) else Expert(env)
@@ -155,7 +171,8 @@ class World:
     camera: CameraConfig = CameraConfig()
     """camera settings"""
     road: RoadSettings = RoadSettings()
-    """the ranges every road is drawn from (the winding scenarios)"""
+    """the ranges every road is drawn from (the winding scenarios; in traffic, the settings
+    changed from the defaults apply to the traffic scenario's own roads: `scenario_road`)"""
     duration_s: float = 0.0
     """how long a drive may last [s]; 0: the scenario's own (our roads: twice the time at the
     limit; highway-env's: its `duration`). highway-env's scenarios have no end: a drive that
@@ -187,7 +204,7 @@ class World:
         if self.start != "beginning":
             config["start"] = self.start
         if self.road != RoadSettings():
-            config["road"] = self.road
+            config["road"] = scenario_road(self.scenario, self.road)
         if self.duration_s:
             config["duration"] = self.duration_s
         if self.steering_deg != STEERING_DEG:

@@ -298,3 +298,22 @@ def test_curvature_sign_follows_the_heading_rate():
     assert lane_curvature(left, 10.0) == pytest.approx(-1 / 80)
     assert right.heading_at(11.0) - right.heading_at(10.0) == pytest.approx(1 / 50)
     assert lane_curvature(StraightLane([0, 0], [10, 0]), 3.0) == 0.0
+
+
+@pytest.mark.parametrize("scenario", ["winding-traffic", "highway-traffic"])
+def test_a_road_flag_in_traffic_changes_that_setting_of_the_traffic_roads_only(scenario):
+    # given a traffic world whose roads draw their limits from a range (--road.limit-range)
+    world = World(scenario=scenario, road=RoadSettings(limit_range=(8.0, 22.0)))
+    env, _ = make_world(world)
+    own = make_env(scenario).unwrapped.config["road"]  # the scenario's roads: 2-3 lanes
+    # then the roads are the scenario's own, with that one setting changed
+    road = env.unwrapped.config["road"]
+    assert road.lanes == own.lanes == (2, 3) and road.straight_share == own.straight_share
+    assert road.limit_range == (8.0, 22.0) and own.limit_range is None
+    limits = set()
+    for seed in (0, 1, 2):
+        env.reset(seed=seed)
+        assert len(env.unwrapped.road.network.graph["0"]["1"]) >= 2  # lanes: never one
+        limits.add(env.unwrapped.limit)
+    assert len(limits) == 3 and all(8.0 <= limit <= 22.0 for limit in limits)
+    env.close()
