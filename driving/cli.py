@@ -108,6 +108,10 @@ class DemoConfig:
     limit_input: bool = False
     """tell the network the road's speed limit beside the speed (see `drive train --help`);
     with --road.limit-range LO HI each training road has a limit of its own"""
+    speed_shift: float = 0.0
+    """move each training sample's speed by up to +-this [m/s] and its throttle label as the
+    expert's law does (see `drive train --help`); 3 with --limit-input is the measured recipe
+    for told limits (roads without traffic, one frame)"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
@@ -144,6 +148,7 @@ class DemoConfig:
         Raises:
             ValueError: one line naming the flag.
         """
+        from driving.learn.augment import MAX_SPEED_SHIFT
         from driving.learn.model import ModelConfig
         from driving.learn.state import resolve_device
 
@@ -156,6 +161,11 @@ class DemoConfig:
         ModelConfig(**model, input_norm=self.input_norm, limit_input=self.limit_input).validate()
         if not 0.0 <= self.jitter() <= 1.0:
             raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
+        traffic = self.world.scenario in TRAFFIC_SCENARIOS
+        if not 0.0 <= self.speed_shift <= MAX_SPEED_SHIFT:
+            raise ValueError(f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s")
+        if self.speed_shift and (traffic or self.frames > 1):
+            raise ValueError("--speed-shift is for roads without traffic and one frame")
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -175,6 +185,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             frames=cfg.frames, frame_stride=cfg.frame_stride, seed=cfg.seed,
             colour_jitter=cfg.jitter(), input_norm=cfg.input_norm, mask_sky=cfg.masks_sky(),
             device=cfg.device, mirror=cfg.mirrors(), limit_input=cfg.limit_input,
+            speed_shift=cfg.speed_shift,
         )
     )  # fmt: skip
     print(f"[3/3] evaluating on {cfg.eval_episodes} held-out roads")
