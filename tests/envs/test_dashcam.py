@@ -155,10 +155,17 @@ def test_lane_lines_of_a_straight_road_meet_at_one_vanishing_point_on_the_horizo
         assert point == pytest.approx(expected, abs=1.5)
 
 
-@pytest.mark.parametrize("bonnet", [False, True])
-def test_the_frame_does_not_depend_on_the_action_no_label_leak(bonnet):
-    camera = CameraConfig(kind="dashcam", appearance="train", bonnet=bonnet)
-    env = make_env("winding-road", camera)
+@pytest.mark.parametrize(
+    "scenario, bonnet, mirror",
+    [
+        ("winding-road", False, False),
+        ("winding-road", True, False),
+        ("winding-traffic", False, True),
+    ],
+)
+def test_the_frame_does_not_depend_on_the_action_no_label_leak(scenario, bonnet, mirror):
+    camera = CameraConfig(kind="dashcam", appearance="train", bonnet=bonnet, rear_mirror=mirror)
+    env = make_env(scenario, camera)
     env.reset(seed=2)
     for _ in range(5):
         env.step([0.3, 0.5])

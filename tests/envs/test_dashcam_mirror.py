@@ -140,17 +140,6 @@ def test_the_mirror_replaces_only_sky_and_the_rest_of_the_frame_is_unchanged():
     assert cars_in_mirror >= 1
 
 
-def test_the_frame_with_the_mirror_does_not_depend_on_the_action_no_label_leak():
-    env = make_env("winding-traffic", CameraConfig(kind="dashcam", rear_mirror=True))
-    env.reset(seed=2)
-    for _ in range(5):
-        env.step([0.3, 0.5])
-    base = env.unwrapped
-    before = env.camera.render(base.road, base.vehicle)
-    base.vehicle.action = {"steering": -0.7, "acceleration": -4.0}
-    assert np.array_equal(before, env.camera.render(base.road, base.vehicle))
-
-
 def test_with_the_sky_masked_the_net_sees_the_mirror_but_not_the_sky_beside_it():
     frames = SimpleNamespace(frames=np.zeros((1, 66, 200, 3), np.uint8))
     cfg = TrainConfig(data=Path("data"), mask_sky=True)
