@@ -11,6 +11,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,6 +242,32 @@ def _publish(root: Path, tmp: Path, final: Path, seed: int) -> Path:
         _write_manifest(root, _list_new_files(root, load_manifest(root)[0]))
         _remove_stale_tmp(root)
     return final
+
+
+def link_episodes(paths: list[Path], root: Path) -> int:
+    """Add the episode files `paths` (another dataset's, as `scan` lists them) to the dataset in
+    `root` (created if missing) under their own names: hard links, copies where the two folders
+    are on different disks. A name `root` already holds is skipped, so a second call adds nothing.
+    Returns the episodes added."""
+    root = Path(root)
+    prepare_folder(root)
+    added = 0
+    with _locked(root):
+        for path in paths:
+            final = root / path.name
+            if final.exists():
+                continue
+            tmp = root / f"{path.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, tmp)
+            except OSError:  # another disk, or a file system without hard links
+                shutil.copy2(path, tmp)
+            os.replace(tmp, final)
+            added += 1
+        _fsync(root)
+        _write_manifest(root, _list_new_files(root, load_manifest(root)[0]))
+    return added
 
 
 def _list_new_files(root: Path, entries: list[dict]) -> list[dict]:

@@ -11,6 +11,13 @@ expert's action and added to the dataset (same format and writer as `drive colle
 round's weights) and evaluated on held-out roads. Each round's closed-loop metrics go to
 TensorBoard (`OUT/summary`, tags dagger/*) and to the table `OUT/dagger.md`.
 
+From a trained policy (`--policy P.pt`) round 0 already rolls P out (beta**1), every round trains
+with P's own recipe (frame stack, augmentations, inputs: the settings its checkpoint records), and
+`--demos DIR` (e.g. the demonstrations P was trained on) joins the gathered data, as DAgger
+aggregates everything the expert labelled:
+
+    drive dagger --policy logs/traffic/run/best.pt --demos logs/traffic/data --first-seed 120
+
 Every stage is idempotent: roads already recorded are skipped, training resumes from `last.pt`,
 evaluation reuses finished roads. Re-running the same command after a kill continues the run.
 """
@@ -19,16 +26,26 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
-from driving.data import Episode, count_frames, prepare_folder, used_seeds, write_episode
+from driving.data import (
+    DatasetError,
+    Episode,
+    count_frames,
+    prepare_folder,
+    scan,
+    write_episode,
+)
+from driving.data.read import has_episode, scan_headers
+from driving.data.store import link_episodes
 from driving.files import write_json
 from driving.flags import EvalRoads, Roads, flag
+from driving.learn.checkpoint import load_checkpoint
 from driving.learn.policy import observe
 from driving.learn.state import resolve_device
 from driving.learn.train import TrainConfig, train
@@ -57,7 +74,8 @@ class DaggerConfig:
     max_steps: int | None = None
     """steps recorded per road at most (default: the whole road): sets the labelled-frame budget"""
     beta: float = 0.5
-    """round r executes the expert's action with probability beta**r (round 0: always)"""
+    """round r executes the expert's action with probability beta**r (round 0: always), or
+    beta**(r+1) from a --policy (round 0 rolls it out)"""
     samples: int = 60_000
     """training samples drawn per round (epochs = samples / frames gathered so far)"""
     warm_start: bool = True
@@ -78,7 +96,12 @@ class DaggerConfig:
     the beginning"""
     policy: str = ""
     """start from this checkpoint instead of the expert's demonstrations: round 0 rolls it out
-    (in the world it was trained in) and round 0's training warm-starts from it"""
+    (in the world it was trained in), round 0's training warm-starts from it, and every round
+    trains with its recipe (frame stack, augmentations, inputs)"""
+    demos: Path | None = None
+    """a dataset to train on beside the gathered episodes, e.g. the demonstrations --policy was
+    trained on: its episodes are linked into OUT/data before round 0 (its roads must not be
+    among the rounds' roads: see --first-seed)"""
     scenario: str = ""
     """world to drive in; empty: the policy's own ('winding-road' without --policy)"""
     density: str = ""
@@ -106,6 +129,22 @@ class DaggerConfig:
             # a built-in driver ('expert', 'modular') has no weights to warm-start round 0 from
             raise ValueError(f"--policy must be a checkpoint file (.pt), got {self.policy!r}")
         self.world()
+        if self.demos is not None:
+            shared = _demo_seeds(self.demos) & set(self.round_seeds(range(self.rounds + 1)))
+            if shared:
+                raise ValueError(
+                    f"--demos {self.demos} already holds roads the rounds would drive (e.g. "
+                    f"{min(shared)}): start the rounds after them with --first-seed"
+                )
+
+    def round_seeds(self, rounds) -> list[int]:
+        """The training roads rolled out in `rounds`."""
+        first = self.first_seed
+        return [s for r in rounds for s in train_seeds(first + r * self.episodes, self.episodes)]
+
+    def beta_of(self, round_: int) -> float:
+        """The probability that round `round_` executes the expert's action."""
+        return self.beta ** (round_ + bool(self.policy))
 
     def world(self):
         """The world the rollouts drive in: --policy's own (the default world without one),
@@ -114,6 +153,31 @@ class DaggerConfig:
         world = replace(world, start=self.start).validate()
         check_training_world(world)
         return world
+
+
+RECIPE_SKIPPED = {
+    "data", "run", "epochs", "val_fraction", "seed", "device", "resume", "init", "threads",
+    "eval_episodes", "eval_workers", "log_every", "wandb", "data_loading",
+}  # fmt: skip
+"""`drive train` settings that DAgger sets per round itself; the others are the policy's recipe."""
+
+
+def _demo_seeds(demos: Path) -> set[int]:
+    """The roads of the dataset `demos` (refused in one line if it is not one)."""
+    try:
+        return {h.seed for h in scan_headers(Path(demos))[0]}
+    except DatasetError as error:
+        raise ValueError(f"--demos: {error}") from None
+
+
+def recipe(policy: str) -> dict:
+    """The training settings the checkpoint `policy` was trained with, less those DAgger sets
+    per round (`RECIPE_SKIPPED`); {} without a policy (`drive train`'s defaults)."""
+    if not policy:
+        return {}
+    config = load_checkpoint(policy)["config"]
+    names = {f.name for f in fields(TrainConfig)} - RECIPE_SKIPPED
+    return {name: value for name, value in config.items() if name in names}
 
 
 class MixedPolicy:
@@ -176,9 +240,9 @@ def _gather(cfg: DaggerConfig, round_: int, spec: str) -> None:
     """Record this round's roads that the dataset does not hold yet."""
     data = cfg.out / "data"
     prepare_folder(data)
-    seeds = train_seeds(cfg.first_seed + round_ * cfg.episodes, cfg.episodes)
-    todo = [s for s in seeds if s not in used_seeds(data)]
-    beta = cfg.beta**round_
+    seeds = cfg.round_seeds([round_])
+    todo = [s for s in seeds if not has_episode(data, s)]  # demos' roads not read again
+    beta = cfg.beta_of(round_)
     bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), unit="road")
     bar.set_description(f"round {round_}: rollouts (beta {beta:.3g})")
     world = cfg.world()
@@ -204,6 +268,7 @@ def run_round(cfg: DaggerConfig, round_: int) -> dict:
     init = previous if cfg.warm_start else None
     summary = train(
         TrainConfig(
+            **recipe(cfg.policy),
             data=cfg.out / "data",
             run=run,
             epochs=max(1, math.ceil(cfg.samples / frames)),
@@ -214,7 +279,7 @@ def run_round(cfg: DaggerConfig, round_: int) -> dict:
             device=cfg.device,
         )
     )
-    row = {"round": round_, "beta": cfg.beta**round_, "labelled_frames": frames}
+    row = {"round": round_, "beta": cfg.beta_of(round_), "labelled_frames": frames}
     if cfg.eval_episodes:
         where = {"scenario": cfg.scenario, "density": cfg.density}
         report = evaluate(
@@ -250,6 +315,12 @@ def dagger(cfg: DaggerConfig) -> list[dict]:
     from torch.utils.tensorboard import SummaryWriter
 
     cfg.validate()
+    if cfg.demos is not None:
+        paths, problems = scan(cfg.demos)
+        for problem in problems:
+            tqdm.write(f"--demos: {problem}")
+        if added := link_episodes(paths, cfg.out / "data"):
+            tqdm.write(f"{added} episodes of {cfg.demos} linked into {cfg.out / 'data'}")
     rows = []
     try:
         for round_ in range(cfg.rounds + 1):

@@ -14,6 +14,7 @@ from conftest import TRAFFIC, Recording
 
 from driving.data import read_episode, scan
 from driving.learn.model import ModelConfig, PilotNet
+from driving.learn.train import TrainConfig, train
 from driving.record.collect import CollectConfig, NoiseConfig, collect
 from driving.tools.dagger import DaggerConfig, MixedPolicy, dagger, record_episode
 from envs.expert import Expert
@@ -142,3 +143,42 @@ def test_a_policy_that_is_not_a_checkpoint_is_refused_before_any_rollout(tmp_pat
     with pytest.raises(ValueError, match="--policy must be a checkpoint"):
         dagger(cfg)
     assert not (tmp_path / "dagger").exists()
+
+
+def test_dagger_from_a_policy_trains_with_its_recipe_on_its_demos_and_the_rollouts(tmp_path):
+    # given a 2-frame, colour-jittered, mirrored net trained on one road of expert driving
+    first = dict(rounds=0, episodes=1, max_steps=30, samples=30, eval_episodes=0, workers=1)
+    dagger(DaggerConfig(out=tmp_path / "expert", **first))
+    demos = tmp_path / "expert" / "data"
+    recipe = dict(frames=2, frame_stride=2, colour_jitter=0.5, mirror=True, batch_size=16)
+    train(TrainConfig(data=demos, run=tmp_path / "net", epochs=1, val_fraction=0, **recipe))
+    policy = str(tmp_path / "net" / "best.pt")
+    # when DAgger starts from it with its demonstrations, on the next road
+    cfg = DaggerConfig(
+        out=tmp_path / "dagger", policy=policy, demos=demos, first_seed=1,
+        rounds=0, episodes=1, max_steps=20, samples=50, eval_episodes=0, workers=1,
+    )  # fmt: skip
+    dagger(cfg)
+    # then round 0 rolled the policy out (beta**1) and trained on the demos and the rollout
+    episodes = {e.seed: e for e in map(read_episode, scan(tmp_path / "dagger" / "data")[0])}
+    assert sorted(episodes) == [0, 1] and episodes[1].meta["beta"] == 0.5
+    linked = scan(tmp_path / "dagger" / "data")[0][0]
+    assert linked.samefile(scan(demos)[0][0])  # a hard link, not a copy
+    ckpt = torch.load(tmp_path / "dagger" / "round_0" / "best.pt", weights_only=False)
+    assert ckpt["model_config"]["frames"] == 2  # the policy's net, not drive train's default
+    assert {k: ckpt["config"][k] for k in recipe} == recipe
+    assert ckpt["config"]["data"] == str(tmp_path / "dagger" / "data")
+    # and a rerun links nothing twice
+    dagger(cfg)
+    assert len(scan(tmp_path / "dagger" / "data")[0]) == 2
+
+
+def test_demos_on_the_rounds_roads_are_refused_before_any_work(tmp_path):
+    first = dict(rounds=0, episodes=1, max_steps=10, samples=10, eval_episodes=0, workers=1)
+    dagger(DaggerConfig(out=tmp_path / "expert", **first))
+    cfg = DaggerConfig(out=tmp_path / "dagger", demos=tmp_path / "expert" / "data", first_seed=0)
+    with pytest.raises(ValueError, match="already holds roads the rounds would drive"):
+        dagger(cfg)
+    assert not (tmp_path / "dagger").exists()
+    with pytest.raises(ValueError, match="--demos"):
+        dagger(DaggerConfig(out=tmp_path / "d2", demos=tmp_path / "none", first_seed=5))
