@@ -148,7 +148,7 @@ class DemoConfig:
         Raises:
             ValueError: one line naming the flag.
         """
-        from driving.learn.augment import MAX_SPEED_SHIFT
+        from driving.learn.augment import speed_shift_problem
         from driving.learn.model import ModelConfig
         from driving.learn.state import resolve_device
 
@@ -162,10 +162,10 @@ class DemoConfig:
         if not 0.0 <= self.jitter() <= 1.0:
             raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
         traffic = self.world.scenario in TRAFFIC_SCENARIOS
-        if not 0.0 <= self.speed_shift <= MAX_SPEED_SHIFT:
-            raise ValueError(f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s")
-        if self.speed_shift and (traffic or self.frames > 1):
-            raise ValueError("--speed-shift is for roads without traffic and one frame")
+        if shift := speed_shift_problem(self.speed_shift, self.frames):
+            raise ValueError(shift)
+        if self.speed_shift and traffic:
+            raise ValueError("--speed-shift is for roads without traffic (IDM reads the gap)")
 
 
 def run_demo(cfg: DemoConfig) -> dict:

@@ -46,6 +46,22 @@ THROTTLE_PER_MPS = ExpertConfig().speed_gain / ACCELERATION_RANGE
 """The lane-keeping expert's throttle per m/s of speed below its target (`envs.expert.controls`)."""
 MAX_SPEED_SHIFT = 10.0
 """The largest `speed_shift` spread accepted [m/s]."""
+
+
+def speed_shift_problem(
+    shift: float, frames: int, speed_input: bool = True, target: str = "controls"
+) -> str | None:
+    """Why `--speed-shift shift` cannot train with these settings (one line), or None."""
+    if not 0.0 <= shift <= MAX_SPEED_SHIFT:
+        return f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s, got {shift}"
+    if shift and (not speed_input or frames > 1 or target != "controls"):
+        return (
+            "--speed-shift moves the speedometer and the throttle label: it needs the speed "
+            "input, one frame (a stack shows the true speed) and --target controls"
+        )
+    return None
+
+
 GREY_SHARE = 0.2
 """Share of frames turned grey (SimCLR's)."""
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 grey

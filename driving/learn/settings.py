@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from driving.flags import EvalRoads, flag
-from driving.learn.augment import MAX_SPEED_SHIFT
+from driving.learn.augment import speed_shift_problem
 from driving.learn.model import INPUT_NORMS, MAX_FRAMES
 from driving.learn.monitor import WANDB_EXTRA
 from driving.learn.state import TrainingError, resolve_device
@@ -133,17 +133,9 @@ class TrainConfig:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.limit_input and not self.speed_input:
             raise TrainingError("--limit-input goes beside the speed: drop --no-speed-input")
-        if not (0.0 <= self.speed_shift <= MAX_SPEED_SHIFT):
-            raise TrainingError(
-                f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s, got {self.speed_shift}"
-            )
-        if self.speed_shift and (
-            not self.speed_input or self.frames > 1 or self.target != "controls"
-        ):
-            raise TrainingError(
-                "--speed-shift moves the speedometer and the throttle label: it needs the speed "
-                "input, one frame (a stack shows the true speed) and --target controls"
-            )
+        shift = speed_shift_problem(self.speed_shift, self.frames, self.speed_input, self.target)
+        if shift:
+            raise TrainingError(shift)
         resolve_device(self.device)
         if self.wandb and importlib.util.find_spec("wandb") is None:
             raise TrainingError(f"--wandb needs Weights & Biases: {WANDB_EXTRA}")
