@@ -75,6 +75,10 @@ class TrafficExpertConfig:
     """no new lane change within this time after one ends [s]"""
     min_change_radius: float = 60.0
     """no lane change starts if a bend tighter than this lies within the manoeuvre [m]"""
+    follow_tolerance: float = 1.2
+    """a car this far [m] from the expert's lateral reference was not driven by the expert (its
+    own lane changes lag by at most 0.75 m): the expert then takes the car's lane as its own
+    (DAgger labels, a takeover after a policy drove; `TrafficExpert._follow_the_car`)"""
 
 
 def idm_braking(speed: float, gap: float, closing: float, cfg: TrafficExpertConfig) -> float:
@@ -248,6 +252,22 @@ class TrafficExpert(Expert):
         bias = cfg.keep_right if lane > current else -cfg.keep_right
         return gain + cfg.politeness * followers + bias
 
+    def _follow_the_car(self) -> None:
+        """Make the lane plan the car's when someone else drove it: a policy whose frames the
+        expert labels (DAgger) or hands over to it. Without a change under way, the car's lane
+        becomes the kept lane (a policy changed lanes on its own: its label is not "go back");
+        with one, a car further than `follow_tolerance` from the reference (the policy did not
+        follow) drops the change, keeps its own lane and gets the cooldown of a finished change
+        (its label is not "swerve after a reference long gone"). The expert's own drives never
+        get there."""
+        env, cfg = self._env, self.traffic
+        _, lateral = env.road.place(env.vehicle)
+        if self.change is None:
+            self.lane = env.road.lane_of(lateral)
+        elif abs(self._reference()[0] - lateral) > cfg.follow_tolerance:
+            self.lane, self.change = env.road.lane_of(lateral), None
+            self.last_change_end = env.time
+
     def _decide(self) -> None:
         """Start, finish or abort a lane change."""
         env, cfg = self._env, self.traffic
@@ -305,6 +325,7 @@ class TrafficExpert(Expert):
             self.reset()
             self.lane = env.ego_lane()
         self.last_time = env.time
+        self._follow_the_car()
         self._decide()
         _, lateral = env.road.place(ego)
         reference, rate = self._reference()

@@ -12,7 +12,7 @@ from highway_env.vehicle.kinematics import Vehicle
 from envs import eval_seeds
 from envs.camera import VEHICLE_RGB, Camera, CameraConfig
 from envs.traffic import DENSITIES, HIGHWAY_ROAD, HighwayTrafficEnv, TrafficEnv
-from envs.traffic_expert import TrafficExpert, _LaneChange, _quintic
+from envs.traffic_expert import TrafficExpert, TrafficExpertConfig, _LaneChange, _quintic
 from envs.winding import STEERING_RANGE
 
 TWO_LANES = replace(HIGHWAY_ROAD, lanes=(2, 2))
@@ -198,3 +198,38 @@ def test_the_expert_steers_back_without_a_steering_spike():
             break
     assert steer_backs >= 1 and not crashed
     assert np.abs(np.diff(steering)).max() * env.config["policy_frequency"] < 1.2  # [rad/s]
+
+
+def _label_another_drive(driver, labeller, env, seconds):
+    """`driver` drives; `labeller` labels every step (as in DAgger); per-step |steering gap|."""
+    gaps = []
+    for _ in range(int(seconds * env.config["policy_frequency"])):
+        label, action = labeller.act(), driver.act()
+        gaps.append(abs(label[0] - action[0]))
+        env.step(np.array([action[1], action[0]]))
+    return np.array(gaps)
+
+
+NEVER_CHANGES = TrafficExpertConfig(change_gain=np.inf)
+
+
+def test_the_expert_labels_a_lane_change_it_did_not_make_as_the_new_lane():
+    # A driver passes a slow car; a labeller that never changes lanes itself must take the
+    # new lane as the one to keep, not steer back to the old one for the rest of the drive.
+    env, _ = scene([(40.0, 0, 6.0, IDMVehicle)])
+    start = env.ego_lane()
+    gaps = _label_another_drive(TrafficExpert(env), TrafficExpert(env, NEVER_CHANGES), env, 20.0)
+    assert env.ego_lane() != start
+    assert gaps[-50:].max() < 0.05  # both keep the new lane (before: steered back, saturated)
+
+
+def test_the_expert_drops_a_lane_change_the_car_does_not_follow():
+    # The labeller wants to pass the slow car; the driver keeps its lane. Once the car is
+    # `follow_tolerance` off the labeller's reference, the labeller keeps the car's lane.
+    env, _ = scene([(40.0, 0, 6.0, IDMVehicle)])
+    start = env.ego_lane()
+    labeller = TrafficExpert(env)
+    gaps = _label_another_drive(TrafficExpert(env, NEVER_CHANGES), labeller, env, 20.0)
+    assert env.ego_lane() == start and labeller.lane == start
+    # it tries, lags, drops the change, tries again after the cooldown; before: it swerved for good
+    assert 0 < (gaps > 0.5).mean() < 0.25
