@@ -79,6 +79,10 @@ class TrafficExpertConfig:
     """a car this far [m] from the expert's lateral reference was not driven by the expert (its
     own lane changes lag by at most 0.75 m): the expert then takes the car's lane as its own
     (DAgger labels, a takeover after a policy drove; `TrafficExpert._follow_the_car`)"""
+    lane_hysteresis: float = 0.5
+    """a car someone else drives becomes the expert's car of another lane only this far [m]
+    past the line between them: a car hanging on the line gets labels that all point one way,
+    not labels that flip with every step across it"""
 
 
 def idm_braking(speed: float, gap: float, closing: float, cfg: TrafficExpertConfig) -> float:
@@ -259,14 +263,22 @@ class TrafficExpert(Expert):
         with one, a car further than `follow_tolerance` from the reference (the policy did not
         follow) drops the change, keeps its own lane and gets the cooldown of a finished change
         (its label is not "swerve after a reference long gone"). The expert's own drives never
-        get there."""
+        get there. Either way the car's lane changes only `lane_hysteresis` past a line."""
         env, cfg = self._env, self.traffic
         _, lateral = env.road.place(env.vehicle)
         if self.change is None:
-            self.lane = env.road.lane_of(lateral)
+            self.lane = self._car_lane(lateral, self.lane)
         elif abs(self._reference()[0] - lateral) > cfg.follow_tolerance:
-            self.lane, self.change = env.road.lane_of(lateral), None
-            self.last_change_end = env.time
+            self.lane = self._car_lane(lateral, self.change.origin_lane)
+            self.change, self.last_change_end = None, env.time
+
+    def _car_lane(self, lateral: float, kept: int) -> int:
+        """The lane of a car `lateral` [m] from the leftmost lane's centre: `kept` until the
+        car is `lane_hysteresis` past its line, then the nearest."""
+        width = self._env.road_map.lane_width
+        if abs(lateral - kept * width) <= width / 2 + self.traffic.lane_hysteresis:
+            return kept
+        return self._env.road.lane_of(lateral)
 
     def _decide(self) -> None:
         """Start, finish or abort a lane change."""

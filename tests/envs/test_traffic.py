@@ -233,3 +233,31 @@ def test_the_expert_drops_a_lane_change_the_car_does_not_follow():
     assert env.ego_lane() == start and labeller.lane == start
     # it tries, lags, drops the change, tries again after the cooldown; before: it swerved for good
     assert 0 < (gaps > 0.5).mean() < 0.25
+
+
+def test_the_expert_keeps_its_lane_for_a_car_hanging_on_the_line():
+    # A car someone else drove sits on the line between two lanes. Its labels must all point
+    # one way until it is clearly past the line (before: the kept lane flipped with the nearest
+    # lane, so the labels flipped from step to step and a cloned net learnt to hang there).
+    env, _ = scene([])
+    labeller = TrafficExpert(env, NEVER_CHANGES)
+    labeller.act()
+    kept = env.ego_lane()
+    other = 1 - kept
+    width = env.road_map.lane_width
+    progress, _ = env.road.place(env.vehicle)
+    near, _ = env.road_pose(progress, kept)
+    far, _ = env.road_pose(progress, other)
+
+    def label_at(past_the_line):
+        env.vehicle.position = near + (far - near) * (0.5 + past_the_line / width)
+        env.road.invalidate()
+        return labeller.act()[0]
+
+    steer_back = label_at(0.0)
+    for past in (0.1, 0.3, 0.45):
+        label_at(past)
+        assert labeller.lane == kept
+        assert np.sign(label_at(past)) == np.sign(steer_back)
+    label_at(0.6)
+    assert labeller.lane == other
