@@ -21,7 +21,9 @@ from driving.files import replacing
 CURVATURE_BINS = (
     ("straight (R > 1 km)", 0.0, 1e-3),
     ("gentle (R 100 m-1 km)", 1e-3, 1e-2),
-    ("tight (R < 100 m)", 1e-2, math.inf),
+    ("bend (R 40-100 m)", 1e-2, 1 / 40),
+    ("tight (R 20-40 m)", 1 / 40, 1 / 20),
+    ("sharp (R < 20 m)", 1 / 20, math.inf),
 )
 """(name, low, high) bins of |curvature| [1/m]; low inclusive."""
 SPEED_BINS = (
@@ -123,7 +125,7 @@ def plot(table: dict[str, list[dict]], path: Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(table), figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, len(table), figsize=(11, 3.8))
     for ax, (axis, rows) in zip(axes, table.items(), strict=True):
         rates = [row["per_km"] or 0.0 for row in rows]
         bars = ax.bar(range(len(rows)), rates, color="#c0392b")
@@ -131,7 +133,8 @@ def plot(table: dict[str, list[dict]], path: Path, title: str = "") -> Path:
             label = f"{row['interventions']} in\n{row['km']:.1f} km"
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)  # fmt: skip
-        ax.set_xticks(range(len(rows)), [row["bin"] for row in rows], fontsize=8)
+        names = [row["bin"].replace(" (", "\n(") for row in rows]
+        ax.set_xticks(range(len(rows)), names, fontsize=8)
         ax.set_ylabel("interventions per km")
         ax.set_title(f"by {axis}")
         ax.set_ylim(0, max(rates + [0.01]) * 1.35)

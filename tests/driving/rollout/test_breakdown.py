@@ -42,11 +42,12 @@ def test_counts_and_rates_per_bin_match_a_hand_count():
     assert by_curvature["gentle"]["seconds"] == pytest.approx(0.6)
     assert by_curvature["gentle"]["km"] == pytest.approx(6 * 1.6 / 1000)
     assert by_curvature["gentle"]["per_km"] == pytest.approx(1 / (6 * 1.6 / 1000))
-    # Tight: A's 1 + 4 policy steps (the expert's 5 are not exposure), 1 intervention.
-    assert by_curvature["tight"]["interventions"] == 1
-    assert by_curvature["tight"]["seconds"] == pytest.approx(0.5)
-    assert by_curvature["tight"]["km"] == pytest.approx((1.4 + 4 * 1.2) / 1000)
-    assert by_curvature["tight"]["per_hour"] == pytest.approx(1 / 0.5 * 3600)
+    # Bend (R 40-100 m): A's 1 + 4 policy steps (the expert's 5 are not exposure), 1 intervention.
+    assert by_curvature["bend"]["interventions"] == 1
+    assert by_curvature["bend"]["seconds"] == pytest.approx(0.5)
+    assert by_curvature["bend"]["km"] == pytest.approx((1.4 + 4 * 1.2) / 1000)
+    assert by_curvature["bend"]["per_hour"] == pytest.approx(1 / 0.5 * 3600)
+    assert by_curvature["tight"]["seconds"] == by_curvature["sharp"]["seconds"] == 0.0
 
     speeds = [(row["interventions"], round(row["seconds"], 6)) for row in table["speed"]]
     # < 10: B's 3 steps; 10-13: A's 10 + 4 (the expert's 10 m/s steps excluded);
@@ -55,11 +56,13 @@ def test_counts_and_rates_per_bin_match_a_hand_count():
 
 
 def test_bin_edges_low_inclusive_and_empty_bins_have_no_rate():
-    table = merge([episode([(1e-3, 15.0, True, True), (1e-2, 10.0, True, False)])])
-    assert [row["interventions"] for row in table["curvature"]] == [0, 1, 0]
-    assert [row["seconds"] for row in table["curvature"]] == pytest.approx([0.0, 0.1, 0.1])
+    edges = [(1e-3, 15.0, True, True), (1e-2, 10.0, True, False)]
+    edges += [(1 / 40, 10.0, True, True), (-1 / 20, 10.0, True, False)]  # R 40 m, R 20 m left
+    table = merge([episode(edges)])
+    assert [row["interventions"] for row in table["curvature"]] == [0, 1, 0, 1, 0]
+    assert [row["seconds"] for row in table["curvature"]] == pytest.approx([0, 0.1, 0.1, 0.1, 0.1])
     assert table["curvature"][0]["per_km"] is None
-    assert [row["interventions"] for row in table["speed"]] == [0, 0, 0, 1]
+    assert [row["interventions"] for row in table["speed"]] == [0, 1, 0, 1]
     assert "| curvature | straight" in format_breakdown(table)
 
 
