@@ -111,7 +111,7 @@ class DemoConfig:
     speed_shift: float = 0.0
     """move each training sample's speed by up to +-this [m/s] and its throttle label as the
     expert's law does (see `drive train --help`); 3 with --limit-input is the measured recipe
-    for told limits (roads without traffic, one frame)"""
+    for told limits on roads without traffic"""
 
     def jitter(self) -> float:
         """--colour-jitter, or the camera's recipe where it is not given."""
@@ -161,11 +161,8 @@ class DemoConfig:
         ModelConfig(**model, input_norm=self.input_norm, limit_input=self.limit_input).validate()
         if not 0.0 <= self.jitter() <= 1.0:
             raise ValueError(f"--colour-jitter must be in [0, 1], got {self.jitter()}")
-        traffic = self.world.scenario in TRAFFIC_SCENARIOS
-        if shift := speed_shift_problem(self.speed_shift, self.frames):
+        if shift := speed_shift_problem(self.speed_shift):
             raise ValueError(shift)
-        if self.speed_shift and traffic:
-            raise ValueError("--speed-shift is for roads without traffic (IDM reads the gap)")
 
 
 def run_demo(cfg: DemoConfig) -> dict:

@@ -276,9 +276,11 @@ def test_the_speed_limit_flags_reach_collect_and_the_demo_and_replay_from_a_save
     shifted = tyro.cli(DemoConfig, args=[*flags, "--limit-input", "--speed-shift", "3"])
     shifted.validate()
     assert shifted.speed_shift == 3.0 and tyro.cli(DemoConfig, args=[]).speed_shift == 0.0
-    for bad in (["--speed-shift", "-1"], ["--speed-shift", "2", "--scenario", "winding-traffic"]):
+    for bad in (["--speed-shift", "-1"], ["--speed-shift", "11"]):
         with pytest.raises(ValueError, match="--speed-shift"):
             tyro.cli(DemoConfig, args=bad).validate()
+    traffic = ["--speed-shift", "2", "--scenario", "winding-traffic", "--frames", "3"]
+    tyro.cli(DemoConfig, args=traffic).validate()  # the traffic expert's law, a frame stack
     collect = tyro.cli(CollectConfig, args=["--out", str(tmp_path / "d"), *flags])
     assert collect.world.road.limit_range == (8.0, 22.0)
     assert load_config(CollectConfig, save_config(tmp_path / "c.json", collect)) == collect

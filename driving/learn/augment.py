@@ -29,17 +29,34 @@ expert that drives at its target leaves few frames above it, and a net trained o
 brakes there (measured: 0.01-0.07 where the law says 0.4 at 2 m/s over the limit); this fills them
 in. Labels at +-1 only bound the target and are left as they are; the steering is kept (its
 feed-back terms change a little with the speed: at 0.3 m off centre, 10 -> 13 m/s moves it by
-about 0.02 of its range). Not for traffic (the car-following law reads the closing speed) nor for a
-frame stack (the frames show the true speed).
+about 0.02 of its range).
+
+In traffic the throttle is the traffic expert's: the same speed law, capped at IDM's comfortable
+acceleration (2 m/s^2), plus IDM's braking behind the car ahead, which reads the speed and the
+closing speed (`envs.traffic_expert`). Each recorded step holds that car's gap and closing speed
+(`leader`), so `traffic_throttle_table` works the law backwards at load time: the braking at the
+recorded speed off the label leaves the free-road term, which gives the target speed (unless it
+was capped: then only slower speeds are known), and the label at each shifted speed on a grid of
+`SHIFT_STEP` is that term plus the braking at that speed and closing speed, computed with the
+expert's own `idm_braking`. Only steps near a lane centre count (within `LANE_CENTRE_M`: in a
+lane change the expert also brakes for the target lane's car, which is not recorded), and only
+steps whose label is not clipped; elsewhere the table holds NaN and `table_shift` leaves the
+sample as it is. A frame stack shows the true speed in the motion between its frames; shifting
+only the speedometer asks the net to take the speed from the speedometer.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 
+from driving.data import Frames, scan
+from driving.data.read import read_steps
 from envs.expert import ExpertConfig
+from envs.traffic_expert import TrafficExpertConfig, idm_braking
 from envs.winding import ACCELERATION_RANGE
 
 THROTTLE_PER_MPS = ExpertConfig().speed_gain / ACCELERATION_RANGE
@@ -49,15 +66,15 @@ MAX_SPEED_SHIFT = 10.0
 
 
 def speed_shift_problem(
-    shift: float, frames: int, speed_input: bool = True, target: str = "controls"
+    shift: float, speed_input: bool = True, target: str = "controls"
 ) -> str | None:
     """Why `--speed-shift shift` cannot train with these settings (one line), or None."""
     if not 0.0 <= shift <= MAX_SPEED_SHIFT:
         return f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s, got {shift}"
-    if shift and (not speed_input or frames > 1 or target != "controls"):
+    if shift and (not speed_input or target != "controls"):
         return (
             "--speed-shift moves the speedometer and the throttle label: it needs the speed "
-            "input, one frame (a stack shows the true speed) and --target controls"
+            "input and --target controls"
         )
     return None
 
@@ -160,4 +177,98 @@ def speed_shift(
     free = throttle.abs() < 1.0 - 1e-6  # a clipped label only bounds the expert's target
     moved = torch.where(free, (speed + delta).clamp(min=0.0), speed)
     throttle = (throttle - (moved - speed) * THROTTLE_PER_MPS).clamp(-1.0, 1.0)
+    return moved, torch.stack([labels[:, 0], throttle], dim=1)
+
+
+SHIFT_STEP = 0.25
+"""[m/s] between the shifted speeds of `traffic_throttle_table`."""
+TRAFFIC_EXPERT = TrafficExpertConfig()
+"""The traffic expert `drive collect` labels with."""
+LANE_CENTRE_M = 0.5
+"""[m] a traffic step this close to its lane's centre is not in a lane change (module docstring)."""
+
+
+def shift_grid(spread: float) -> np.ndarray:
+    """The speed shifts [m/s] of a traffic table: -`spread` to `spread` every `SHIFT_STEP`."""
+    half = max(1, round(spread / SHIFT_STEP))
+    return np.arange(-half, half + 1) * SHIFT_STEP
+
+
+def traffic_throttle_table(
+    steps: dict[str, np.ndarray],
+    leader_range: float,
+    spread: float,
+    cfg: TrafficExpertConfig = TRAFFIC_EXPERT,
+) -> np.ndarray:
+    """(T, G) the traffic expert's throttle label of each recorded step at its speed moved by
+    each shift of `shift_grid(spread)`; NaN where it is not known (module docstring).
+
+    Args:
+        steps: an episode's step arrays (`read_steps`): labels, speed, leader (gap [m] capped at
+            `leader_range`, closing speed [m/s]), lateral_offset [m].
+        leader_range: the gap [m] the recorder writes when no car is within the expert's range.
+        spread: the largest shift [m/s].
+        cfg: the expert that labelled the steps.
+    """
+    grid = shift_grid(spread)
+    speed = steps["speed"].astype(np.float64)
+    labels = steps["labels"][:, 1].astype(np.float64)
+    leader = steps["leader"].astype(np.float64)
+    gap = np.where(leader[:, 0] >= leader_range - 1e-3, np.inf, leader[:, 0])
+    braking = np.vectorize(lambda v, g, c: idm_braking(v, g, c, cfg), otypes=[float])
+    free = labels * ACCELERATION_RANGE - braking(speed, gap, leader[:, 1])
+    capped = free >= cfg.max_accel - 1e-4  # only bounds the target: shift down only
+    gain = cfg.lane_keeping.speed_gain
+    target = speed + free / gain
+    moved = speed[:, None] + grid
+    own = np.minimum(cfg.max_accel, gain * (target[:, None] - moved))
+    free_there = np.where(capped[:, None], cfg.max_accel, own)
+    there = free_there + braking(np.maximum(moved, 0.0), gap[:, None], leader[:, 1:] + grid)
+    known = (np.abs(steps["lateral_offset"]) < LANE_CENTRE_M) & (np.abs(labels) < 1 - 1e-6)
+    valid = known[:, None] & (~capped[:, None] | (grid <= 0)) & (moved >= 0)
+    return np.where(valid, np.clip(there / ACCELERATION_RANGE, -1, 1), np.nan).astype(np.float32)
+
+
+def traffic_throttle_tables(data: Path, frames: Frames, spread: float) -> torch.Tensor:
+    """(N, G) `traffic_throttle_table` for the rows of `frames` (loaded from `data` by
+    `load_split`), episode by episode; NaN rows for episodes without the car ahead recorded
+    (DAgger's, the keyboard's)."""
+    paths = scan(data)[0]  # Frames.episode indexes this list
+    width = len(shift_grid(spread))
+    parts = []
+    starts = np.flatnonzero(np.r_[True, frames.episode[1:] != frames.episode[:-1]])
+    for start, end in zip(starts, [*starts[1:], len(frames)], strict=True):
+        steps, meta = read_steps(paths[int(frames.episode[start])])
+        leader_range = meta.get("leader_range_m")
+        if "leader" in steps and "lateral_offset" in steps and leader_range is not None:
+            parts.append(traffic_throttle_table(steps, float(leader_range), spread))
+        else:
+            parts.append(np.full((end - start, width), np.nan, np.float32))
+    return torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, width), np.float32))
+
+
+def table_shift(
+    speed: torch.Tensor,
+    labels: torch.Tensor,
+    table: torch.Tensor,
+    spread: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`speed_shift` for traffic: each sample's speed moved by a shift drawn from
+    `shift_grid(spread)` and its throttle label read from its row of `table`
+    (`traffic_throttle_tables`); a sample whose entry is NaN is left as it is.
+
+    Args:
+        speed: (B,) speeds [m/s].
+        labels: (B, 2) [steering, throttle] labels.
+        table: (B, G) the batch's rows of the table.
+        spread: the largest shift [m/s], as the table was made with.
+        generator: draws the shifts.
+    """
+    grid = torch.from_numpy(shift_grid(spread)).to(speed.device, speed.dtype)
+    column = torch.randint(len(grid), (len(speed),), generator=generator).to(speed.device)
+    there = table.to(speed.device)[torch.arange(len(speed), device=speed.device), column]
+    known = ~torch.isnan(there)
+    moved = torch.where(known, speed + grid[column], speed)
+    throttle = torch.where(known, there.to(labels.dtype), labels[:, 1])
     return moved, torch.stack([labels[:, 0], throttle], dim=1)

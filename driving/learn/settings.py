@@ -60,8 +60,9 @@ class TrainConfig:
     speed_shift: float = 0.0
     """Move each training sample's speed by up to +-this [m/s] and its throttle label as the
     expert's law would (throttle (target - speed) / 5): frames above the limit and above a bend's
-    speed, which an expert that holds its target seldom shows (`driving.learn.augment`). For the
-    lane-keeping expert's data: not traffic, not a frame stack. 0 = off."""
+    speed, which an expert that holds its target seldom shows (`driving.learn.augment`). In
+    traffic the traffic expert's label at that speed, IDM's braking behind the recorded car
+    ahead included, on the steps near a lane centre. 0 = off."""
     mask_sky: bool = False
     """Hide the dashcam's sky and haze (the rows above the ground it shows within its view_m)
     from the net: they tell nothing about the road, and a net that reads them is lost under
@@ -133,7 +134,7 @@ class TrainConfig:
             raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.limit_input and not self.speed_input:
             raise TrainingError("--limit-input goes beside the speed: drop --no-speed-input")
-        shift = speed_shift_problem(self.speed_shift, self.frames, self.speed_input, self.target)
+        shift = speed_shift_problem(self.speed_shift, self.speed_input, self.target)
         if shift:
             raise TrainingError(shift)
         resolve_device(self.device)

@@ -36,6 +36,8 @@ from driving.learn.augment import (
     mirror,
     mirror_signs,
     speed_shift,
+    table_shift,
+    traffic_throttle_tables,
 )
 from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
 from driving.learn.card import write_model_card
@@ -103,19 +105,27 @@ def _model_config(
 
 
 def _check_data(cfg: TrainConfig, world: World, *sets: Frames) -> None:
-    """Refuse --limit-input on a dataset with an episode recorded without the speed limit, and
-    --speed-shift on traffic (whose expert's throttle reads the closing speed)."""
-    if cfg.speed_shift and world.scenario in TRAFFIC_SCENARIOS:
-        raise TrainingError(
-            f"--speed-shift: {cfg.data} holds drives in traffic, whose expert's throttle follows "
-            "the car ahead, not the speed law the shift assumes; drop --speed-shift"
-        )
+    """Refuse --limit-input on a dataset with an episode recorded without the speed limit."""
     if cfg.limit_input and any(frames.speed_limit is None for frames in sets):
         raise TrainingError(
             f"--limit-input: {cfg.data} holds episodes recorded without the speed limit (before "
             "2026-12-07, or converted from another format); collect the data again with "
             "`drive collect` into a new folder"
         )
+
+
+def _traffic_shift_table(cfg: TrainConfig, world: World, train_set: Frames):
+    """The traffic expert's throttle at shifted speeds for --speed-shift on traffic drives
+    (`driving.learn.augment.traffic_throttle_tables`); None on roads without traffic."""
+    if not cfg.speed_shift or world.scenario not in TRAFFIC_SCENARIOS:
+        return None
+    table = traffic_throttle_tables(cfg.data, train_set, cfg.speed_shift)
+    if torch.isnan(table).all():
+        raise TrainingError(
+            f"--speed-shift: no step of {cfg.data} records the car ahead near a lane centre "
+            "(DAgger's and the keyboard's drives do not), so no label can be shifted in traffic"
+        )
+    return table
 
 
 def _recording(data: Path, train_set: Frames, val_set: Frames) -> dict:
@@ -161,8 +171,11 @@ def _end_of_epoch(state: TrainState, cfg: TrainConfig, val_set: DeviceFrames, tr
     state.writer.flush()
 
 
-def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights, train_mean):
-    """The training loop proper; returns (samples seen, seconds spent on training steps)."""
+def _run_epochs(
+    cfg: TrainConfig, state: TrainState, train_set, val_set, shift_table, weights, train_mean
+):
+    """The training loop proper; returns (samples seen, seconds spent on training steps).
+    `shift_table`: the traffic expert's throttle at shifted speeds (None: the lane-keeping law)."""
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = max(1, min(500, total_steps // 20))
@@ -180,7 +193,8 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
         tick, tick_seen = time.perf_counter(), seen
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch
-            batch = train_set.batch(distributed.shard(idx, state.ranks))
+            rows = distributed.shard(idx, state.ranks)
+            batch = train_set.batch(rows)
             if cfg.colour_jitter > 0:  # drawn from (seed, step, rank): a resumed run draws alike
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank)) % 2**63)
                 batch = (colour_jitter(batch[0], cfg.colour_jitter, jitter), *batch[1:])
@@ -190,7 +204,11 @@ def _run_epochs(cfg: TrainConfig, state: TrainState, train_set, val_set, weights
                 batch = (image, batch[1], labels, batch[3])  # speed and limit as they were
             if cfg.speed_shift:
                 jitter.manual_seed(hash((cfg.seed, state.step, state.ranks.rank, 2)) % 2**63)
-                speed, labels = speed_shift(batch[1], batch[2], cfg.speed_shift, jitter)
+                if shift_table is None:
+                    speed, labels = speed_shift(batch[1], batch[2], cfg.speed_shift, jitter)
+                else:
+                    table = shift_table[rows.cpu()]
+                    speed, labels = table_shift(batch[1], batch[2], table, cfg.speed_shift, jitter)
                 batch = (batch[0], speed, labels, batch[3])
             lr = lr_at(state.step, total_steps, cfg.lr, warmup)
             with signals_held():  # a step is taken and counted whole, or not at all
@@ -304,6 +322,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
     _check_data(cfg, World.from_dict(recording["world"]), train_set, val_set)
+    shift_table = _traffic_shift_table(cfg, World.from_dict(recording["world"]), train_set)
     targets, outputs = (train_set, val_set), CONTROLS  # what the net learns from the frames
     if cfg.target == "perception":
         *targets, recording["perception"] = perception_targets(cfg.data, train_set, val_set)
@@ -337,7 +356,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         inputs = {"stack": cfg.frames, "stride": cfg.frame_stride, "limit": cfg.limit_input}
         tensors = to_device(targets[0], device, verbose=ranks.is_main, **inputs)
         val_tensors = to_device(targets[1], device, verbose=False, **inputs)
-        seen, train_time = _run_epochs(cfg, state, tensors, val_tensors, weights, train_mean)
+        sets = (tensors, val_tensors, shift_table)
+        seen, train_time = _run_epochs(cfg, state, *sets, weights, train_mean)
         distributed.finish(ranks)
         evaluation = None
         if writer is not None:

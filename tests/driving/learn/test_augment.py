@@ -15,19 +15,24 @@ from conftest import told_episode
 from highway_env.vehicle.kinematics import Vehicle
 from test_train import SETTINGS, data  # noqa: F401  (the toy dataset fixture)
 
-from driving.data import write_episode
+from driving.data import load_split, write_episode
 from driving.learn.augment import (
     GREY_SHARE,
     colour_jitter,
     colour_matrices,
     mirror,
     mirror_signs,
+    shift_grid,
     speed_shift,
+    table_shift,
+    traffic_throttle_table,
+    traffic_throttle_tables,
 )
 from driving.learn.checkpoint import load_checkpoint
 from driving.learn.policy import NetPolicy
 from driving.learn.train import TrainConfig, train
 from driving.modular.lanes import LanePerception
+from driving.record.collect import NoiseConfig, run_expert_episode
 from envs.camera import CameraConfig
 from envs.dashcam import make_camera
 from envs.road import RoadSettings
@@ -205,6 +210,93 @@ def test_a_shifted_speed_gets_the_throttle_the_expert_gives_at_that_speed(road):
         env.step(action)
     assert sum(abs(a[1]) < 1 for _, a, _ in states) >= 5  # most states checked exactly
     env.close()
+
+
+def _probe(env, expert, speed: float) -> tuple[np.ndarray, bool]:
+    """The traffic expert's action at another speed, and whether its lane plan stayed as it was
+    (a probe that starts or ends a lane change is not compared); its plan is put back."""
+    vehicle, kept = env.unwrapped.vehicle, (expert.lane, expert.change, expert.last_change_end)
+    own, vehicle.speed = vehicle.speed, speed
+    expert.last_time = -np.inf  # the same moment again, not a new drive
+    action = expert.act()
+    same = (expert.lane, expert.change) == kept[:2]
+    vehicle.speed = own
+    expert.lane, expert.change, expert.last_change_end = kept
+    return action, same
+
+
+def test_a_shifted_speed_in_traffic_gets_the_traffic_experts_throttle_at_that_speed():
+    # given steps of a real drive in traffic, recorded as `drive collect` records them
+    env, expert = make_world(World(scenario="winding-traffic"))
+    _, info = env.reset(seed=5)
+    steps = {"labels": [], "speed": [], "leader": [], "lateral_offset": []}
+    probes = []
+    for step in range(300):
+        action = expert.act()
+        speed = float(env.unwrapped.vehicle.speed)
+        for name, value in (("labels", action), ("speed", speed), ("leader", expert.leader())):
+            steps[name].append(value)
+        steps["lateral_offset"].append(info["lateral_offset"])
+        if step % 3 == 0:  # when the expert is asked again at shifted speeds
+            probes.append((step, {d: _probe(env, expert, speed + d) for d in shift_grid(3.0)}))
+        _, _, _, _, info = env.step(action)
+    steps = {name: np.asarray(values, np.float32) for name, values in steps.items()}
+    table = traffic_throttle_table(steps, expert.traffic.sensing_range, 3.0)
+    # then every known entry is the expert's own throttle at that speed, a car ahead or not
+    checked = {"free": 0, "following": 0}
+    for step, answers in probes:
+        for column, shift in enumerate(shift_grid(3.0)):
+            (steering, throttle), same = answers[shift]
+            if np.isnan(table[step, column]) or not same:
+                continue
+            assert table[step, column] == pytest.approx(throttle, abs=1e-4), (step, shift)
+            checked["following" if steps["leader"][step, 0] < 60 else "free"] += 1
+    assert min(checked.values()) >= 20, checked
+    # the unshifted column is the recorded label wherever it is known
+    known = ~np.isnan(table[:, len(shift_grid(3.0)) // 2])
+    assert known.mean() > 0.3
+    assert table[known, len(shift_grid(3.0)) // 2] == pytest.approx(
+        steps["labels"][known, 1], abs=1e-6
+    )
+    env.close()
+
+
+def test_training_on_traffic_drives_shifts_speeds_by_the_traffic_experts_table(tmp_path):
+    # given two recorded drives in dense traffic
+    env, expert = make_world(World(scenario="winding-traffic", density="dense"), duration=6.0)
+    for seed in (1, 2):
+        write_episode(tmp_path / "data", run_expert_episode(env, expert, seed, NoiseConfig())[0])
+    env.close()
+    train_set, _ = load_split(tmp_path / "data", val_fraction=0.0)
+    # then the table has a row per training frame, its middle column the recorded label
+    table = traffic_throttle_tables(tmp_path / "data", train_set, 2.0).numpy()
+    assert table.shape == (len(train_set), len(shift_grid(2.0)))
+    known = ~np.isnan(table[:, len(shift_grid(2.0)) // 2])
+    assert known.mean() > 0.3
+    assert table[known, len(shift_grid(2.0)) // 2] == pytest.approx(
+        train_set.labels[known, 1], abs=1e-6
+    )
+    # and a frame-stacking net trains with it, into other weights than without it
+    settings = dict(epochs=1, batch_size=16, val_fraction=0.0, threads=1, frames=2)
+    weights = {}
+    for shift in (0.0, 2.0):
+        run = tmp_path / f"shift{shift:g}"
+        train(TrainConfig(tmp_path / "data", run, speed_shift=shift, **settings))
+        weights[shift] = load_checkpoint(run / "last.pt")["model"]
+    assert any(not torch.equal(weights[0.0][k], weights[2.0][k]) for k in weights[0.0])
+
+
+def test_table_shift_moves_known_samples_only_and_repeats_per_generator():
+    grid = shift_grid(1.0)  # -1.0 .. 1.0 every 0.25
+    table = torch.tensor([np.linspace(0.5, -0.5, len(grid)), np.full(len(grid), np.nan)])
+    speed, labels = torch.tensor([10.0, 12.0]), torch.tensor([[0.1, 0.0], [-0.2, 0.3]])
+    moved, shifted = table_shift(speed, labels, table, 1.0, torch.Generator().manual_seed(3))
+    column = int(torch.argmin((torch.from_numpy(grid).float() - (moved[0] - 10.0)).abs()))
+    assert shifted[0, 1] == pytest.approx(float(table[0, column]))
+    assert moved[1] == 12.0 and torch.equal(shifted[1], labels[1])  # NaN: left as it was
+    assert torch.equal(shifted[:, 0], labels[:, 0])  # steering kept
+    again = table_shift(speed, labels, table, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(again[0], moved) and torch.equal(again[1], shifted)
 
 
 def test_speed_shift_repeats_per_generator_and_never_goes_below_standstill():

@@ -214,7 +214,6 @@ def test_without_a_validation_set_best_is_last(data, tmp_path):
         {"limit_input": True, "speed_input": False},
         {"speed_shift": -1.0},
         {"speed_shift": 11.0},
-        {"speed_shift": 2.0, "frames": 2},
         {"speed_shift": 2.0, "speed_input": False},
         {"speed_shift": 2.0, "target": "perception"},
     ],
@@ -256,12 +255,12 @@ def test_the_limit_input_on_data_recorded_without_the_limit_is_one_line_naming_i
     assert not (tmp_path / "run").exists()
 
 
-def test_shifted_speeds_on_traffic_drives_are_refused_in_one_line(tmp_path):
+def test_shifted_speeds_on_traffic_drives_without_the_car_ahead_are_refused_in_one_line(tmp_path):
     data = tmp_path / "traffic"
     meta = {"driver": "expert", "world": World(scenario="winding-traffic").to_dict()}
     for seed in range(3):
         write_episode(data, learnable_episode(seed, meta=meta))
-    with pytest.raises(TrainingError, match="--speed-shift: .* drives in traffic"):
+    with pytest.raises(TrainingError, match="--speed-shift: no step of .* records the car ahead"):
         train(TrainConfig(data=data, run=tmp_path / "run", speed_shift=2.0))
     assert not (tmp_path / "run").exists()
 
