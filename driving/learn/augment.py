@@ -37,12 +37,14 @@ closing speed (`envs.traffic_expert`). Each recorded step holds that car's gap a
 (`leader`), so `traffic_throttle_table` works the law backwards at load time: the braking at the
 recorded speed off the label leaves the free-road term, which gives the target speed (unless it
 was capped: then only slower speeds are known), and the label at each shifted speed on a grid of
-`SHIFT_STEP` is that term plus the braking at that speed and closing speed, computed with the
-expert's own `idm_braking`. Only steps near a lane centre count (within `LANE_CENTRE_M`: in a
-lane change the expert also brakes for the target lane's car, which is not recorded), and only
-steps whose label is not clipped; elsewhere the table holds NaN and `table_shift` leaves the
-sample as it is. A frame stack shows the true speed in the motion between its frames; shifting
-only the speedometer asks the net to take the speed from the speedometer.
+`SHIFT_STEP` is that term plus the braking at that speed, computed with the expert's own
+`idm_braking`. The car ahead is shifted with the ego (its closing speed kept): the frames show
+it closing in as fast as it did, and the label stays true to them. Only steps near a lane
+centre count (within `LANE_CENTRE_M`: in a lane change the expert also brakes for the target
+lane's car, which is not recorded), and only steps whose label is not clipped; elsewhere the
+table holds NaN and `table_shift` leaves the sample as it is. A frame stack shows the true
+speed in the motion between its frames; shifting only the speedometer asks the net to take the
+speed from the speedometer.
 """
 
 from __future__ import annotations
@@ -200,8 +202,9 @@ def traffic_throttle_table(
     spread: float,
     cfg: TrafficExpertConfig = TRAFFIC_EXPERT,
 ) -> np.ndarray:
-    """(T, G) the traffic expert's throttle label of each recorded step at its speed moved by
-    each shift of `shift_grid(spread)`; NaN where it is not known (module docstring).
+    """(T, G) the traffic expert's throttle label of each recorded step with its speed, and the
+    car ahead's, moved by each shift of `shift_grid(spread)`; NaN where it is not known (module
+    docstring).
 
     Args:
         steps: an episode's step arrays (`read_steps`): labels, speed, leader (gap [m] capped at
@@ -223,7 +226,7 @@ def traffic_throttle_table(
     moved = speed[:, None] + grid
     own = np.minimum(cfg.max_accel, gain * (target[:, None] - moved))
     free_there = np.where(capped[:, None], cfg.max_accel, own)
-    there = free_there + braking(np.maximum(moved, 0.0), gap[:, None], leader[:, 1:] + grid)
+    there = free_there + braking(np.maximum(moved, 0.0), gap[:, None], leader[:, 1:])
     known = (np.abs(steps["lateral_offset"]) < LANE_CENTRE_M) & (np.abs(labels) < 1 - 1e-6)
     valid = known[:, None] & (~capped[:, None] | (grid <= 0)) & (moved >= 0)
     return np.where(valid, np.clip(there / ACCELERATION_RANGE, -1, 1), np.nan).astype(np.float32)

@@ -212,15 +212,23 @@ def test_a_shifted_speed_gets_the_throttle_the_expert_gives_at_that_speed(road):
     env.close()
 
 
-def _probe(env, expert, speed: float) -> tuple[np.ndarray, bool]:
-    """The traffic expert's action at another speed, and whether its lane plan stayed as it was
-    (a probe that starts or ends a lane change is not compared); its plan is put back."""
-    vehicle, kept = env.unwrapped.vehicle, (expert.lane, expert.change, expert.last_change_end)
-    own, vehicle.speed = vehicle.speed, speed
+def _probe(env, expert, shift: float) -> tuple[np.ndarray, bool]:
+    """The traffic expert's action with the ego and the car ahead in its lane `shift` m/s faster,
+    and whether its lane plan stayed as it was (a probe that starts or ends a lane change is not
+    compared); the speeds and the plan are put back."""
+    base = env.unwrapped
+    ego = base.vehicle
+    progress, lateral = base.road.place(ego)
+    ahead = base.road.neighbours(progress, base.road.lane_of(lateral), exclude=ego)[0]
+    moved = [car for car in (ego, ahead) if car is not None]
+    kept = (expert.lane, expert.change, expert.last_change_end)
+    for car in moved:
+        car.speed += shift
     expert.last_time = -np.inf  # the same moment again, not a new drive
     action = expert.act()
     same = (expert.lane, expert.change) == kept[:2]
-    vehicle.speed = own
+    for car in moved:
+        car.speed -= shift
     expert.lane, expert.change, expert.last_change_end = kept
     return action, same
 
@@ -237,12 +245,13 @@ def test_a_shifted_speed_in_traffic_gets_the_traffic_experts_throttle_at_that_sp
         for name, value in (("labels", action), ("speed", speed), ("leader", expert.leader())):
             steps[name].append(value)
         steps["lateral_offset"].append(info["lateral_offset"])
-        if step % 3 == 0:  # when the expert is asked again at shifted speeds
-            probes.append((step, {d: _probe(env, expert, speed + d) for d in shift_grid(3.0)}))
+        if step % 3 == 0:  # when the expert is asked again with the speeds shifted
+            probes.append((step, {d: _probe(env, expert, d) for d in shift_grid(3.0)}))
         _, _, _, _, info = env.step(action)
     steps = {name: np.asarray(values, np.float32) for name, values in steps.items()}
     table = traffic_throttle_table(steps, expert.traffic.sensing_range, 3.0)
-    # then every known entry is the expert's own throttle at that speed, a car ahead or not
+    # then every known entry is the expert's own throttle with the ego and the car ahead that
+    # much faster, a car ahead or not
     checked = {"free": 0, "following": 0}
     for step, answers in probes:
         for column, shift in enumerate(shift_grid(3.0)):
