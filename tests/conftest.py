@@ -1,6 +1,7 @@
 """Helpers shared by the tests: a recording policy, checkpoints of untrained nets in a world,
 synthetic learnable episodes and real drives recorded step by step."""
 
+import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,12 @@ from driving.learn.model import ModelConfig, PilotNet
 from driving.learn.policy import NetPolicy
 from driving.record.steps import StepRows
 from envs.world import World
+
+# A test run started in the background without job control (`pytest &` in a script, `nohup`)
+# inherits Ctrl-C ignored, and the interrupt tests would see no KeyboardInterrupt: give the run
+# (and the processes it starts) Ctrl-C as at a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TRAFFIC = World(scenario="highway-traffic", density="dense")
 """The world of `traffic_checkpoint`: other cars close by from the first step."""
