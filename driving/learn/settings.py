@@ -62,7 +62,8 @@ class TrainConfig:
     expert's law would (throttle (target - speed) / 5): frames above the limit and above a bend's
     speed, which an expert that holds its target seldom shows (`driving.learn.augment`). In
     traffic the traffic expert's label at that speed, IDM's braking behind the recorded car
-    ahead included, on the steps near a lane centre. 0 = off."""
+    ahead included, on the steps near a lane centre (measured: no speeding, more collisions;
+    docs/traffic.md). 0 = off."""
     mask_sky: bool = False
     """Hide the dashcam's sky and haze (the rows above the ground it shows within its view_m)
     from the net: they tell nothing about the road, and a net that reads them is lost under
