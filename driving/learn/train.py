@@ -104,7 +104,7 @@ def _model_config(
     )
 
 
-def _check_data(cfg: TrainConfig, world: World, *sets: Frames) -> None:
+def _check_data(cfg: TrainConfig, *sets: Frames) -> None:
     """Refuse --limit-input on a dataset with an episode recorded without the speed limit."""
     if cfg.limit_input and any(frames.speed_limit is None for frames in sets):
         raise TrainingError(
@@ -321,15 +321,16 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     if len(train_set.labels) == 0:
         raise TrainingError(f"--data {cfg.data}: no training frames; record more episodes")
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
-    _check_data(cfg, World.from_dict(recording["world"]), train_set, val_set)
-    shift_table = _traffic_shift_table(cfg, World.from_dict(recording["world"]), train_set)
+    world = World.from_dict(recording["world"])
+    _check_data(cfg, train_set, val_set)
+    shift_table = _traffic_shift_table(cfg, world, train_set)
     targets, outputs = (train_set, val_set), CONTROLS  # what the net learns from the frames
     if cfg.target == "perception":
         *targets, recording["perception"] = perception_targets(cfg.data, train_set, val_set)
         outputs = tuple(recording["perception"]["outputs"])
     last = cfg.run / "last.pt"
     model, optimizer, step, epoch, best_val = model_and_optimizer(
-        _model_config(cfg, train_set, outputs, World.from_dict(recording["world"])),
+        _model_config(cfg, train_set, outputs, world),
         device,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
