@@ -229,6 +229,7 @@ def traffic_throttle_table(
     there = free_there + braking(np.maximum(moved, 0.0), gap[:, None], leader[:, 1:])
     known = (np.abs(steps["lateral_offset"]) < LANE_CENTRE_M) & (np.abs(labels) < 1 - 1e-6)
     valid = known[:, None] & (~capped[:, None] | (grid <= 0)) & (moved >= 0)
+    valid &= valid[:, ::-1]  # a shift only where its mirror image is known: no lean either way
     return np.where(valid, np.clip(there / ACCELERATION_RANGE, -1, 1), np.nan).astype(np.float32)
 
 

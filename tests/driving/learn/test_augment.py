@@ -261,6 +261,9 @@ def test_a_shifted_speed_in_traffic_gets_the_traffic_experts_throttle_at_that_sp
             assert table[step, column] == pytest.approx(throttle, abs=1e-4), (step, shift)
             checked["following" if steps["leader"][step, 0] < 60 else "free"] += 1
     assert min(checked.values()) >= 20, checked
+    # shifts only where the same shift the other way is known too: no lean to slower or faster
+    assert np.array_equal(np.isnan(table), np.isnan(table[:, ::-1]))
+    assert (~np.isnan(table[:, 0])).mean() > 0.1
     # the unshifted column is the recorded label wherever it is known
     known = ~np.isnan(table[:, len(shift_grid(3.0)) // 2])
     assert known.mean() > 0.3
