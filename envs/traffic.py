@@ -31,7 +31,8 @@ Per-step ground truth added to the road scenario's: `gap_ahead` [m] (bumper to b
 nearest car ahead in the ego's lane; inf if none), `closing_speed` [m/s] (the ego's speed minus
 that car's; 0 if none), `time_headway` [s] (gap / speed; inf if no
 leader or stopped), `lane` (the ego's lane, 0 = leftmost), `lane_changes` (count so far),
-`density` [vehicles/km/lane], `towed`.
+`density` [vehicles/km/lane], `towed`, `collision` (what the ego's crash was: "ahead", "side",
+"behind"; "" without one: `TrafficEnv.collision`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ SLOT = 20.0  # [m] spacing of the spawn slots along a lane (a car is 5 m long)
 BEHIND = 100.0  # [m] traffic starts this far behind the ego's start
 LANE_MARGIN = 1.0  # [m] a car counts in a lane while its centre is within half a width + this
 SLOW_SHARE = 0.25  # share of slow cars
+COLLISION_KINDS = ("ahead", "side", "behind")
+"""What the ego's crash was, seen from the ego (`TrafficEnv.collision`)."""
 TOW_AFTER = 50.0  # [m] cars this far past the road's end leave the simulation
 SCENE_AHEAD = 250.0  # [m] cars enter the simulation this far ahead of the ego ...
 SCENE_BEHIND = 150.0  # [m] ... and leave it this far behind (or 50 m further ahead)
@@ -341,6 +344,28 @@ class TrafficEnv(WindingRoadEnv):
             return np.inf, 0.0
         return self.road.gap(ego, front), float(ego.speed - front.speed)
 
+    def collision(self) -> str:
+        """What the ego's crash was, seen from the ego: "ahead" (it ran into the back of a car),
+        "behind" (a car ran into its back) or "side" (a car alongside); "" without a crash.
+
+        The car hit is the crashed car nearest the ego (a car that crashes without the ego is
+        towed at once); the face touched is the one across which the two outlines overlap least
+        (the axis of least penetration, in the ego's frame).
+        """
+        ego = self.vehicle
+        others = [v for v in self.road.vehicles if v is not ego and v.crashed]
+        if not ego.crashed or not others:
+            return ""
+        other = min(others, key=lambda v: float(np.linalg.norm(v.position - ego.position)))
+        dx, dy = other.position - ego.position
+        c, s = np.cos(ego.heading), np.sin(ego.heading)
+        along, across = dx * c + dy * s, dy * c - dx * s
+        overlap_along = (ego.LENGTH + other.LENGTH) / 2 - abs(along)
+        overlap_across = (ego.WIDTH + other.WIDTH) / 2 - abs(across)
+        if overlap_across < overlap_along:
+            return "side"
+        return "ahead" if along > 0 else "behind"
+
     def traffic_truth(self) -> dict[str, Any]:
         """Ground truth about the traffic around the ego."""
         ego = self.vehicle
@@ -354,6 +379,7 @@ class TrafficEnv(WindingRoadEnv):
             "lane_changes": self.lane_changes,
             "density": self.density,
             "towed": self.road.towed,
+            "collision": self.collision(),
         }
 
     def _info(self, obs: Any, action: Any = None) -> dict:

@@ -27,10 +27,10 @@ INFO_KEYS = ("speed", "speed_limit", "lateral_offset", "heading", "on_road", "cr
 """Per-step values copied from the env's `info` into an episode record."""
 RECORD_KEYS = (*INFO_KEYS, "autonomous", "intervention")
 """Everything `episode_metrics` reads: INFO_KEYS plus who drove and when interventions began."""
-METRICS_VERSION = 3
+METRICS_VERSION = 4
 """Version of an episode's metrics: 2 = autonomy as a fraction (1 had it in percent), 3 = five
-curvature bins in its breakdown (2 had three). A cached episode of another version is driven
-again."""
+curvature bins in its breakdown (2 had three), 4 = traffic collisions counted by kind. A cached
+episode of another version is driven again."""
 
 
 def _longest_run(flags: np.ndarray) -> int:

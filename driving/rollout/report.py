@@ -50,6 +50,9 @@ def provenance(policy: str) -> dict:
 TRAFFIC_ROWS = [
     ("clean: no collision, on the road", "clean_share", "{:.1%}"),
     ("collisions / km", "collisions_per_km", "{:.3f}"),
+    ("collisions: into the car ahead", "collisions_ahead", "{:d}"),
+    ("collisions: with a car alongside", "collisions_side", "{:d}"),
+    ("collisions: hit from behind", "collisions_behind", "{:d}"),
     ("time headway < 1 s", "headway_under_share", "{:.2%}"),
     ("lane changes / km", "lane_changes_per_km", "{:.2f}"),
     ("driving score", "driving_score", "{:.3f}"),

@@ -2,7 +2,9 @@
 
 Definitions (the README repeats them):
 - collisions per km: vehicle collisions (a step where `crashed` turns true) per km driven,
-  summed over episodes before dividing (a fleet rate, not a mean of per-episode rates).
+  summed over episodes before dividing (a fleet rate, not a mean of per-episode rates); each
+  counted by kind too, as seen from the ego at that step (`envs.traffic.TrafficEnv.collision`):
+  into the car ahead, with a car alongside, or hit from behind.
 - headway under 1 s [share of time]: steps whose time headway to the car ahead in the ego's lane is
   under 1 s, over all steps (a step with no car ahead, or stopped, has an infinite headway).
 - lane changes per km: changes of the ego's lane (its centre crossing a lane line) per km.
@@ -16,10 +18,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.traffic import COLLISION_KINDS
+
 HEADWAY_LIMIT = 1.0  # [s]
 VEHICLE_COLLISION_PENALTY = 0.60
 OFF_ROAD_PENALTY = 0.65
-TRAFFIC_KEYS = ("crashed", "on_road", "time_headway", "lane_changes", "distance", "speed")
+TRAFFIC_KEYS = (
+    "crashed",
+    "collision",
+    "on_road",
+    "time_headway",
+    "lane_changes",
+    "distance",
+    "speed",
+)
 """Per-step `info` values `traffic_episode_metrics` reads."""
 
 
@@ -76,6 +88,9 @@ def traffic_episode_metrics(
     steps = len(record["speed"])
     distance = float(record["distance"][-1]) if steps else 0.0
     collisions = events(record["crashed"])
+    crashed = np.asarray(record["crashed"], dtype=bool)
+    onsets = crashed & ~np.r_[False, crashed[:-1]]
+    kinds = [str(kind) for kind in np.asarray(record["collision"])[onsets]]
     off_road = events(~np.asarray(record["on_road"], dtype=bool))
     lane_changes = int(record["lane_changes"][-1]) if steps else 0
     completion = route_completion(progress_m, route_m, reached_end)
@@ -83,6 +98,7 @@ def traffic_episode_metrics(
         "steps": steps,
         "distance_m": distance,
         "collisions": collisions,
+        "collision_kinds": {kind: kinds.count(kind) for kind in COLLISION_KINDS},
         "off_road": off_road,
         "clean": collisions == 0 and off_road == 0,
         "lane_changes": lane_changes,
@@ -104,6 +120,10 @@ def summarize_traffic(episodes: list[dict]) -> dict:
         "episodes": len(episodes),
         "clean_share": float(np.mean([e["clean"] for e in episodes])),
         "collisions_per_km": per_km(sum(e["collisions"] for e in episodes), distance),
+        **{
+            f"collisions_{kind}": sum(e["collision_kinds"][kind] for e in episodes)
+            for kind in COLLISION_KINDS
+        },
         "headway_under_share": sum(e["headway_steps_under"] for e in episodes) / max(steps, 1),
         "lane_changes_per_km": per_km(sum(e["lane_changes"] for e in episodes), distance),
         "mean_speed": sum(e["mean_speed"] * e["steps"] for e in episodes) / max(steps, 1),

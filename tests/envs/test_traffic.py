@@ -106,6 +106,28 @@ def test_gap_and_headway_ground_truth_on_a_hand_placed_car():
     assert empty.traffic_truth()["time_headway"] == np.inf
 
 
+@pytest.mark.parametrize(
+    "car, throttle, steer, kind",
+    [
+        ((12.0, 0, 0.0), 1.0, 0.0, "ahead"),  # a stopped car in the ego's lane, full throttle
+        ((-12.0, 0, 20.0), -1.0, 0.0, "behind"),  # a fast car behind it, the ego brakes
+        ((0.0, 1, 10.0), 0.0, 1.0, "side"),  # a car alongside, the ego steers into it
+    ],
+)
+def test_a_crash_is_told_by_where_the_car_hit_was(car, throttle, steer, kind):
+    # Given a car that the ego will hit (or be hit by) on an empty two-lane highway,
+    env, (other,) = scene([(*car, Vehicle)])
+    if steer:  # towards the other car's lane (lane 0 is the leftmost; steering right is +)
+        steer = 1.0 if other.lane_index[2] > env.vehicle.lane_index[2] else -1.0
+    assert env.traffic_truth()["collision"] == ""
+    for _ in range(30):
+        *_, info = env.step(np.array([throttle, steer]))
+        if info["crashed"]:
+            break
+    # then the crash is told by the face of the ego that was hit.
+    assert info["crashed"] and info["collision"] == kind
+
+
 def test_camera_shows_the_car_ahead_in_blue():
     def blue_pixels(cars):
         env, _ = scene(cars)

@@ -17,9 +17,10 @@ from driving.rollout.traffic_metrics import (
 INF = np.inf
 
 
-def record(crashed, on_road, headway, lane_changes, distance, speed):
+def record(crashed, on_road, headway, lane_changes, distance, speed, collision=None):
     return {
         "crashed": np.array(crashed, bool),
+        "collision": np.array(collision or ["ahead" if c else "" for c in crashed]),
         "on_road": np.array(on_road, bool),
         "time_headway": np.array(headway, float),
         "lane_changes": np.array(lane_changes),
@@ -70,6 +71,7 @@ def test_episode_with_one_collision_by_hand():
         reached_end=False,
     )
     assert ep["collisions"] == 1 and ep["off_road"] == 0 and not ep["clean"]
+    assert ep["collision_kinds"] == {"ahead": 1, "side": 0, "behind": 0}
     assert ep["headway_under_share"] == pytest.approx(2 / 5)
     assert ep["lane_changes"] == 1
     assert ep["mean_speed"] == pytest.approx(10.0)
@@ -95,9 +97,36 @@ def test_fleet_summary_by_hand():
     assert fleet["clean_share"] == 0.5
     assert fleet["km"] == pytest.approx(2.0)
     assert fleet["collisions_per_km"] == 0.0
+    assert fleet["collisions_ahead"] == fleet["collisions_side"] == fleet["collisions_behind"] == 0
     assert fleet["lane_changes_per_km"] == pytest.approx(2 / 2.0)
     assert fleet["headway_under_share"] == pytest.approx(3 / 6)  # 1 of 4 and 2 of 2 steps
     assert fleet["mean_speed"] == pytest.approx((4 * 10 + 2 * 20) / 6)
     assert fleet["driving_score"] == pytest.approx((1.0 + 0.325) / 2)
     with pytest.raises(ValueError):
         summarize_traffic([])
+
+
+def test_collisions_are_counted_by_kind_where_they_begin():
+    # two crashes (the second one lasts two steps): alongside, then hit from behind
+    crash = traffic_episode_metrics(
+        record(
+            [0, 1, 0, 1, 1],
+            [1] * 5,
+            [INF] * 5,
+            [0] * 5,
+            [10, 20, 30, 40, 50],
+            [10] * 5,
+            collision=["", "side", "", "behind", "behind"],
+        ),
+        progress_m=50.0,
+        route_m=100.0,
+        reached_end=False,
+    )
+    assert crash["collisions"] == 2
+    assert crash["collision_kinds"] == {"ahead": 0, "side": 1, "behind": 1}
+    fleet = summarize_traffic([crash, crash])
+    assert (fleet["collisions_ahead"], fleet["collisions_side"], fleet["collisions_behind"]) == (
+        0,
+        2,
+        2,
+    )
