@@ -41,11 +41,25 @@ def table(folders: list[Path]) -> str:
         key=lambda name: order.get(name, len(order)),
     )
     by_world = [{r["world"]: r for r in run["rows"]} for run in runs]
-    head = ["world", *(f.name for f in folders)]
+    mean = len(folders) > 1
+    head = ["world", *(f.name for f in folders), *(["mean"] if mean else [])]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in names:
-        lines.append(f"| {name} | " + " | ".join(cell(b.get(name)) for b in by_world) + " |")
+        cells = [cell(b.get(name)) for b in by_world]
+        if mean:
+            cells.append(mean_cell([b.get(name) for b in by_world]))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def mean_cell(rows: list[dict | None]) -> str:
+    """'success / finished alone' averaged over the runs, in percent; '-' unless every run drove
+    the world (a mean over some of the seeds would read as one over all)."""
+    if any(row is None for row in rows):
+        return "-"
+    success = sum(row["success"] for row in rows) / len(rows)
+    alone = sum(row["alone_finished"] for row in rows) / len(rows)
+    return f"{success:.0%} / {alone:.0%}"
 
 
 if __name__ == "__main__":
