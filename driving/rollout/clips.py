@@ -24,6 +24,14 @@ CLIPS_PER_ROAD = 3
 """At most this many clips per road: a policy that keeps failing on one road shows it in three."""
 
 
+CRASH_KINDS = {
+    "ahead": " into the car ahead",
+    "side": " with a car alongside",
+    "behind": " from behind",
+}
+"""How a clip's title tells a traffic crash (`envs.traffic.TrafficEnv.collision`)."""
+
+
 def event_of(step, speeding_steps: int, dt: float) -> str:
     """What went wrong at this step ('' when nothing): the clip's title.
 
@@ -34,12 +42,13 @@ def event_of(step, speeding_steps: int, dt: float) -> str:
         dt: policy period [s].
     """
     info = step.info
+    crash = "crash" + CRASH_KINDS.get(info.get("collision", ""), "")
     if step.intervention:
         if info["crashed"]:
-            return "INTERVENTION: crash"
+            return "INTERVENTION: " + crash
         return "INTERVENTION: " + ("off road" if not info["on_road"] else "off lane centre")
     if info["crashed"]:
-        return "CRASH"
+        return crash.upper()
     # The step a violation begins, counted as `driving.rollout.metrics` does.
     if (speeding_steps - 1) * dt <= SPEEDING_GRACE < speeding_steps * dt:
         return "SPEEDING > 1 s"
