@@ -41,8 +41,11 @@ was capped: then only slower speeds are known), and the label at each shifted sp
 `idm_braking`. The car ahead is shifted with the ego (its closing speed kept): the frames show
 it closing in as fast as it did, and the label stays true to them. Only steps near a lane
 centre count (within `LANE_CENTRE_M`: in a lane change the expert also brakes for the target
-lane's car, which is not recorded), and only steps whose label is not clipped; elsewhere the
-table holds NaN and `table_shift` leaves the sample as it is. A frame stack shows the true
+lane's car, which is not recorded), only steps whose label is not clipped, and only shifts
+whose mirror image (the same shift the other way) is known too: following a slower car the
+free-road term is mostly capped, so only slower speeds are known there, and shifting those steps
+one way only made the shifted samples lean to "slower than it is" (measured: more collisions,
+docs/traffic.md). Elsewhere the table holds NaN and `table_shift` leaves the sample as it is. A frame stack shows the true
 speed in the motion between its frames; shifting only the speedometer asks the net to take the
 speed from the speedometer.
 """
