@@ -44,7 +44,7 @@ centre count (within `LANE_CENTRE_M`: in a lane change the expert also brakes fo
 lane's car, which is not recorded), only steps whose label is not clipped, and only shifts
 whose mirror image (the same shift the other way) is known too: following a slower car the
 free-road term is mostly capped, so only slower speeds are known there, and shifting those steps
-one way only made the shifted samples lean to "slower than it is" (measured: more collisions,
+one way only leans the shifted samples to "slower than it is" (that version crashed more:
 docs/traffic.md). Elsewhere the table holds NaN and `table_shift` leaves the sample as it is. A frame stack shows the true
 speed in the motion between its frames; shifting only the speedometer asks the net to take the
 speed from the speedometer.
