@@ -45,9 +45,9 @@ lane's car, which is not recorded), only steps whose label is not clipped, and o
 whose mirror image (the same shift the other way) is known too: following a slower car the
 free-road term is mostly capped, so only slower speeds are known there, and shifting those steps
 one way only leans the shifted samples to "slower than it is" (that version crashed more:
-docs/traffic.md). Elsewhere the table holds NaN and `table_shift` leaves the sample as it is. A frame stack shows the true
-speed in the motion between its frames; shifting only the speedometer asks the net to take the
-speed from the speedometer.
+docs/traffic.md). Elsewhere the table holds NaN and `table_shift` leaves the sample as it is. A
+frame stack shows the true speed in the motion between its frames; shifting only the
+speedometer asks the net to take the speed from the speedometer.
 """
 
 from __future__ import annotations

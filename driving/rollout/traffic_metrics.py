@@ -87,9 +87,9 @@ def traffic_episode_metrics(
     """
     steps = len(record["speed"])
     distance = float(record["distance"][-1]) if steps else 0.0
-    collisions = events(record["crashed"])
     crashed = np.asarray(record["crashed"], dtype=bool)
-    onsets = crashed & ~np.r_[False, crashed[:-1]]
+    onsets = crashed & ~np.r_[False, crashed[:-1]]  # where each collision begins
+    collisions = int(onsets.sum())
     kinds = [str(kind) for kind in np.asarray(record["collision"])[onsets]]
     off_road = events(~np.asarray(record["on_road"], dtype=bool))
     lane_changes = int(record["lane_changes"][-1]) if steps else 0
