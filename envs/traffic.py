@@ -353,8 +353,10 @@ class TrafficEnv(WindingRoadEnv):
         (the axis of least penetration, in the ego's frame).
         """
         ego = self.vehicle
+        if not ego.crashed:  # every step asks: no scan of the cars without a crash
+            return ""
         others = [v for v in self.road.vehicles if v is not ego and v.crashed]
-        if not ego.crashed or not others:
+        if not others:
             return ""
         other = min(others, key=lambda v: float(np.linalg.norm(v.position - ego.position)))
         dx, dy = other.position - ego.position
