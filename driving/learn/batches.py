@@ -225,3 +225,23 @@ def curve_weights(steering: np.ndarray, bins: int = 15, cap: float = 10.0) -> np
     which = np.digitize(magnitude, edges[1:-1])  # bin index 0..bins-1 of every frame
     weight = np.minimum(1.0 / counts[which], cap / counts.max())
     return weight / weight.sum()
+
+
+def speed_weights(speed: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Sampling probabilities `weights` (None: uniform) times each frame's speed squared.
+
+    A steering error e commands a path curvature off by about e / L, which moves the car
+    sideways at v^2 e / L: the same error costs four times as much at twice the speed. Speeds
+    under 1 m/s count as 1 m/s, so that a car at a standstill is still drawn.
+
+    Args:
+        speed: (N,) speed of each frame [m/s].
+        weights: (N,) probabilities to scale, e.g. `curve_weights`'s.
+
+    Returns:
+        (N,) float64 probabilities summing to 1.
+    """
+    weight = np.maximum(np.asarray(speed, dtype=np.float64), 1.0) ** 2
+    if weights is not None:
+        weight = weight * weights
+    return weight / weight.sum()

@@ -70,6 +70,10 @@ class TrainConfig:
     another sky; a rear-view mirror in it (--camera.rear-mirror) stays seen. Dashcam data only."""
     curve_weighting: bool = True
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
+    speed_weighting: bool = False
+    """Also draw each frame in proportion to its speed squared: a steering error moves the car
+    sideways v^2 times as fast, and curve weighting under-samples fast roads (their bends need
+    little steering). Meant for roads with different speed limits (--road.limit-range)."""
     speed_input: bool = True
     """Feed the current speed [m/s] to the network (needed to learn throttle)."""
     limit_input: bool = False

@@ -39,7 +39,13 @@ from driving.learn.augment import (
     table_shift,
     traffic_throttle_tables,
 )
-from driving.learn.batches import DeviceFrames, curve_weights, epoch_order, to_device
+from driving.learn.batches import (
+    DeviceFrames,
+    curve_weights,
+    epoch_order,
+    speed_weights,
+    to_device,
+)
 from driving.learn.card import write_model_card
 from driving.learn.distributed import Ranks
 from driving.learn.model import CONTROLS, ModelConfig
@@ -350,6 +356,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     )
     state.net, state.ranks = distributed.wrap(model, ranks, device), ranks
     weights = curve_weights(train_set.labels[:, 0]) if cfg.curve_weighting else None
+    if cfg.speed_weighting:
+        weights = speed_weights(train_set.speed, weights)
     try:
         if writer is not None:
             log_data(writer, asdict(cfg), train_set, val_set, weights)

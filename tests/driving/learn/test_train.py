@@ -17,6 +17,7 @@ from conftest import learnable_episode, told_episode
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from driving.data import write_episode
+from driving.learn.batches import epoch_order, speed_weights
 from driving.learn.checkpoint import load_checkpoint
 from driving.learn.policy import NetPolicy
 from driving.learn.train import (
@@ -277,6 +278,22 @@ def test_curve_weighting_over_samples_rare_steering_with_a_cap():
     assert weights.max() / weights.min() == pytest.approx(10.0)  # the capped bins
     assert weights[900] / weights[0] == pytest.approx(10.0)  # 10x rarer -> 10x weight
     assert curve_weights(np.zeros(4)) == pytest.approx(np.full(4, 0.25))
+
+
+def test_speed_weighting_draws_frames_in_proportion_to_speed_squared():
+    # curve-weighted probabilities of two bends, one driven at 10 m/s and one at 20 m/s
+    steering = np.concatenate([np.zeros(600), np.full(200, 0.2), np.full(200, 0.05)])
+    speed = np.concatenate([np.full(600, 15.0), np.full(200, 10.0), np.full(200, 20.0)])
+    curves = curve_weights(steering)
+    weights = speed_weights(speed, curves)
+    assert weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights, curves * speed**2 / (curves * speed**2).sum())
+    # the real sampler: the fast bend, drawn as often as the slow one by its steering alone,
+    # is now drawn four times as often
+    order = epoch_order(len(speed), weights, seed=0, epoch=0, device=torch.device("cpu"))
+    drawn = np.bincount(order.numpy(), minlength=len(speed))
+    assert drawn[800:].sum() / drawn[600:800].sum() == pytest.approx(4.0, rel=0.15)
+    assert speed_weights(np.array([0.0, 1.0, 2.0])) == pytest.approx([1 / 6, 1 / 6, 4 / 6])
 
 
 def test_learning_rate_warms_up_then_decays():
