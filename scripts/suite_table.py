@@ -6,6 +6,10 @@ Reads each folder's `suite.json` (written by `drive evaluate --suite`) and print
 whose cells are "success with the safety driver / finished alone" for each world, with the
 expert's success on the same roads where it is under 100 % (then the world is beyond the car or
 the expert, not only the policy). A world a run did not drive shows '-'.
+
+A second table sums each run's interventions over the worlds on the project's own roads (not
+highway-env's, each of one fixed limit), with the safety driver, by the speed at which they
+began (each world's `metrics.json` breakdown): "N (per km)".
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from driving.rollout.suite import SUITES
+from driving.rollout.suite import SUITES, folder_name
 
 
 def cell(row: dict | None) -> str:
@@ -52,6 +56,29 @@ def table(folders: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def speed_table(folders: list[Path]) -> str:
+    """Interventions by speed band, summed over the worlds on our own roads of each run (see
+    the module docstring)."""
+    bands: dict[str, list[list[float]]] = {}  # band -> per run [interventions, km]
+    for i, folder in enumerate(folders):
+        rows = json.loads((folder / "suite.json").read_text())["rows"]
+        for row in rows:
+            metrics = folder / folder_name(row["world"]) / "metrics.json"
+            report = json.loads(metrics.read_text()) if metrics.is_file() else {}
+            if not report.get("scenario", "").startswith("winding"):
+                continue
+            for band in report["breakdown"]["speed"]:
+                sums = bands.setdefault(band["bin"], [[0, 0.0] for _ in folders])[i]
+                sums[0] += band["interventions"]
+                sums[1] += band["km"]
+    head = ["interventions began at", *(f.name for f in folders)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for band, sums in bands.items():
+        cells = [f"{n} ({n / km:.2f} / km)" if km else "-" for n, km in sums]
+        lines.append(f"| {band} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def mean_cell(rows: list[dict | None]) -> str:
     """'success / finished alone' averaged over the runs, in percent; '-' unless every run drove
     the world (a mean over some of the seeds would read as one over all)."""
@@ -66,4 +93,7 @@ if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
         sys.exit(0 if len(sys.argv) > 1 else 2)
-    print(table([Path(a) for a in sys.argv[1:]]))
+    folders = [Path(a) for a in sys.argv[1:]]
+    print(table(folders))
+    print()
+    print(speed_table(folders))
