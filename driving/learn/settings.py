@@ -73,7 +73,8 @@ class TrainConfig:
     speed_weighting: bool = False
     """Also draw each frame in proportion to its speed squared: a steering error moves the car
     sideways v^2 times as fast, and curve weighting under-samples fast roads (their bends need
-    little steering). Meant for roads with different speed limits (--road.limit-range)."""
+    little steering). Measured on the wide roads: fewer interventions at >= 15 m/s, more in the
+    slow tight bends, worse overall (docs/generalisation.md); off by default."""
     speed_input: bool = True
     """Feed the current speed [m/s] to the network (needed to learn throttle)."""
     limit_input: bool = False
