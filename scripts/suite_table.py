@@ -31,14 +31,17 @@ def cell(row: dict | None) -> str:
     return text if expert is None or expert == 1 else f"{text} (expert {expert:.0%})"
 
 
+def read_suite(folder: Path) -> dict:
+    """The suite.json in `folder`; exits with one error line where there is none."""
+    try:
+        return json.loads((folder / "suite.json").read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: {folder} holds no readable suite.json ({error})") from None
+
+
 def table(folders: list[Path]) -> str:
     """The markdown table of the suites in `folders` (each holding a suite.json)."""
-    runs = []
-    for folder in folders:
-        try:
-            runs.append(json.loads((folder / "suite.json").read_text()))
-        except (OSError, ValueError) as error:
-            raise SystemExit(f"error: {folder} holds no readable suite.json ({error})") from None
+    runs = [read_suite(folder) for folder in folders]
     order = {w.name: i for i, w in enumerate(SUITES.get(runs[0]["suite"], ()))}
     names = sorted(
         dict.fromkeys(r["world"] for run in runs for r in run["rows"]),
@@ -61,8 +64,7 @@ def speed_table(folders: list[Path]) -> str:
     the module docstring)."""
     bands: dict[str, list[list[float]]] = {}  # band -> per run [interventions, km]
     for i, folder in enumerate(folders):
-        rows = json.loads((folder / "suite.json").read_text())["rows"]
-        for row in rows:
+        for row in read_suite(folder)["rows"]:
             metrics = folder / folder_name(row["world"]) / "metrics.json"
             report = json.loads(metrics.read_text()) if metrics.is_file() else {}
             if not report.get("scenario", "").startswith("winding"):
