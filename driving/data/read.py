@@ -94,6 +94,28 @@ def read_steps(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return small, meta
 
 
+def step_arrays(root: Path, frames: Frames, name: str) -> tuple[np.ndarray, list[dict]] | None:
+    """The per-step array `name` of every row of `frames` (loaded from `root` by `load_split`;
+    at least one row), read from the episode files (no frame is decoded), and the meta of each
+    of their episodes; None when an episode does not record it.
+
+    Raises:
+        DatasetError: an episode file changed since `frames` was loaded.
+    """
+    paths = scan(root)[0]  # Frames.episode indexes this list
+    parts, metas = [], []
+    starts = np.flatnonzero(np.r_[True, frames.episode[1:] != frames.episode[:-1]])
+    for start, end in zip(starts, [*starts[1:], len(frames)], strict=True):
+        steps, meta = read_steps(paths[int(frames.episode[start])])
+        if name not in steps:
+            return None
+        if len(steps[name]) != end - start:
+            raise DatasetError(f"{paths[int(frames.episode[start])]} changed while loading")
+        parts.append(steps[name])
+        metas.append(meta)
+    return np.concatenate(parts), metas
+
+
 def scan_headers(root: Path, verify: bool = False) -> tuple[list[Header], list[str], int]:
     """Readable episodes (sorted by file name), warnings, and the number of skipped files.
 

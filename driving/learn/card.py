@@ -93,8 +93,8 @@ def _data_lines(ckpt: dict) -> list[str]:
 def _training_lines(ckpt: dict) -> list[str]:
     config = ckpt["config"]
     keys = ("epochs", "batch_size", "lr", "weight_decay", "seed", "colour_jitter", "mirror")
-    keys += ("frames", "curve_weighting", "speed_weighting", "speed_input", "limit_input")
-    keys += ("speed_shift", "input_norm", "mask_sky", "init")
+    keys += ("frames", "curve_weighting", "curve_measure", "speed_weighting", "speed_input")
+    keys += ("limit_input", "speed_shift", "input_norm", "mask_sky", "init")
     settings = ", ".join(f"{k} {config[k]}" for k in keys if k in config)
     best = ckpt["best_val"]
     loss = f"{best:.4f}" if isinstance(best, float) else "none (no validation set)"

@@ -70,6 +70,11 @@ class TrainConfig:
     another sky; a rear-view mirror in it (--camera.rear-mirror) stays seen. Dashcam data only."""
     curve_weighting: bool = True
     """Over-sample frames with rare (large) steering, as in the PilotNet paper."""
+    curve_measure: Literal["steering", "lane"] = "steering"
+    """What curve weighting makes equally likely: 'steering' (the expert's |steering| label, the
+    paper's) or 'lane' (the sharpest |curvature| of the car's lane 0-20 m ahead, recorded at
+    collection: bends are drawn more, but not the large steering of lane changes and swerves,
+    which 'steering' draws five times as often as they occur in traffic; docs/traffic.md)."""
     speed_weighting: bool = False
     """Also draw each frame in proportion to its speed squared: a steering error moves the car
     sideways v^2 times as fast, and curve weighting under-samples fast roads (their bends need

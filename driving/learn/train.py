@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from driving.config import save_config
 from driving.data import Frames, load_split, read_episode, scan
+from driving.data.read import step_arrays
 from driving.files import hold_folder
 from driving.learn import distributed
 from driving.learn.augment import (
@@ -73,6 +74,10 @@ from driving.learn.state import (
 from driving.runs import RUNS, new_run_folder
 from envs.dashcam import Dashcam
 from envs.world import TRAFFIC_SCENARIOS, World
+
+BEND_AHEAD_M = 20.0
+"""--curve-measure lane weighs a frame by its lane's sharpest bend this far ahead [m]: about
+1.3 s at the 15 m/s limit, the bend the car is in or about to steer into."""
 
 __all__ = ["TrainConfig", "TrainingError", "curve_weights", "draw_steering", "lr_at", "train"]
 
@@ -132,6 +137,39 @@ def _traffic_shift_table(cfg: TrainConfig, world: World, train_set: Frames):
             "(DAgger's and the keyboard's drives do not), so no label can be shifted in traffic"
         )
     return table
+
+
+def _sampling_weights(cfg: TrainConfig, train_set: Frames) -> np.ndarray | None:
+    """The probability of drawing each training frame (None: every frame once per epoch)."""
+    weights = None
+    if cfg.curve_weighting:
+        steering = train_set.labels[:, 0]
+        measure = steering if cfg.curve_measure == "steering" else _bends(cfg.data, train_set)
+        weights = curve_weights(measure)
+    if cfg.speed_weighting:
+        weights = speed_weights(train_set.speed, weights)
+    return weights
+
+
+def _bends(data: Path, train_set: Frames) -> np.ndarray:
+    """(N,) the sharpest |curvature| [1/m] of the car's lane up to `BEND_AHEAD_M` ahead of each
+    training frame (--curve-measure lane)."""
+    found = step_arrays(data, train_set, "curvature_ahead")
+    if found is None:
+        raise TrainingError(
+            f"--curve-measure lane: an episode of {data} does not record the lane's curvature "
+            "(`drive collect` records it since 2026-12-03; DAgger and the keyboard do not): "
+            "use --curve-measure steering"
+        )
+    curvature, metas = found
+    distances = {tuple(meta.get("curvature_ahead_m") or ()) for meta in metas}
+    if len(distances) != 1:
+        raise TrainingError(
+            f"--curve-measure lane: the episodes of {data} record the curvature at different "
+            f"distances {sorted(distances)}: train on episodes of one collection setting"
+        )
+    near = np.asarray(distances.pop()) <= BEND_AHEAD_M
+    return np.abs(curvature[:, near]).max(axis=1)
 
 
 def _recording(data: Path, train_set: Frames, val_set: Frames) -> dict:
@@ -329,6 +367,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     recording = _recording(cfg.data, train_set, val_set)  # a bad world: refused before any work
     world = World.from_dict(recording["world"])
     _check_data(cfg, train_set, val_set)
+    weights = _sampling_weights(cfg, train_set)
     shift_table = _traffic_shift_table(cfg, world, train_set)
     targets, outputs = (train_set, val_set), CONTROLS  # what the net learns from the frames
     if cfg.target == "perception":
@@ -355,9 +394,6 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
         model, optimizer, scaler, writer, device, amp, step, epoch, best_val, recording
     )
     state.net, state.ranks = distributed.wrap(model, ranks, device), ranks
-    weights = curve_weights(train_set.labels[:, 0]) if cfg.curve_weighting else None
-    if cfg.speed_weighting:
-        weights = speed_weights(train_set.speed, weights)
     try:
         if writer is not None:
             log_data(writer, asdict(cfg), train_set, val_set, weights)

@@ -16,13 +16,14 @@ import torch
 from conftest import learnable_episode, told_episode
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from driving.data import write_episode
+from driving.data import Episode, load_split, write_episode
 from driving.learn.batches import epoch_order, speed_weights
 from driving.learn.checkpoint import load_checkpoint
 from driving.learn.policy import NetPolicy
 from driving.learn.train import (
     TrainConfig,
     TrainingError,
+    _sampling_weights,
     curve_weights,
     draw_steering,
     lr_at,
@@ -294,6 +295,47 @@ def test_speed_weighting_draws_frames_in_proportion_to_speed_squared():
     drawn = np.bincount(order.numpy(), minlength=len(speed))
     assert drawn[800:].sum() / drawn[600:800].sum() == pytest.approx(4.0, rel=0.15)
     assert speed_weights(np.array([0.0, 1.0, 2.0])) == pytest.approx([1 / 6, 1 / 6, 4 / 6])
+
+
+def _lane_change_and_bend(seed: int) -> Episode:
+    """40 steps: 30 on a straight (a bend 30 m ahead on 10 of them), a 5-step lane change on
+    the straight (|steering| 0.5), a 5-step bend (steering 0.2, curvature 0.02 1/m)."""
+    episode = learnable_episode(seed, meta={"driver": "expert", "curvature_ahead_m": AHEAD})
+    steering = np.r_[np.zeros(30), np.full(5, 0.5), np.full(5, 0.2)].astype(np.float32)
+    curvature = np.zeros((40, len(AHEAD)), np.float32)
+    curvature[20:30, 3] = 0.05  # 30 m ahead: beyond what lane weighting looks at
+    curvature[35:, :] = 0.02
+    labels = np.stack([steering, episode.labels[:, 1]], axis=1)
+    return replace(episode, labels=labels, actions=labels.copy(), curvature_ahead=curvature)
+
+
+AHEAD = [0.0, 10.0, 20.0, 30.0, 40.0]
+
+
+def test_lane_curve_measure_draws_the_bends_but_not_the_lane_changes(tmp_path):
+    for seed in range(3):
+        write_episode(tmp_path / "data", _lane_change_and_bend(seed))
+    frames, _ = load_split(tmp_path / "data", val_fraction=0.0)
+    step = np.tile(np.arange(40), 3)
+    straight, lane_change, bend = step < 30, (step >= 30) & (step < 35), step >= 35
+    by = {
+        measure: _sampling_weights(
+            TrainConfig(data=tmp_path / "data", curve_measure=measure), frames
+        )
+        for measure in ("steering", "lane")
+    }
+    # by steering, the rare large steering of a lane change is drawn as often as the bend
+    assert by["steering"][lane_change].sum() == pytest.approx(by["steering"][bend].sum())
+    assert by["steering"][lane_change].sum() > 2 * lane_change.mean()
+    # by the lane, a lane change is drawn like the straight it happens on, and the bend more
+    np.testing.assert_allclose(by["lane"][lane_change], by["lane"][straight].max())
+    np.testing.assert_allclose(by["lane"][straight], by["lane"][0])  # the far bend not counted
+    assert by["lane"][bend].sum() > 2 * bend.mean()
+    # without curvature labels (DAgger's drives): refused in one line before any work
+    write_episode(tmp_path / "old", learnable_episode(0))
+    with pytest.raises(TrainingError, match="--curve-measure lane: an episode of .* does not"):
+        train(TrainConfig(data=tmp_path / "old", run=tmp_path / "run", curve_measure="lane"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_learning_rate_warms_up_then_decays():
