@@ -127,6 +127,11 @@ class Expert:
         found += [0.0] * (len(distances) - len(found))
         return np.asarray(found[: len(distances)], dtype=np.float32)
 
+    def truth(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(`curvature_ahead()`, `leader()`) now: what a recorded step keeps beside its frame
+        (`driving.record.steps`)."""
+        return self.curvature_ahead(), self.leader()
+
     def leader(self) -> np.ndarray | None:
         """What the expert reads about a car ahead: nothing on an empty road (the traffic
         expert's `leader` gives the gap and closing speed)."""

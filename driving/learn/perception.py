@@ -66,8 +66,9 @@ def _episode_targets(path: Path) -> tuple[np.ndarray, tuple]:
     distances = meta.get("curvature_ahead_m")
     if CURVATURE not in steps or not isinstance(distances, list):
         raise DatasetError(
-            f"{path} has no lane curvature labels (recorded before 2026-12-03, or by DAgger or "
-            "the keyboard): --target perception needs a dataset from `drive collect`"
+            f"{path} has no lane curvature labels (recorded before 2026-12-03, by DAgger before "
+            "2026-12-07, or by the keyboard): --target perception needs a dataset from `drive "
+            "collect`"
         )
     if steps[CURVATURE].shape[1] != len(distances):
         raise DatasetError(f"{path}: curvature_ahead does not match meta.curvature_ahead_m")

@@ -134,7 +134,8 @@ def _traffic_shift_table(cfg: TrainConfig, world: World, train_set: Frames):
     if torch.isnan(table).all():
         raise TrainingError(
             f"--speed-shift: no step of {cfg.data} records the car ahead near a lane centre "
-            "(DAgger's and the keyboard's drives do not), so no label can be shifted in traffic"
+            "(the keyboard's drives and DAgger's before 2026-12-07 do not), so no label can be "
+            "shifted in traffic"
         )
     return table
 
@@ -158,7 +159,8 @@ def _bends(data: Path, train_set: Frames) -> np.ndarray:
     if found is None:
         raise TrainingError(
             f"--curve-measure lane: an episode of {data} does not record the lane's curvature "
-            "(`drive collect` records it since 2026-12-03; DAgger and the keyboard do not): "
+            "(`drive collect` records it since 2026-12-03, DAgger since 2026-12-07, the keyboard "
+            "does not): "
             "use --curve-measure steering"
         )
     curvature, metas = found

@@ -35,10 +35,10 @@ from driving.data.read import has_episode
 from driving.data.store import claim_road
 from driving.flags import Roads
 from driving.parallel import per_process, run_parallel
-from driving.record.steps import StepRows, drive_meta
+from driving.record.steps import StepRows, drive_meta, truth_ranges
 from driving.record.viewpoint import ViewpointConfig, ViewSampler, render_shifted
 from envs import train_seeds
-from envs.expert import CURVATURE_AHEAD_M, Expert
+from envs.expert import Expert
 from envs.world import World, make_world
 
 CONFIG_FILE = "collect.json"
@@ -169,9 +169,8 @@ def run_expert_episode(
     while not done:
         label = expert.act(obs)
         action = np.clip(label + perturb.sample(), -1, 1).astype(np.float32)
-        truth = (expert.curvature_ahead(), expert.leader())
         limit = info["speed_limit"]  # [m/s] of the ego's lane, what the observation tells
-        rows.add(obs["image"], label, action, info["speed"], *pose(info), *truth, limit)
+        rows.add(obs["image"], label, action, info["speed"], *pose(info), *expert.truth(), limit)
         for lateral_m, yaw_rad in views.shifts():
             view = render_shifted(env, expert, lateral_m, yaw_rad)
             # a view is labelled, nothing is executed from it: action = label
@@ -181,11 +180,7 @@ def run_expert_episode(
             )  # fmt: skip
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-    ranges = {"curvature_ahead_m": list(CURVATURE_AHEAD_M)}
-    traffic = getattr(expert, "traffic", None)  # the traffic expert's settings
-    if traffic is not None:  # the range its gap ahead is capped at
-        ranges["leader_range_m"] = traffic.sensing_range
-    meta = drive_meta(env, "expert", info, noise=asdict(noise), **ranges)
+    meta = drive_meta(env, "expert", info, noise=asdict(noise), **truth_ranges(expert))
     driven = rows.episode(seed, meta, last=obs)
     if not len(shifted):
         return driven, None

@@ -2,8 +2,7 @@
 
 rows = StepRows()
 rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"],
-         expert.curvature_ahead(),   # optional: the lane's curvature ahead [1/m]
-         expert.leader(),            # optional: gap and closing speed to the car ahead
+         *expert.truth(),   # optional: the lane's curvature ahead, the car ahead
          speed_limit=info["speed_limit"])  # optional: the ego lane's limit [m/s]
 episode = rows.episode(seed, drive_meta(env, "expert", info), last=obs)  # obs after the last step
 """
@@ -16,6 +15,7 @@ import socket
 import numpy as np
 
 from driving.data import Episode
+from envs.expert import CURVATURE_AHEAD_M, Expert
 
 COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
 """The Episode arrays a drive fills, one row per step."""
@@ -71,6 +71,16 @@ class StepRows:
         meta = {**meta, "last_speed": float(np.asarray(last["speed"]).reshape(-1)[0])}
         frame = np.asarray(last["image"], np.uint8)
         return Episode(seed=seed, meta=meta, last_frame=frame, **arrays)
+
+
+def truth_ranges(expert: Expert) -> dict:
+    """What the optional arrays of `expert.truth()` mean, for an episode's meta: the distances
+    of the curvature ahead [m], and in traffic the range its gap ahead is capped at [m]."""
+    ranges = {"curvature_ahead_m": list(CURVATURE_AHEAD_M)}
+    traffic = getattr(expert, "traffic", None)  # the traffic expert's settings
+    if traffic is not None:
+        ranges["leader_range_m"] = traffic.sensing_range
+    return ranges
 
 
 def drive_meta(env, driver: str, info: dict, **extra) -> dict:

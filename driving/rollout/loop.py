@@ -57,9 +57,14 @@ class Step:
     """time at the start of the step [s]"""
     done: bool
     """the episode ended with this step"""
+    truth: tuple = ()
+    """`expert.truth()` when `obs` was seen (the lane's curvature ahead, the car ahead), with
+    `drive(..., truth=True)`: what a recorded step keeps (DAgger)"""
 
 
-def drive(env, policy, expert: Expert, seed: int, alone: bool = False) -> Iterator[Step]:
+def drive(
+    env, policy, expert: Expert, seed: int, alone: bool = False, truth: bool = False
+) -> Iterator[Step]:
     """Drive one road with `policy`, the expert taking over after each intervention; yields steps.
 
     An intervention begins when the policy is in control and the car gets more than
@@ -71,7 +76,7 @@ def drive(env, policy, expert: Expert, seed: int, alone: bool = False) -> Iterat
 
     `alone`: no safety driver; the drive ends where an intervention would have begun by leaving
     the road or crashing (straying from the centre alone does not end it), and that step counts
-    as the one intervention.
+    as the one intervention. `truth`: each step carries `expert.truth()` (`Step.truth`).
     """
     obs, info = env.reset(seed=seed)
     policy.reset()
@@ -81,6 +86,7 @@ def drive(env, policy, expert: Expert, seed: int, alone: bool = False) -> Iterat
     allowed_steps = round(LANE_CHANGE_S / dt) if isinstance(env.unwrapped, TrafficEnv) else 0
     while not done:
         expert_action = expert.act(obs)
+        read = expert.truth() if truth else ()
         if autonomous:
             action = policy.act(obs)
         else:
@@ -98,7 +104,9 @@ def drive(env, policy, expert: Expert, seed: int, alone: bool = False) -> Iterat
         failed = not info["on_road"] or info["crashed"]
         started = autonomous and (failed or (off_centre_steps > allowed_steps and not alone))
         done = done or (alone and started)
-        yield Step(obs, state, action, expert_action, info, autonomous, started, step * dt, done)
+        yield Step(
+            obs, state, action, expert_action, info, autonomous, started, step * dt, done, read
+        )
         if started:
             autonomous = False
         elif (

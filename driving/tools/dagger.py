@@ -51,7 +51,7 @@ from driving.learn.state import resolve_device
 from driving.learn.train import TrainConfig, train
 from driving.parallel import per_process, run_parallel
 from driving.record.collect import check_training_world
-from driving.record.steps import StepRows, drive_meta
+from driving.record.steps import StepRows, drive_meta, truth_ranges
 from driving.rollout.drivers import EXPERT, drivers, policy_world
 from driving.rollout.evaluate import EvalConfig, evaluate
 from driving.rollout.loop import drive
@@ -204,7 +204,7 @@ def record_episode(env, policy, expert: Expert, seed: int, max_steps: int | None
     """Drive one road with `policy` (the expert taking over after interventions) and label every
     visited frame with the expert's action; `max_steps` (if given) stops early."""
     rows, interventions, step = StepRows(), 0, None
-    for count, step in enumerate(drive(env, policy, expert, seed), start=1):
+    for count, step in enumerate(drive(env, policy, expert, seed, truth=True), start=1):
         state = step.state
         rows.add(
             step.obs["image"],
@@ -213,12 +213,14 @@ def record_episode(env, policy, expert: Expert, seed: int, max_steps: int | None
             state["speed"],
             state["lateral_offset"],
             state["heading_error"],
+            *step.truth,
             speed_limit=state["speed_limit"],
         )
         interventions += step.intervention
         if count == max_steps:  # never, without a limit
             break
-    return rows.episode(seed, drive_meta(env, "dagger", step.info, interventions=interventions))
+    meta = drive_meta(env, "dagger", step.info, interventions=interventions, **truth_ranges(expert))
+    return rows.episode(seed, meta)
 
 
 def _record_one(

@@ -331,7 +331,7 @@ def test_lane_curve_measure_draws_the_bends_but_not_the_lane_changes(tmp_path):
     np.testing.assert_allclose(by["lane"][lane_change], by["lane"][straight].max())
     np.testing.assert_allclose(by["lane"][straight], by["lane"][0])  # the far bend not counted
     assert by["lane"][bend].sum() > 2 * bend.mean()
-    # without curvature labels (DAgger's drives): refused in one line before any work
+    # without curvature labels (the keyboard's drives): refused in one line before any work
     write_episode(tmp_path / "old", learnable_episode(0))
     with pytest.raises(TrainingError, match="--curve-measure lane: an episode of .* does not"):
         train(TrainConfig(data=tmp_path / "old", run=tmp_path / "run", curve_measure="lane"))

@@ -44,11 +44,15 @@ def test_every_visited_frame_is_labelled_with_the_experts_action():
     assert episode.speed_limit.tolist() == [15.0] * 120  # the limit the frames were seen under
     # The policy really drove: executed actions differ from the labels on many steps.
     assert (np.abs(episode.actions - episode.labels).max(axis=1) > 1e-3).mean() > 0.15
-    # Replaying the executed actions visits the same states; the expert's answer there is the label.
+    # Replaying the executed actions visits the same states; the expert's answer there is the
+    # label, and the lane's curvature ahead it read there is recorded as `drive collect` does.
+    assert episode.meta["curvature_ahead_m"] == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert np.abs(episode.curvature_ahead).max() > 0.004  # a bend of under 250 m comes
     obs, _ = env.reset(seed=5)
     for t in range(len(episode.frames)):
         assert np.array_equal(obs["image"], episode.frames[t])
         assert np.allclose(expert.act(obs), episode.labels[t], atol=1e-6)
+        assert np.array_equal(expert.curvature_ahead(), episode.curvature_ahead[t])
         obs, *_ = env.step(episode.actions[t])
 
 
@@ -135,6 +139,9 @@ def test_dagger_from_a_traffic_policy_rolls_it_out_in_the_traffic_it_learned_in(
     assert episode.world == TRAFFIC and episode.meta["driver"] == "dagger"
     assert episode.meta["policy"] == str(traffic_checkpoint) and len(episode.labels) == 8
     assert episode.meta["density"] > 0  # vehicles/km drawn by the traffic scenario itself
+    # the car ahead as the expert's IDM read it (--speed-shift in traffic shifts these labels)
+    assert episode.leader.shape == (8, 2) and episode.meta["leader_range_m"] == 60.0
+    assert (episode.leader[:, 0] < 60.0).any()  # dense traffic: a car within range ahead
 
 
 @pytest.mark.parametrize("policy", ["modular", "expert", "no/such.pt"])
