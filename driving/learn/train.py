@@ -144,8 +144,8 @@ def _sampling_weights(cfg: TrainConfig, train_set: Frames) -> np.ndarray | None:
     """The probability of drawing each training frame (None: every frame once per epoch)."""
     weights = None
     if cfg.curve_weighting:
-        steering = train_set.labels[:, 0]
-        measure = steering if cfg.curve_measure == "steering" else _bends(cfg.data, train_set)
+        lane = cfg.curve_measure == "lane"
+        measure = _bends(cfg.data, train_set) if lane else train_set.labels[:, 0]
         weights = curve_weights(measure)
     if cfg.speed_weighting:
         weights = speed_weights(train_set.speed, weights)
@@ -160,8 +160,7 @@ def _bends(data: Path, train_set: Frames) -> np.ndarray:
         raise TrainingError(
             f"--curve-measure lane: an episode of {data} does not record the lane's curvature "
             "(`drive collect` records it since 2026-12-03, DAgger since 2026-12-07, the keyboard "
-            "does not): "
-            "use --curve-measure steering"
+            "does not): use --curve-measure steering"
         )
     curvature, metas = found
     distances = {tuple(meta.get("curvature_ahead_m") or ()) for meta in metas}
