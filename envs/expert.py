@@ -127,14 +127,19 @@ class Expert:
         found += [0.0] * (len(distances) - len(found))
         return np.asarray(found[: len(distances)], dtype=np.float32)
 
-    def truth(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """(`curvature_ahead()`, `leader()`) now: what a recorded step keeps beside its frame
-        (`driving.record.steps`)."""
-        return self.curvature_ahead(), self.leader()
+    def truth(self) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+        """(`curvature_ahead()`, `leader()`, `lane_change()`) now: what a recorded step keeps
+        beside its frame (`driving.record.steps`)."""
+        return self.curvature_ahead(), self.leader(), self.lane_change()
 
     def leader(self) -> np.ndarray | None:
         """What the expert reads about a car ahead: nothing on an empty road (the traffic
         expert's `leader` gives the gap and closing speed)."""
+        return None
+
+    def lane_change(self) -> float | None:
+        """The expert's lane plan: nothing on an empty road (the traffic expert's
+        `lane_change` gives -1, 0 or +1)."""
         return None
 
     def steering(self, offset: float = 0.0, offset_rate: float = 0.0) -> float:

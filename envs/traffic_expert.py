@@ -173,6 +173,17 @@ class TrafficExpert(Expert):
             return np.array([self.traffic.sensing_range, 0.0], np.float32)
         return np.array([gap, closing], np.float32)
 
+    def lane_change(self) -> float:
+        """The lane plan as of the last `act()`: -1 while the expert heads for the lane on its
+        left, +1 for the one on its right, 0 otherwise (keeping its lane, the second half of a
+        change once the car is in the new lane, a steer back into the lane it is in). The label
+        of a policy that chooses a plan before it steers (`ModelConfig.outputs` with
+        "lane_change")."""
+        if self.change is None:
+            return 0.0
+        _, lateral = self._env.road.place(self._env.vehicle)
+        return float(np.sign(self.change.lane - self._env.road.lane_of(lateral)))
+
     def _other_free(self, vehicle: Vehicle) -> float:
         """IDM free-road term of another car, from its own target speed [m/s^2]."""
         target = max(getattr(vehicle, "target_speed", vehicle.speed), 0.1)

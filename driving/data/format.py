@@ -40,6 +40,11 @@ answer to frame t) as root-level datasets:
                                          bumper [m], closing speed [m/s]], the gap capped at
                                          meta["leader_range_m"] (closing 0 without a car
                                          within it); absent before 2026-12-06
+    lane_change     (T,) float32         optional, traffic only: the traffic expert's lane
+                                         plan, -1 heading for the lane on the left, +1 for the
+                                         one on the right, 0 otherwise (keeping its lane, or
+                                         once the car is in the new one); absent before
+                                         2026-12-08
     speed_limit     (T,) float32         optional: the speed limit of the ego's lane [m/s]
                                          (the observation's speed_limit: the limit a map or
                                          a sign reader tells the driver); absent before
@@ -121,10 +126,10 @@ LOCK = ".lock"
 STALE_TMP_AGE = 3600.0  # [s] a writer's .tmp older than this was left by a killed process
 STEP_ARRAYS = ("labels", "actions", "speed", "lateral_offset", "heading_error")
 """The per-step float32 arrays of an episode file (all but the frames)."""
-OPTIONAL_STEP_ARRAYS = ("curvature_ahead", "leader", "speed_limit")
+OPTIONAL_STEP_ARRAYS = ("curvature_ahead", "leader", "lane_change", "speed_limit")
 """Per-step float32 arrays an episode file may hold, (T, K) or (T,) (`OPTIONAL_SCALARS`);
 readers take them when present."""
-OPTIONAL_SCALARS = ("speed_limit",)
+OPTIONAL_SCALARS = ("lane_change", "speed_limit")
 """The optional per-step arrays of one value a step, (T,)."""
 _PAIRS = ("labels", "actions")  # (T, 2) [steering, throttle]; the other per-step arrays are (T,)
 ARRAYS = ("frames", *STEP_ARRAYS)
@@ -156,6 +161,7 @@ class Episode:
     last_frame: np.ndarray | None = None  # (H, W, 3) uint8, the frame after the last step
     curvature_ahead: np.ndarray | None = None  # (T, K) float32 [1/m] at meta["curvature_ahead_m"]
     leader: np.ndarray | None = None  # (T, 2) float32 [gap m, closing m/s], traffic only
+    lane_change: np.ndarray | None = None  # (T,) float32 -1 / 0 / +1, traffic only
     speed_limit: np.ndarray | None = None  # (T,) float32 [m/s], the ego lane's limit
 
     @property

@@ -76,10 +76,10 @@ def speed_shift_problem(
     """Why `--speed-shift shift` cannot train with these settings (one line), or None."""
     if not 0.0 <= shift <= MAX_SPEED_SHIFT:
         return f"--speed-shift must be in [0, {MAX_SPEED_SHIFT:g}] m/s, got {shift}"
-    if shift and (not speed_input or target != "controls"):
+    if shift and (not speed_input or target == "perception"):
         return (
             "--speed-shift moves the speedometer and the throttle label: it needs the speed "
-            "input and --target controls"
+            "input and --target controls or plan"
         )
     return None
 
@@ -128,8 +128,13 @@ def colour_jitter(image: torch.Tensor, strength: float, generator: torch.Generat
     return x.clamp_(0, 255).round_().to(torch.uint8).reshape(batch, height, width, channels)
 
 
-MIRRORED = ("steering", "lateral_offset", "heading_error", "curvature_")
+MIRRORED = ("steering", "lateral_offset", "heading_error", "curvature_", "lane_change")
 """Outputs (or prefixes of outputs) that change sign when the world is mirrored left to right."""
+
+
+def with_throttle(labels: torch.Tensor, throttle: torch.Tensor) -> torch.Tensor:
+    """`labels` (B, 2 or more) with `throttle` (B,) as column 1; a new tensor."""
+    return torch.cat([labels[:, :1], throttle[:, None].to(labels.dtype), labels[:, 2:]], dim=1)
 
 
 def mirror_signs(outputs: tuple[str, ...]) -> torch.Tensor:
@@ -182,7 +187,7 @@ def speed_shift(
     free = throttle.abs() < 1.0 - 1e-6  # a clipped label only bounds the expert's target
     moved = torch.where(free, (speed + delta).clamp(min=0.0), speed)
     throttle = (throttle - (moved - speed) * THROTTLE_PER_MPS).clamp(-1.0, 1.0)
-    return moved, torch.stack([labels[:, 0], throttle], dim=1)
+    return moved, with_throttle(labels, throttle)
 
 
 SHIFT_STEP = 0.25
@@ -278,4 +283,4 @@ def table_shift(
     known = ~torch.isnan(there)
     moved = torch.where(known, speed + grid[column], speed)
     throttle = torch.where(known, there.to(labels.dtype), labels[:, 1])
-    return moved, torch.stack([labels[:, 0], throttle], dim=1)
+    return moved, with_throttle(labels, throttle)

@@ -19,12 +19,24 @@ from pathlib import Path
 
 from driving.files import replacing
 from driving.learn.checkpoint import load_checkpoint, stored_model_config, stored_world
+from driving.learn.model import CHOOSING
 
 POLICY_RATE_HZ = 10  # the world's policy and simulation rate [Hz] (docs/world.md)
 ACTION = (
     "float32 (B, 2) [steering, throttle], clip to [-1, 1]: steering -> front-wheel angle "
     "+-15 deg, positive steers right; throttle -> acceleration +-5 m/s^2 (speed floored at 0)"
 )
+CHOOSING_ACTION = (
+    "float32 (B, 9): a [steering, throttle] pair for each lane plan (left, keep, right), then "
+    "the three plans' scores; drive the pair of the highest score, each value as in "
+)
+
+
+def action_text(ckpt: dict) -> str:
+    """What the net puts out and how to drive with it."""
+    if tuple(stored_model_config(ckpt).outputs) == CHOOSING:
+        return CHOOSING_ACTION + ACTION
+    return ACTION
 
 
 def package_version() -> str:
@@ -73,7 +85,7 @@ def policy_facts(ckpt: dict, path: str | Path) -> dict[str, str]:
         "density": world.density,
         "camera": json.dumps(world.to_dict()["camera"], sort_keys=True),
         "inputs": inputs_text(ckpt),
-        "action": ACTION,
+        "action": action_text(ckpt),
         "policy_rate_hz": str(POLICY_RATE_HZ),
         "training_steps": str(ckpt["step"]),
     }
@@ -92,7 +104,8 @@ def _data_lines(ckpt: dict) -> list[str]:
 
 def _training_lines(ckpt: dict) -> list[str]:
     config = ckpt["config"]
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "seed", "colour_jitter", "mirror")
+    keys = ("target", "epochs", "batch_size", "lr", "weight_decay", "seed", "colour_jitter")
+    keys += ("mirror",)
     keys += ("frames", "curve_weighting", "curve_measure", "speed_weighting", "speed_input")
     keys += ("limit_input", "speed_shift", "input_norm", "mask_sky", "init")
     settings = ", ".join(f"{k} {config[k]}" for k in keys if k in config)
@@ -135,7 +148,7 @@ def model_card(path: Path, ckpt: dict, report: dict | None = None) -> str:
         f"'{camera.appearance}' looks (all settings: `{facts['camera']}`)",
         f"- scenario: {world.scenario}, traffic density {world.density}",
         f"- inputs: {facts['inputs']}; {POLICY_RATE_HZ} Hz",
-        f"- output: {ACTION}",
+        f"- output: {facts['action']}",
         "",
         "## Data",
         *_data_lines(ckpt),

@@ -9,6 +9,13 @@ lets a net drive at a limit the frame does not show. The same trunk with a head 
 (`ModelConfig.outputs`) predicts the lane quantities instead: direct perception
 (`driving.learn.perception`).
 
+A net may also choose before it steers (`ModelConfig.outputs` = `CHOOSING`): beside a
+classifier of the lane plan (left, keep, right: the traffic expert's `lane_change`), it has one
+[steering, throttle] pair per plan, learnt only from the frames of that plan, and drives with
+the pair of the plan it deems likeliest (`controls`). A single pair learns the mean of "change
+lanes" and "keep the lane" from frames that look alike, which keeps the lane: conditional
+imitation learning's branches (Codevilla et al. 2018), here with the command learnt too.
+
 Optionally the net sees the K most recent frames instead of one (`ModelConfig.frames`), stacked
 on the channel axis, oldest first: channels 3j..3j+2 hold the frame (K-1-j) * `frame_stride`
 policy steps old, so the last three are the current frame. From two frames a net can judge how
@@ -31,6 +38,8 @@ the dashcam's rear-view mirror, which hangs in the sky (`Dashcam.mirror_box`).
     action = model(image_uint8_nhwc, speed_m_s)  # (B, 2)
     told = PilotNet(ModelConfig(limit_input=True))
     action = told(image_uint8_nhwc, speed_m_s, limit_m_s)  # (B, 2)
+    chooser = PilotNet(ModelConfig(outputs=CHOOSING))
+    action = controls(chooser(image_uint8_nhwc, speed_m_s), CHOOSING)  # (B, 2)
 """
 
 from __future__ import annotations
@@ -50,6 +59,12 @@ INPUT_NORMS = ("fixed", "per-frame")
 _MIN_STD = 2.0  # [grey levels] a flat channel is not stretched into noise
 CONTROLS = ("steering", "throttle")
 """The outputs of an end-to-end PilotNet (`ModelConfig.outputs`)."""
+LANE_CHANGE = "lane_change"
+CHOOSING = (*CONTROLS, LANE_CHANGE)
+"""The outputs of a PilotNet that chooses a lane plan, then drives it: its labels are
+[steering, throttle, plan], plan -1 (left), 0 (keep) or +1 (right)."""
+PLANS = ("left", "keep", "right")
+"""The plans of a choosing net, in the order of its outputs: plan value + 1."""
 
 
 class ModelConfigError(ValueError):
@@ -148,6 +163,8 @@ class ModelConfig:
         self.outputs = tuple(self.outputs)  # a checkpoint may hold a list
         if not self.outputs or not all(isinstance(n, str) for n in self.outputs):
             raise ModelConfigError(f"model outputs must be names, got {self.outputs!r}")
+        if LANE_CHANGE in self.outputs and self.outputs != CHOOSING:
+            raise ModelConfigError(f"model outputs with {LANE_CHANGE!r} must be {CHOOSING}")
         for name in ("speed_input", "limit_input"):
             if not isinstance(getattr(self, name), bool):
                 raise ModelConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -156,6 +173,12 @@ class ModelConfig:
                 "limit_input goes beside the speed input: a net told the limit must know its speed"
             )
         return self
+
+    @property
+    def head_size(self) -> int:
+        """Numbers the head puts out: one per output, or for a choosing net a [steering,
+        throttle] pair per plan and a score per plan (`PLANS`)."""
+        return 3 * len(CONTROLS) + len(PLANS) if self.outputs == CHOOSING else len(self.outputs)
 
     @property
     def measurements(self) -> int:
@@ -201,7 +224,7 @@ class PilotNet(nn.Module):
             nn.ELU(),
             nn.Linear(50, 10),  # (B, 10)
             nn.ELU(),
-            nn.Linear(10, len(self.config.outputs)),  # (B, 2) [steering, throttle] (or O)
+            nn.Linear(10, self.config.head_size),  # (B, 2) [steering, throttle] (or O)
         )
         # Initialise the speed (and limit) column as PyTorch would for a layer with fan-in 1. The
         # default bound 1/sqrt(1153) makes the single speed input nearly invisible, and the net then
@@ -266,7 +289,8 @@ class PilotNet(nn.Module):
                 input, ignored otherwise.
 
         Returns:
-            (B, 2) float [steering, throttle], not clipped; (B, O) for other `config.outputs`.
+            (B, 2) float [steering, throttle], not clipped; (B, `config.head_size`) for other
+            `config.outputs` (a choosing net's: `controls` picks its [steering, throttle]).
 
         Raises:
             ValueError: the image does not have 3K channels, or the speed or limit is missing.
@@ -295,3 +319,35 @@ class PilotNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _plans(pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A choosing net's output split into (B, plan, control) pairs and (B, plan) scores."""
+    pairs = 3 * len(CONTROLS)
+    return pred[:, :pairs].reshape(-1, len(PLANS), len(CONTROLS)), pred[:, pairs:]
+
+
+def controls(pred: torch.Tensor, outputs: tuple[str, ...]) -> torch.Tensor:
+    """(B, 2) [steering, throttle] of a control net's output `pred`: the output itself, or for a
+    choosing net (`CHOOSING`) the pair of the plan it scores highest."""
+    if outputs != CHOOSING:
+        return pred
+    pairs, scores = _plans(pred)
+    return pairs[torch.arange(len(pred), device=pred.device), scores.argmax(1)]
+
+
+def plan_probabilities(pred: torch.Tensor) -> torch.Tensor:
+    """(B, 3) how likely a choosing net deems each plan (`PLANS`)."""
+    return _plans(pred)[1].float().softmax(1)
+
+
+def output_losses(pred: torch.Tensor, target: torch.Tensor, outputs: tuple[str, ...]):
+    """(B, len(outputs)) loss of each frame and output: the squared error, or for a choosing net
+    the squared error of the pair of the labelled plan and the cross-entropy of its scores."""
+    if outputs != CHOOSING:
+        return (pred - target) ** 2
+    plan = (target[:, 2].round().long() + 1).clamp(0, len(PLANS) - 1)
+    pairs, scores = _plans(pred)
+    chosen = pairs[torch.arange(len(pred), device=pred.device), plan]  # (B, 2)
+    cross_entropy = nn.functional.cross_entropy(scores, plan, reduction="none")
+    return torch.cat([(chosen - target[:, :2]) ** 2, cross_entropy[:, None]], dim=1)

@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from driving.data import Frames
 from driving.learn.batches import DeviceFrames
 from driving.learn.checkpoint import jsonable
-from driving.learn.model import CONTROLS, PilotNet
+from driving.learn.model import CHOOSING, CONTROLS, PLANS, PilotNet, controls, output_losses
 
 CURVE_THRESHOLD = 0.05
 """|steering| above which a frame counts as 'in a curve' for the logged shares."""
@@ -102,10 +102,12 @@ def validation_losses(
     batch_size: int,
     amp: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Mean squared error per output (`loss_<name>` for each of `model.config.outputs`) on
-    `data`, their sum (`loss`), and the same for predicting the training mean (`baseline_...`).
+    """Loss per output (`loss_<name>` for each of `model.config.outputs`: the mean squared
+    error, a choosing net's cross-entropy of the plan) on `data`, their sum (`loss`), and the
+    same for a constant (`baseline_...`: the training mean; for the plan, its frequencies in
+    `data`).
 
-    The constant-mean baseline shows whether the net learned anything beyond the average command.
+    The constant baseline shows whether the net learned anything beyond the average command.
     """
     model.eval()
     names = model.config.outputs
@@ -113,10 +115,13 @@ def validation_losses(
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)), device=data.index_device)
         target = data.labels[idx].to(data.device)
-        squared += ((predict(model, data, idx, amp) - target) ** 2).sum(0)
+        squared += output_losses(predict(model, data, idx, amp), target, names).sum(0)
     mse = (squared / len(data)).cpu().numpy()
     labels = data.labels.cpu().numpy()
     baseline = ((labels - train_mean) ** 2).mean(0)
+    if names == CHOOSING:  # the entropy of the plan's frequencies
+        share = np.array([np.mean(labels[:, 2].round() == p - 1) for p in range(len(PLANS))])
+        baseline[2] = -float(np.sum(share[share > 0] * np.log(share[share > 0])))
     losses = {f"loss_{name}": float(value) for name, value in zip(names, mse, strict=True)}
     losses["loss"] = float(mse.sum())
     for name, value in zip(names, baseline, strict=True):
@@ -131,7 +136,7 @@ def prediction_grid(
     """`count` frames spread over `data`, with true and predicted steering drawn under each."""
     idx = np.unique(np.linspace(0, len(data) - 1, count).astype(int))
     idx = torch.from_numpy(idx).to(data.index_device)
-    pred = predict(model, data, idx, amp).cpu().numpy()
+    pred = controls(predict(model, data, idx, amp), model.config.outputs).cpu().numpy()
     frames, labels = data.images[idx].cpu().numpy(), data.labels[idx].cpu().numpy()
     return draw_steering(frames, labels[:, 0], pred[:, 0])
 

@@ -35,7 +35,7 @@ import torch
 from driving.data import DatasetError, Frames, scan
 from driving.data.read import read_steps
 from driving.learn.checkpoint import CheckpointError, build_model, load_checkpoint, stored_world
-from driving.learn.model import CONTROLS
+from driving.learn.model import CHOOSING, CONTROLS
 from driving.learn.policy import NetPolicy
 from driving.modular.driver import LaneControl
 from envs.expert import ExpertConfig
@@ -262,7 +262,7 @@ def load_driver(
     net = NetPolicy(build_model(ckpt, source=path), device, stored_world(ckpt, source=path))
     record = ckpt["extra"].get("perception")
     outputs = net.model.config.outputs
-    if record is None and outputs == CONTROLS:
+    if record is None and outputs in (CONTROLS, CHOOSING):
         return net
     try:
         names = output_names(record["distances_m"], "leader_range_m" in record)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from driving.learn.checkpoint import CheckpointError, build_model, load_checkpoint, stored_world
-from driving.learn.model import CONTROLS, PilotNet
+from driving.learn.model import CHOOSING, CONTROLS, PilotNet, controls
 from envs.world import World
 
 
@@ -73,7 +73,7 @@ class NetPolicy:
         ckpt = load_checkpoint(path)
         world = stored_world(ckpt, source=path)
         model = build_model(ckpt, source=path)
-        if model.config.outputs != CONTROLS:
+        if model.config.outputs not in (CONTROLS, CHOOSING):
             raise CheckpointError(
                 f"checkpoint {path} is a direct-perception net (it predicts the lane, not "
                 "controls): load it with driving.learn.perception.load_driver"
@@ -113,9 +113,11 @@ class NetPolicy:
         return self.predict()
 
     def predict(self) -> np.ndarray:
-        """The command for the latest observation (`act` = `observe`, then this)."""
+        """The command for the latest observation (`act` = `observe`, then this); a net that
+        chooses a lane plan drives the plan it deems likeliest (`driving.learn.model.controls`)."""
         with torch.inference_mode():
-            action = self.model(self._image, self._speed, self._limit)[0]
+            output = self.model(self._image, self._speed, self._limit)
+            action = controls(output, self.model.config.outputs)[0]
             return action.clamp_(-1.0, 1.0).to("cpu", torch.float32).numpy()
 
     def output(self) -> np.ndarray:

@@ -109,10 +109,13 @@ class TrainConfig:
     wandb: bool = False
     """Also log the run to Weights & Biases (everything TensorBoard gets; needs
     `pip install 'pixels-to-pedals[wandb]'`; WANDB_MODE=offline logs without an account)."""
-    target: Literal["controls", "perception"] = "controls"
+    target: Literal["controls", "plan", "perception"] = "controls"
     """What the net learns from the frames: 'controls' (the expert's [steering, throttle]:
-    end-to-end) or 'perception' (the lane state recorded at collection: lateral offset, heading
-    error, curvature ahead; it then drives through the expert's control law,
+    end-to-end), 'plan' (the traffic expert's lane plan, left, keep or right, and a [steering,
+    throttle] pair for each plan, learnt from that plan's frames: the net drives the plan it
+    deems likeliest, so "change lanes" is not averaged with "keep the lane"; traffic data
+    recorded since 2026-12-08) or 'perception' (the lane state recorded at collection: lateral
+    offset, heading error, curvature ahead; it then drives through the expert's control law,
     `driving.learn.perception`)."""
 
     def validate(self) -> TrainConfig:

@@ -29,7 +29,7 @@ from driving.learn.checkpoint import (
     stored_model_config,
 )
 from driving.learn.distributed import Ranks
-from driving.learn.model import ModelConfig, PilotNet
+from driving.learn.model import ModelConfig, PilotNet, output_losses
 
 __all__ = [
     "TrainState",
@@ -259,8 +259,8 @@ def save_state(state: TrainState, path: Path, config: dict) -> None:
 def train_step(
     state: TrainState, batch: tuple[torch.Tensor, ...], count: int, lr: float, run: Path
 ) -> torch.Tensor:
-    """One optimizer step; returns the per-output MSE of the global batch ([steering, throttle],
-    or the net's other `ModelConfig.outputs`).
+    """One optimizer step; returns the per-output loss of the global batch (the MSE of
+    [steering, throttle] or of the net's other `ModelConfig.outputs`; `output_losses`).
 
     Args:
         state: the model, optimizer and where this process sits among the ranks.
@@ -279,7 +279,8 @@ def train_step(
         group["lr"] = lr
     with torch.autocast(state.device.type, dtype=state.amp, enabled=state.amp is not None):
         pred = state.net(image, speed, limit)
-    squared = ((pred.float() - target) ** 2).sum(0)  # (O,) this rank's share, per output
+    outputs = state.model.config.outputs
+    squared = output_losses(pred.float(), target, outputs).sum(0)  # (O,) this rank's share
     per_output = distributed.all_sum(squared.detach(), state.ranks) / count  # the same everywhere
     if not torch.isfinite(per_output).all():
         last = run / "last.pt" if (run / "last.pt").exists() else "none yet"

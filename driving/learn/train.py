@@ -49,7 +49,7 @@ from driving.learn.batches import (
 )
 from driving.learn.card import write_model_card
 from driving.learn.distributed import Ranks
-from driving.learn.model import CONTROLS, ModelConfig
+from driving.learn.model import CHOOSING, CONTROLS, LANE_CHANGE, ModelConfig
 from driving.learn.monitor import (
     draw_steering,
     log_data,
@@ -171,6 +171,26 @@ def _bends(data: Path, train_set: Frames) -> np.ndarray:
         )
     near = np.asarray(distances.pop()) <= BEND_AHEAD_M
     return np.abs(curvature[:, near]).max(axis=1)
+
+
+def _with_plans(data: Path, *sets: Frames) -> list[Frames]:
+    """`sets` with the traffic expert's lane plan (-1, 0, +1) as a third label (--target plan).
+
+    Raises:
+        TrainingError: an episode does not record the plan.
+    """
+    planned = []
+    for frames in sets:
+        found = step_arrays(data, frames, LANE_CHANGE) if len(frames) else (np.zeros(0), [])
+        if found is None:
+            raise TrainingError(
+                f"--target plan: an episode of {data} does not record the traffic expert's lane "
+                "plan (`drive collect` and DAgger record it in traffic since 2026-12-08): "
+                "collect the data again into a new folder, or use --target controls"
+            )
+        plan = found[0].astype(np.float32)[:, None]
+        planned.append(replace(frames, labels=np.concatenate([frames.labels, plan], axis=1)))
+    return planned
 
 
 def _recording(data: Path, train_set: Frames, val_set: Frames) -> dict:
@@ -374,6 +394,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, device: torch.device, given: TrainCon
     if cfg.target == "perception":
         *targets, recording["perception"] = perception_targets(cfg.data, train_set, val_set)
         outputs = tuple(recording["perception"]["outputs"])
+    elif cfg.target == "plan":
+        targets, outputs = _with_plans(cfg.data, train_set, val_set), CHOOSING
     last = cfg.run / "last.pt"
     model, optimizer, step, epoch, best_val = model_and_optimizer(
         _model_config(cfg, train_set, outputs, world),

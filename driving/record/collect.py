@@ -176,7 +176,7 @@ def run_expert_episode(
             # a view is labelled, nothing is executed from it: action = label
             shifted.add(
                 view["frame"], view["label"], view["label"], info["speed"], *pose(view),
-                view["curvature_ahead"], view["leader"], view["speed_limit"],
+                view["curvature_ahead"], view["leader"], view["lane_change"], view["speed_limit"],
             )  # fmt: skip
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated

@@ -2,7 +2,7 @@
 
 rows = StepRows()
 rows.add(obs["image"], label, action, info["speed"], info["lateral_offset"], info["heading_error"],
-         *expert.truth(),   # optional: the lane's curvature ahead, the car ahead
+         *expert.truth(),   # optional: the lane's curvature ahead, the car ahead, the lane plan
          speed_limit=info["speed_limit"])  # optional: the ego lane's limit [m/s]
 episode = rows.episode(seed, drive_meta(env, "expert", info), last=obs)  # obs after the last step
 """
@@ -19,7 +19,7 @@ from envs.expert import CURVATURE_AHEAD_M, Expert
 
 COLUMNS = ("frames", "labels", "actions", "speed", "lateral_offset", "heading_error")
 """The Episode arrays a drive fills, one row per step."""
-OPTIONAL = ("curvature_ahead", "leader", "speed_limit")
+OPTIONAL = ("curvature_ahead", "leader", "lane_change", "speed_limit")
 """The optional Episode arrays a drive may fill (`driving.data.format.OPTIONAL_STEP_ARRAYS`)."""
 
 
@@ -43,17 +43,20 @@ class StepRows:
         heading_error: float,
         curvature_ahead: np.ndarray | None = None,
         leader: np.ndarray | None = None,
+        lane_change: float | None = None,
         speed_limit: float | None = None,
     ) -> None:
         """One step: the frame seen, the expert's label, the executed action, the ground truth
         ([m/s], [m], [rad]) when the frame was seen, and optionally the lane's curvature ahead
-        ((K,) [1/m]), the car ahead ((2,) gap [m], closing speed [m/s]) and the lane's speed
-        limit [m/s]: the episode keeps an optional array if every step has it."""
+        ((K,) [1/m]), the car ahead ((2,) gap [m], closing speed [m/s]), the traffic expert's
+        lane plan (-1 left, 0, +1 right) and the lane's speed limit [m/s]: the episode keeps an
+        optional array if every step has it."""
         for name, value in zip(
             COLUMNS, (frame, label, action, speed, lateral_offset, heading_error), strict=True
         ):
             self.rows[name].append(value)
-        for name, value in zip(OPTIONAL, (curvature_ahead, leader, speed_limit), strict=True):
+        optional = (curvature_ahead, leader, lane_change, speed_limit)
+        for name, value in zip(OPTIONAL, optional, strict=True):
             self.optional[name].append(value)
 
     def episode(self, seed: int, meta: dict, last: dict | None = None) -> Episode:

@@ -84,7 +84,7 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
     Returns:
         {"frame": (H, W, 3) uint8, "label": (2,) float32, "lateral_offset": m,
         "heading_error": rad, "curvature_ahead": (K,) [1/m], "leader": (2,) [m, m/s] or None,
-        "speed_limit": m/s} at the shifted pose.
+        "lane_change": -1, 0, +1 or None, "speed_limit": m/s} at the shifted pose.
     """
     base = env.unwrapped
     with shifted_pose(base.vehicle, lateral_m, yaw_rad):
@@ -93,6 +93,7 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
         truth = ground_truth(base)
         curvature = expert.curvature_ahead()
         leader = expert.leader()
+        lane_change = expert.lane_change()
     return {
         "frame": frame,
         "label": label,
@@ -100,6 +101,7 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
         "heading_error": truth["heading_error"],
         "curvature_ahead": curvature,
         "leader": leader,
+        "lane_change": lane_change,
         "speed_limit": truth["speed_limit"],
     }
 
