@@ -23,6 +23,14 @@ from envs.world import World
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
+@pytest.fixture(autouse=True)
+def _own_expert_cache(tmp_path_factory, monkeypatch):
+    """Each test its own cache of the expert's evaluation drives (`expert_cache`): none reads
+    another's, nor the user's."""
+    monkeypatch.setenv("PIXELS_TO_PEDALS_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 TRAFFIC = World(scenario="highway-traffic", density="dense")
 """The world of `traffic_checkpoint`: other cars close by from the first step."""
 

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+import envs
 from driving.config import plain, save_config
-from driving.files import write_json
+from driving.files import replacing, write_json
 from driving.flags import Roads
 from driving.learn import perception
 from driving.learn.perception import DirectDriver
@@ -57,6 +60,9 @@ from envs import eval_seeds
 from envs.world import World
 
 MAX_CLIPS = 30  # clips of interventions and failures kept per run (the first roads')
+CACHE_ENV = "PIXELS_TO_PEDALS_CACHE"
+"""Environment variable naming the folder of the expert's shared episodes (default
+~/.cache/pixels-to-pedals): `expert_cache`."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,33 @@ def _cached(path: Path, identity: str, seed: int) -> dict | None:
     return result if result.get("seed") == seed else None
 
 
+def expert_cache(world: World) -> Path:
+    """The folder of the expert's episodes in `world` shared by every evaluation that compares
+    with it (the expert drives a held-out road the same way whichever policy is evaluated):
+    named by the world, the metrics version and the code of the simulation and the expert
+    (envs/), so a change to any of them drives the roads again."""
+    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pixels-to-pedals"
+    digest = hashlib.sha256(json.dumps(world.to_dict(), sort_keys=True).encode())
+    digest.update(f"metrics {METRICS_VERSION}".encode())
+    for path in sorted(Path(envs.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return Path(base) / "expert" / digest.hexdigest()[:20]
+
+
+def _copy_missing(source: Path, target: Path, seeds: list[int]) -> None:
+    """Copy the episode files of `seeds` from `source` to `target` where `target` has none (a
+    damaged or foreign one is not trusted when read: `_cached`). A cache that cannot be
+    written is skipped: the evaluation does not depend on it."""
+    try:
+        for seed in seeds:
+            there, here = source / f"{seed}.json", target / f"{seed}.json"
+            if there.is_file() and not here.exists():
+                with replacing(here) as tmp:
+                    shutil.copyfile(there, tmp)
+    except OSError:
+        pass
+
+
 def run_episodes(
     spec: str,
     seeds: list[int],
@@ -283,9 +316,10 @@ def evaluate(cfg: EvalConfig, world: World | None = None) -> dict:
     }
     table = {"policy": report["overall"]}
     if cfg.compare_expert and cfg.policy != EXPERT:
-        expert_episodes = run_episodes(
-            EXPERT, seeds, cfg.workers, {}, "expert", cfg.out / "episodes" / "expert", world=world
-        )
+        local, shared = cfg.out / "episodes" / "expert", expert_cache(world)
+        _copy_missing(shared, local, seeds)  # the expert's drives of earlier evaluations
+        expert_episodes = run_episodes(EXPERT, seeds, cfg.workers, {}, "expert", local, world=world)
+        _copy_missing(local, shared, seeds)
         report["expert"] = {"overall": overall(expert_episodes), "episodes": expert_episodes}
         report["overall"]["speed_ratio_to_expert"] = (
             report["overall"]["mean_speed"] / report["expert"]["overall"]["mean_speed"]

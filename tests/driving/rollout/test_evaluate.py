@@ -12,11 +12,11 @@ from conftest import Recording
 from driving.draw.video import read_mp4
 from driving.learn.model import ModelConfig, PilotNet
 from driving.rollout.clips import CLIPS_PER_ROAD
-from driving.rollout.evaluate import EvalConfig, _digest, evaluate
+from driving.rollout.evaluate import EvalConfig, _digest, evaluate, expert_cache
 from driving.rollout.loop import drive, rollout
 from envs import eval_seeds
 from envs.expert import Expert
-from envs.world import make_env
+from envs.world import World, make_env
 
 
 class AlwaysStraight:
@@ -144,3 +144,20 @@ def test_videos_go_to_tensorboard_as_animated_gifs(tmp_path):
     (image,) = events.Images(tag)
     assert image.step == 7 and image.encoded_image_string.startswith(b"GIF89a")
     assert (image.width, image.height) == (600, 270)  # full size: the overlay's text reads
+
+
+def test_the_experts_drives_are_shared_by_the_evaluations_of_one_world(tmp_path):
+    # given an evaluation that compared the modular driver with the expert on one road
+    evaluate(EvalConfig("modular", episodes=1, out=tmp_path / "a", workers=1, video=0))
+    shared = expert_cache(World()) / f"{eval_seeds(1)[0]}.json"
+    saved = json.loads(shared.read_text())
+    saved["result"]["mean_speed"] = 123.0  # marks the shared result: the next must reuse it
+    saved["sha256"] = _digest(saved["result"])
+    shared.write_text(json.dumps(saved))
+    # when another evaluation, into another folder, compares with the expert on that road
+    report = evaluate(EvalConfig("modular", episodes=1, out=tmp_path / "b", workers=1, video=0))
+    # then it took the expert's drive from the shared cache, and keeps a copy of its own
+    assert report["expert"]["episodes"][0]["mean_speed"] == 123.0
+    assert (tmp_path / "b" / "episodes" / "expert" / shared.name).is_file()
+    # another world is another cache
+    assert expert_cache(World(density="dense")) != expert_cache(World())
