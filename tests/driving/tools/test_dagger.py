@@ -142,6 +142,8 @@ def test_dagger_from_a_traffic_policy_rolls_it_out_in_the_traffic_it_learned_in(
     # the car ahead as the expert's IDM read it (--speed-shift in traffic shifts these labels)
     assert episode.leader.shape == (8, 2) and episode.meta["leader_range_m"] == 60.0
     assert (episode.leader[:, 0] < 60.0).any()  # dense traffic: a car within range ahead
+    assert episode.lane_change.shape == (8,)  # the expert's lane plan (--target plan)
+    assert set(np.unique(episode.lane_change)) <= {-1.0, 0.0, 1.0}
 
 
 @pytest.mark.parametrize("policy", ["modular", "expert", "no/such.pt"])
