@@ -65,6 +65,10 @@ CHOOSING = (*CONTROLS, LANE_CHANGE)
 [steering, throttle, plan], plan -1 (left), 0 (keep) or +1 (right)."""
 PLANS = ("left", "keep", "right")
 """The plans of a choosing net, in the order of its outputs: plan value + 1."""
+PLAN_WEIGHT = 0.1
+"""Weight of the plan's cross-entropy in a choosing net's loss: unweighted (about 0.2 against a
+steering error of 0.03) it pulled the trunk away from steering, and the net steered worse in the
+bends than one without the plan (docs/traffic.md)."""
 
 
 class ModelConfigError(ValueError):
@@ -343,11 +347,12 @@ def plan_probabilities(pred: torch.Tensor) -> torch.Tensor:
 
 def output_losses(pred: torch.Tensor, target: torch.Tensor, outputs: tuple[str, ...]):
     """(B, len(outputs)) loss of each frame and output: the squared error, or for a choosing net
-    the squared error of the pair of the labelled plan and the cross-entropy of its scores."""
+    the squared error of the pair of the labelled plan and the cross-entropy of its scores
+    times `PLAN_WEIGHT`."""
     if outputs != CHOOSING:
         return (pred - target) ** 2
     plan = (target[:, 2].round().long() + 1).clamp(0, len(PLANS) - 1)
     pairs, scores = _plans(pred)
     chosen = pairs[torch.arange(len(pred), device=pred.device), plan]  # (B, 2)
-    cross_entropy = nn.functional.cross_entropy(scores, plan, reduction="none")
+    cross_entropy = PLAN_WEIGHT * nn.functional.cross_entropy(scores, plan, reduction="none")
     return torch.cat([(chosen - target[:, :2]) ** 2, cross_entropy[:, None]], dim=1)

@@ -19,7 +19,15 @@ from torch.utils.tensorboard import SummaryWriter
 from driving.data import Frames
 from driving.learn.batches import DeviceFrames
 from driving.learn.checkpoint import jsonable
-from driving.learn.model import CHOOSING, CONTROLS, PLANS, PilotNet, controls, output_losses
+from driving.learn.model import (
+    CHOOSING,
+    CONTROLS,
+    PLAN_WEIGHT,
+    PLANS,
+    PilotNet,
+    controls,
+    output_losses,
+)
 
 CURVE_THRESHOLD = 0.05
 """|steering| above which a frame counts as 'in a curve' for the logged shares."""
@@ -121,7 +129,7 @@ def validation_losses(
     baseline = ((labels - train_mean) ** 2).mean(0)
     if names == CHOOSING:  # the entropy of the plan's frequencies
         share = np.array([np.mean(labels[:, 2].round() == p - 1) for p in range(len(PLANS))])
-        baseline[2] = -float(np.sum(share[share > 0] * np.log(share[share > 0])))
+        baseline[2] = -PLAN_WEIGHT * float(np.sum(share[share > 0] * np.log(share[share > 0])))
     losses = {f"loss_{name}": float(value) for name, value in zip(names, mse, strict=True)}
     losses["loss"] = float(mse.sum())
     for name, value in zip(names, baseline, strict=True):

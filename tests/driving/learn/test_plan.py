@@ -7,7 +7,14 @@ import torch
 from driving.cli import main
 from driving.data import read_episode, write_episode
 from driving.learn.checkpoint import load_checkpoint, stored_model_config
-from driving.learn.model import CHOOSING, ModelConfig, PilotNet, controls, output_losses
+from driving.learn.model import (
+    CHOOSING,
+    PLAN_WEIGHT,
+    ModelConfig,
+    PilotNet,
+    controls,
+    output_losses,
+)
 from driving.learn.policy import NetPolicy
 from driving.record.collect import NoiseConfig, run_expert_episode
 from envs.world import World, make_world
@@ -57,7 +64,7 @@ def test_each_plan_learns_from_its_own_frames_and_the_likeliest_plan_drives():
     losses = output_losses(pred, target, CHOOSING)
     np.testing.assert_allclose(losses[:, :2].detach(), [[0.01, 0.04], [0.09, 0.16]], rtol=1e-5)
     scores = pred[:, 6:].detach()
-    expected = -torch.log_softmax(scores, 1)[[0, 1], [0, 1]]
+    expected = -PLAN_WEIGHT * torch.log_softmax(scores, 1)[[0, 1], [0, 1]]
     np.testing.assert_allclose(losses[:, 2].detach(), expected, rtol=1e-5)
     # the squared error reaches only the pair of the labelled plan
     losses[:, :2].sum().backward()
