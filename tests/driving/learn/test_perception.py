@@ -98,14 +98,19 @@ def test_traffic_targets_add_the_gap_and_closing_speed(tmp_path):
     assert train_t.labels.shape == (len(train_set), len(DISTANCES) + 4)
 
 
-def test_a_dataset_without_the_curvature_labels_is_refused_in_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("target", "missing"), [("perception", "no lane curvature labels"), ("plan", "lane plan")]
+)
+def test_a_dataset_without_the_targets_labels_is_refused_in_one_line(
+    tmp_path, capsys, target, missing
+):
     data = tmp_path / "data"
-    for seed in (1, 2):
-        write_episode(data, learnable_episode(seed))  # no curvature_ahead, as before 2026-12-03
+    for seed in (1, 2):  # no curvature_ahead (before 2026-12-03), no lane_change (2026-12-08)
+        write_episode(data, learnable_episode(seed))
     args = ["train", "--data", str(data), "--run", str(tmp_path / "run"), "--epochs", "1"]
-    assert main([*args, "--target", "perception"]) == 2
+    assert main([*args, "--target", target]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "no lane curvature labels" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and missing in err[0]
     assert not (tmp_path / "run").exists()
 
 

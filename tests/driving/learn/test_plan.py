@@ -18,7 +18,6 @@ from driving.learn.model import (
 from driving.learn.policy import NetPolicy
 from driving.record.collect import NoiseConfig, run_expert_episode
 from envs.world import World, make_world
-from tests.conftest import learnable_episode
 
 TRAFFIC = World(scenario="winding-traffic")
 
@@ -85,14 +84,3 @@ def test_drive_train_target_plan_makes_a_policy_that_drives(tmp_path):
     obs, _ = env.reset(seed=5)
     action = policy.act(obs)
     assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
-
-
-def test_a_dataset_without_the_plan_is_refused_in_one_line(tmp_path, capsys):
-    data = tmp_path / "data"
-    for seed in (1, 2):
-        write_episode(data, learnable_episode(seed))  # no lane_change, as before 2026-12-08
-    args = ["train", "--data", str(data), "--run", str(tmp_path / "run"), "--epochs", "1"]
-    assert main([*args, "--target", "plan"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "lane plan" in err[0]
-    assert not (tmp_path / "run").exists()
