@@ -182,7 +182,9 @@ class ModelConfig:
     def head_size(self) -> int:
         """Numbers the head puts out: one per output, or for a choosing net a [steering,
         throttle] pair per plan and a score per plan (`PLANS`)."""
-        return 3 * len(CONTROLS) + len(PLANS) if self.outputs == CHOOSING else len(self.outputs)
+        if self.outputs == CHOOSING:
+            return len(PLANS) * (len(CONTROLS) + 1)
+        return len(self.outputs)
 
     @property
     def measurements(self) -> int:
@@ -327,8 +329,13 @@ def count_parameters(model: nn.Module) -> int:
 
 def _plans(pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A choosing net's output split into (B, plan, control) pairs and (B, plan) scores."""
-    pairs = 3 * len(CONTROLS)
+    pairs = len(PLANS) * len(CONTROLS)
     return pred[:, :pairs].reshape(-1, len(PLANS), len(CONTROLS)), pred[:, pairs:]
+
+
+def _pair_of(pairs: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+    """(B, 2) the pair of each frame's `plan` ((B,) indexes into `PLANS`) among `pairs`."""
+    return pairs[torch.arange(len(pairs), device=pairs.device), plan]
 
 
 def controls(pred: torch.Tensor, outputs: tuple[str, ...]) -> torch.Tensor:
@@ -337,7 +344,7 @@ def controls(pred: torch.Tensor, outputs: tuple[str, ...]) -> torch.Tensor:
     if outputs != CHOOSING:
         return pred
     pairs, scores = _plans(pred)
-    return pairs[torch.arange(len(pred), device=pred.device), scores.argmax(1)]
+    return _pair_of(pairs, scores.argmax(1))
 
 
 def plan_probabilities(pred: torch.Tensor) -> torch.Tensor:
@@ -353,6 +360,6 @@ def output_losses(pred: torch.Tensor, target: torch.Tensor, outputs: tuple[str, 
         return (pred - target) ** 2
     plan = (target[:, 2].round().long() + 1).clamp(0, len(PLANS) - 1)
     pairs, scores = _plans(pred)
-    chosen = pairs[torch.arange(len(pred), device=pred.device), plan]  # (B, 2)
+    chosen = _pair_of(pairs, plan)
     cross_entropy = PLAN_WEIGHT * nn.functional.cross_entropy(scores, plan, reduction="none")
     return torch.cat([(chosen - target[:, :2]) ** 2, cross_entropy[:, None]], dim=1)

@@ -91,9 +91,7 @@ def render_shifted(env, expert: Expert, lateral_m: float, yaw_rad: float) -> dic
         frame = env.camera.render(base.road, base.vehicle)
         label = expert.act()
         truth = ground_truth(base)
-        curvature = expert.curvature_ahead()
-        leader = expert.leader()
-        lane_change = expert.lane_change()
+        curvature, leader, lane_change = expert.truth()
     return {
         "frame": frame,
         "label": label,
